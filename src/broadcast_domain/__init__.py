@@ -1,0 +1,1 @@
+"""broadcast-domain: the domain core of bulk e-mail broadcasts."""
