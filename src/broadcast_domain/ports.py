@@ -10,10 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import BinaryIO, Protocol, runtime_checkable
+from uuid import UUID
 
 import attrs
 
-from broadcast_domain.domain.values import Contact
+from broadcast_domain.domain.account import Account
+from broadcast_domain.domain.broadcast import Broadcast
+from broadcast_domain.domain.events import DomainEvent
+from broadcast_domain.domain.recipient import Recipient
+from broadcast_domain.domain.values import BroadcastStatus, Contact, DeliveryStatus
+from broadcast_domain.projections.views import Counts, Views
 
 __all__ = [
     "AddressBook",
@@ -25,6 +31,7 @@ __all__ = [
     "OutgoingMessage",
     "ParsedReport",
     "TransportReply",
+    "ViewStore",
 ]
 
 Clock = Callable[[], datetime]
@@ -189,3 +196,97 @@ class ImportedCsv:
     contacts: tuple[Contact, ...]
     problems: tuple[CsvProblem, ...]
     duplicates: int = 0
+
+
+class ViewStore(Protocol):
+    """Where the projections live: applied in batches with a tracking position, and queried.
+
+    ``apply`` must write the batch's view changes and the new tracking position in
+    one transaction, and do nothing (returning False) when the stored position is
+    not ``expected_position`` (another process got there first): so every event is
+    applied exactly once.
+    """
+
+    def position(self) -> int:
+        """The position of the last event applied (0 when none)."""
+        ...
+
+    def apply(self, batch: Sequence[tuple[int, DomainEvent]], *, expected_position: int) -> bool:
+        """Apply (position, event) pairs, in order, atomically with the tracking position."""
+        ...
+
+    def reset(self) -> None:
+        """Drop every view and the tracking position (for a rebuild)."""
+        ...
+
+    def dump(self) -> Views:
+        """Every view's whole content, for comparison with a fold."""
+        ...
+
+    def account(self, account_id: str) -> Account | None:
+        """An account's configuration."""
+        ...
+
+    def broadcast(self, broadcast_id: UUID) -> Broadcast | None:
+        """A broadcast's state."""
+        ...
+
+    def counts(self, broadcast_id: UUID) -> Counts:
+        """A broadcast's counts (zeros when unknown)."""
+        ...
+
+    def recipient(self, recipient_id: UUID) -> Recipient | None:
+        """A recipient's state."""
+        ...
+
+    def recipient_by_message_id(self, message_id: str) -> UUID | None:
+        """The recipient a Message-ID was sent to."""
+        ...
+
+    def list_broadcasts(
+        self, inbox_id: str, statuses: frozenset[BroadcastStatus] | None, offset: int, limit: int
+    ) -> tuple[list[Broadcast], int]:
+        """An inbox's broadcasts, newest created first, and their total."""
+        ...
+
+    def due_broadcasts(self, now: datetime) -> list[Broadcast]:
+        """Broadcasts scheduled, sending or paused whose time has come, oldest first."""
+        ...
+
+    def due_recipients(self, broadcast_id: UUID, now: datetime, limit: int) -> list[Recipient]:
+        """Recipients a dispatcher may claim now, in position order."""
+        ...
+
+    def recipient_page(
+        self,
+        broadcast_id: UUID,
+        *,
+        keyword: str | None,
+        status: DeliveryStatus | None,
+        offset: int,
+        limit: int,
+    ) -> tuple[list[Recipient], int]:
+        """A page of recipients (keyword already normalised by ``keyword_key``) and the total."""
+        ...
+
+    def iter_recipients(self, broadcast_id: UUID) -> Iterator[Recipient]:
+        """Every recipient in position order, streamed."""
+        ...
+
+    def error_page(
+        self, broadcast_id: UUID, *, as_of: int, offset: int, limit: int
+    ) -> tuple[list[Recipient], int]:
+        """Unacknowledged errors recorded at or before ``as_of``, in position order, and total."""
+        ...
+
+    def iter_unacknowledged(self, broadcast_id: UUID, as_of: int) -> Iterator[Recipient]:
+        """Every unacknowledged error recorded at or before ``as_of``, streamed."""
+        ...
+
+    def monthly_count(self, account_id: str, year: int, month: int) -> int:
+        """Recipients whose first outcome fell in that month (account's time zone)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...

@@ -1,0 +1,31 @@
+"""The composition root: the one place that knows the concrete adapters.
+
+The core finds :func:`components` through the ``broadcast_domain.adapters``
+entry point, so it can open SQLite (and PostgreSQL) stores without importing
+this package.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from broadcast_adapters.storage.sqlite import SqliteViewStore
+
+__all__ = ["Components", "components"]
+
+
+class Components:
+    """Factories for the adapters the core needs when it opens a store."""
+
+    def view_store(self, store: Any) -> Any:
+        """The view store for a parsed store URL (``kind``, ``path`` ...)."""
+        if store.kind == "sqlite":
+            return SqliteViewStore(store.path)
+        if store.kind == "memory":
+            return SqliteViewStore(":memory:")
+        raise NotImplementedError(f"no view store for {store.kind!r} stores in this version")
+
+
+def components() -> Components:
+    """The default components."""
+    return Components()

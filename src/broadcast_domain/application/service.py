@@ -1,0 +1,733 @@
+"""The BroadcastService facade: what a host application calls.
+
+Each command loads what it needs, asks the domain for events, records them in
+one batched write (retrying on a version conflict) and returns an id or a
+plain value. Reads first bring the projections up to date with the event log,
+so a process always reads its own writes.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from importlib.metadata import entry_points
+from typing import Any, TypeVar
+from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import attrs
+
+from broadcast_domain.application.eventlog import (
+    EventLog,
+    StoreUrl,
+    VersionConflict,
+    parse_store_url,
+)
+from broadcast_domain.application.memory_views import InMemoryViewStore
+from broadcast_domain.application.results import (
+    BounceOutcome,
+    BroadcastItem,
+    ErrorPage,
+    MonthlyUsage,
+    Page,
+    RecipientItem,
+    Summary,
+)
+from broadcast_domain.application.validation import (
+    check_address,
+    check_header_field,
+    fold_contacts,
+)
+from broadcast_domain.domain.account import Account, account_aggregate_id
+from broadcast_domain.domain.broadcast import Broadcast
+from broadcast_domain.domain.events import (
+    AccountConfigured,
+    BroadcastEvent,
+    BroadcastScheduled,
+    DomainEvent,
+    RecipientEvent,
+    Scheduled,
+)
+from broadcast_domain.domain.permissions import require_inbox_role
+from broadcast_domain.domain.policies import DeliveryPolicy
+from broadcast_domain.domain.recipient import Recipient, derive_report_id, recipient_id
+from broadcast_domain.domain.values import (
+    AddressBookSource,
+    BounceReport,
+    BroadcastStatus,
+    BroadcastView,
+    Contact,
+    CsvSource,
+    DeliveryStatus,
+    InboxRole,
+    require_aware,
+)
+from broadcast_domain.domain.verp import Verp
+from broadcast_domain.errors import (
+    BroadcastError,
+    ConcurrencyConflict,
+    InvalidInput,
+    UnknownBroadcast,
+    UnknownRecipient,
+)
+from broadcast_domain.ports import AddressBook, ViewStore
+from broadcast_domain.projections.views import (
+    Views,
+    estimated_completion,
+    fold,
+    keyword_key,
+)
+
+__all__ = ["BroadcastService"]
+
+T = TypeVar("T")
+
+_WRITE_CHUNK = 10_000
+_READ_CHUNK = 5_000
+_MAX_RETRIES = 20
+_ENTRY_POINT_GROUP = "broadcast_domain.adapters"
+
+
+def system_clock() -> datetime:
+    """The current time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def _load_components() -> Any:
+    # Adapters are found through an entry point, never imported by the core.
+    for ep in entry_points(group=_ENTRY_POINT_GROUP):
+        if ep.name == "default":
+            return ep.load()()
+    return None
+
+
+def _require_text(value: object, field: str, *, allow_empty: bool = False) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field} must be a string, got {type(value).__name__}", field=field)
+    if not allow_empty and not value.strip():
+        raise InvalidInput(f"{field} must not be empty", field=field)
+    return value
+
+
+def _require_uuid(value: object, field: str = "broadcast_id") -> UUID:
+    if isinstance(value, UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return UUID(value)
+        except ValueError:
+            pass
+    raise UnknownBroadcast(f"{field} {value!r} is not a broadcast id (a UUID)")
+
+
+class BroadcastService:
+    """The facade over the event log, the projections and the domain rules."""
+
+    def __init__(
+        self,
+        *,
+        log: EventLog,
+        views: ViewStore,
+        verp: Verp,
+        clock: Callable[[], datetime] | None = None,
+        policy: DeliveryPolicy | None = None,
+        components: Any = None,
+        address_book: AddressBook | None = None,
+    ) -> None:
+        self._log = log
+        self._views = views
+        self._verp = verp
+        self._clock = clock or system_clock
+        self.policy = policy or DeliveryPolicy()
+        self._components = components
+        self.address_book = address_book
+        self._catch_up_lock = threading.Lock()
+
+    # --- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        url: str = "memory://",
+        *,
+        return_path: str,
+        signing_key: bytes,
+        clock: Callable[[], datetime] | None = None,
+        bounce_window: timedelta = timedelta(hours=24),
+        policy: DeliveryPolicy | None = None,
+        view_store: ViewStore | None = None,
+        address_book: AddressBook | None = None,
+    ) -> BroadcastService:
+        """Open (creating on first use) the store at ``url`` and return the facade.
+
+        ``url`` is ``memory://`` (in process), ``sqlite:///path.db`` or
+        ``postgresql://user:password@host:port/dbname``.
+        """
+        if not isinstance(bounce_window, timedelta) or bounce_window <= timedelta(0):
+            raise InvalidInput("bounce_window must be a positive timedelta", field="bounce_window")
+        if clock is not None and not callable(clock):
+            raise InvalidInput("clock must be a callable returning an aware datetime", field="clock")
+        store = parse_store_url(url)
+        verp = Verp(return_path, signing_key)
+        pol = attrs.evolve(policy or DeliveryPolicy(), bounce_window=bounce_window)
+        components = _load_components()
+        views = view_store or cls._make_views(store, components)
+        log = EventLog(store)
+        return cls(
+            log=log,
+            views=views,
+            verp=verp,
+            clock=clock,
+            policy=pol,
+            components=components,
+            address_book=address_book,
+        )
+
+    @staticmethod
+    def _make_views(store: StoreUrl, components: Any) -> ViewStore:
+        if store.kind == "memory":
+            return InMemoryViewStore()
+        if components is None:
+            raise BroadcastError(
+                f"the {store.kind} store needs the broadcast_adapters package, which ships in the "
+                "broadcast-domain distribution; reinstall broadcast-domain"
+            )
+        views: ViewStore = components.view_store(store)
+        return views
+
+    def close(self) -> None:
+        """Release the store's connections."""
+        self._views.close()
+        self._log.close()
+
+    def __enter__(self) -> BroadcastService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- time, writing, projecting -------------------------------------------------------
+
+    def now(self) -> datetime:
+        """The service clock's current time (aware, UTC)."""
+        value = self._clock()
+        require_aware(value, "clock()")
+        return value.astimezone(UTC)
+
+    def _put(self, events: Sequence[DomainEvent]) -> None:
+        for start in range(0, len(events), _WRITE_CHUNK):
+            self._log.put(events[start : start + _WRITE_CHUNK])
+
+    def _decide_and_put(self, decide: Callable[[], tuple[T, Sequence[DomainEvent]]]) -> T:
+        # Optimistic concurrency: decide on fresh state, write; if another writer
+        # took the version first, decide again on the newer state.
+        for _ in range(_MAX_RETRIES):
+            result, events = decide()
+            try:
+                self._log.put(events)
+            except VersionConflict:
+                continue
+            return result
+        raise ConcurrencyConflict(
+            f"gave up after {_MAX_RETRIES} version conflicts; another process keeps "
+            "writing the same aggregate: try again"
+        )
+
+    def catch_up(self) -> int:
+        """Apply every recorded event not yet in the projections; return the position."""
+        with self._catch_up_lock:
+            while True:
+                position = self._views.position()
+                batch = self._log.read(position, _READ_CHUNK)
+                if not batch:
+                    return position
+                # False means another process applied it first: read on from its position.
+                self._views.apply(batch, expected_position=position)
+
+    # --- loading aggregates --------------------------------------------------------------
+
+    def _load_broadcast(self, broadcast_id: object) -> Broadcast:
+        bid = _require_uuid(broadcast_id)
+        events = [e for e in self._log.get(bid) if isinstance(e, BroadcastEvent)]
+        state = Broadcast.fold(events)
+        if state is None:
+            raise UnknownBroadcast(f"no broadcast has id {bid}")
+        return state
+
+    def _load_recipient(self, rid: UUID) -> Recipient | None:
+        events = [e for e in self._log.get(rid) if isinstance(e, RecipientEvent)]
+        return Recipient.fold(events)
+
+    def _load_account(self, account_id: str) -> Account | None:
+        state: Account | None = None
+        for e in self._log.get(account_aggregate_id(account_id)):
+            if isinstance(e, AccountConfigured):
+                state = e.apply(state)
+        return state
+
+    def _viewed_broadcast(self, broadcast_id: object) -> Broadcast:
+        bid = _require_uuid(broadcast_id)
+        self.catch_up()
+        b = self._views.broadcast(bid)
+        if b is None:
+            raise UnknownBroadcast(f"no broadcast has id {bid}")
+        return b
+
+    # --- accounts ------------------------------------------------------------------------
+
+    def configure_account(
+        self,
+        account_id: str,
+        *,
+        monthly_limit: int | None = None,
+        timezone: str = "UTC",
+        send_rate: float | None = None,
+    ) -> None:
+        """Set an account's monthly limit (None: unlimited), time zone and send rate (msg/s)."""
+        _require_text(account_id, "account_id")
+        if monthly_limit is not None and (
+            not isinstance(monthly_limit, int) or isinstance(monthly_limit, bool) or monthly_limit < 0
+        ):
+            raise InvalidInput(
+                f"monthly_limit must be a non-negative int or None, got {monthly_limit!r}",
+                field="monthly_limit",
+            )
+        try:
+            ZoneInfo(_require_text(timezone, "timezone"))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise InvalidInput(
+                f"timezone {timezone!r} is not an IANA time zone name such as 'Asia/Tokyo'",
+                field="timezone",
+            ) from None
+        if send_rate is not None and (
+            isinstance(send_rate, bool) or not isinstance(send_rate, int | float) or send_rate <= 0
+        ):
+            raise InvalidInput(
+                f"send_rate must be a positive number of messages per second, got {send_rate!r}",
+                field="send_rate",
+            )
+        now = self.now()
+
+        def decide() -> tuple[None, list[DomainEvent]]:
+            current = self._load_account(account_id)
+            return None, [
+                AccountConfigured(
+                    originator_id=account_aggregate_id(account_id),
+                    originator_version=(current.version if current else 0) + 1,
+                    timestamp=now,
+                    account_id=account_id,
+                    monthly_limit=monthly_limit,
+                    timezone=timezone,
+                    send_rate=float(send_rate) if send_rate is not None else None,
+                )
+            ]
+
+        self._decide_and_put(decide)
+        self._after_account_change(account_id)
+
+    def _after_account_change(self, account_id: str) -> None:
+        """Hook for the sending side (resume paused broadcasts); nothing here yet."""
+
+    def account(self, account_id: str) -> Account | None:
+        """An account's configuration (None when never configured)."""
+        self.catch_up()
+        return self._views.account(account_id)
+
+    # --- broadcasts ----------------------------------------------------------------------
+
+    def create_broadcast(
+        self,
+        *,
+        account_id: str,
+        inbox_id: str,
+        sender: str,
+        subject: str,
+        text_body: str,
+        html_body: str | None = None,
+        source: AddressBookSource | CsvSource,
+        recipients: Iterable[Contact] | None = None,
+        scheduled_at: datetime,
+        actor: Any,
+    ) -> UUID:
+        """Schedule a broadcast; record it and every recipient in batched transactions.
+
+        Everything is checked before anything is written: a bad input raises
+        InvalidInput naming the field (``recipients[12].address``) and records nothing.
+        """
+        _require_text(account_id, "account_id")
+        _require_text(inbox_id, "inbox_id")
+        who = require_inbox_role(actor, inbox_id, InboxRole.OPERATOR, "creating a broadcast")
+        sender_address = check_address(_require_text(sender, "sender"), "sender")
+        check_header_field(_require_text(subject, "subject", allow_empty=True), "subject")
+        _require_text(text_body, "text_body", allow_empty=True)
+        if html_body is not None:
+            _require_text(html_body, "html_body", allow_empty=True)
+        if isinstance(source, AddressBookSource):
+            _require_text(source.address_book_id, "source.address_book_id")
+            kind, ref = "address_book", source.address_book_id
+        elif isinstance(source, CsvSource):
+            _require_text(source.file_name, "source.file_name")
+            kind, ref = "csv", source.file_name
+        else:
+            raise InvalidInput(
+                "source must be AddressBookSource(address_book_id) or CsvSource(file_name)",
+                field="source",
+            )
+        require_aware(scheduled_at, "scheduled_at")
+        if recipients is None:
+            if isinstance(source, AddressBookSource) and self.address_book is not None:
+                recipients = self.address_book.contacts(source.address_book_id)
+            else:
+                raise InvalidInput("recipients must be given (a list of Contact)", field="recipients")
+        contacts, _duplicates = fold_contacts(recipients)
+        if not contacts:
+            raise InvalidInput("a broadcast needs at least one recipient", field="recipients")
+        now = self.now()
+        bid = uuid.uuid4()
+        scheduled: list[DomainEvent] = [
+            Scheduled(
+                originator_id=recipient_id(bid, c.address),
+                originator_version=1,
+                timestamp=now,
+                broadcast_id=bid,
+                account_id=account_id,
+                address=c.address,
+                last_name=c.last_name,
+                first_name=c.first_name,
+                company=c.company,
+                contact_id=c.contact_id,
+                position=i,
+            )
+            for i, c in enumerate(contacts)
+        ]
+        # Recipients first, the broadcast last: until its own event commits the
+        # broadcast does not exist, so a crash midway leaves nothing visible or sendable.
+        self._put(scheduled)
+        self._log.put(
+            [
+                BroadcastScheduled(
+                    originator_id=bid,
+                    originator_version=1,
+                    timestamp=now,
+                    account_id=account_id,
+                    inbox_id=inbox_id,
+                    sender=sender_address,
+                    subject=subject,
+                    text_body=text_body,
+                    html_body=html_body,
+                    source_kind=kind,
+                    source_ref=ref,
+                    scheduled_at=scheduled_at.astimezone(UTC),
+                    created_by=who.user_id,
+                    recipient_count=len(contacts),
+                )
+            ]
+        )
+        return bid
+
+    def cancel_broadcast(self, broadcast_id: UUID, *, actor: Any) -> None:
+        """Cancel a broadcast whose sending has not started (inbox OPERATOR or above)."""
+        first = self._load_broadcast(broadcast_id)
+        who = require_inbox_role(actor, first.inbox_id, InboxRole.OPERATOR, "cancelling a broadcast")
+        now = self.now()
+
+        def decide() -> tuple[None, list[BroadcastEvent]]:
+            return None, self._load_broadcast(first.id).cancel(by=who.user_id, now=now)
+
+        self._decide_and_put(decide)
+
+    def broadcast(self, broadcast_id: UUID) -> Broadcast:
+        """A broadcast's state (subject, source, status ...)."""
+        return self._viewed_broadcast(broadcast_id)
+
+    def summary(self, broadcast_id: UUID) -> Summary:
+        """The status bar: counts, unacknowledged errors and, while sending, the estimate."""
+        b = self._viewed_broadcast(broadcast_id)
+        c = self._views.counts(b.id)
+        eta = (
+            estimated_completion(c, self.now())
+            if b.status in (BroadcastStatus.SENDING, BroadcastStatus.PAUSED)
+            else None
+        )
+        return Summary(
+            broadcast_id=b.id,
+            status=b.status,
+            recipients=c.recipients,
+            scheduled=c.scheduled,
+            sending=c.sending,
+            succeeded=c.succeeded,
+            errors=c.errors,
+            delivered=c.delivered,
+            unacknowledged_errors=c.unacknowledged,
+            estimated_completion_at=eta,
+            paused_reason=b.paused_reason,
+        )
+
+    def list_broadcasts(
+        self,
+        inbox_id: str,
+        view: BroadcastView = BroadcastView.ALL,
+        page: int = 1,
+        per_page: int = 20,
+    ) -> Page[BroadcastItem]:
+        """An inbox's broadcasts, newest created first: all, sending (incl. paused) or sent."""
+        _require_text(inbox_id, "inbox_id")
+        page, per_page = _check_paging(page, per_page)
+        if not isinstance(view, BroadcastView):
+            raise InvalidInput("view must be a BroadcastView (ALL, SENDING or SENT)", field="view")
+        statuses: frozenset[BroadcastStatus] | None = {
+            BroadcastView.ALL: None,
+            BroadcastView.SENDING: frozenset({BroadcastStatus.SENDING, BroadcastStatus.PAUSED}),
+            BroadcastView.SENT: frozenset({BroadcastStatus.SENT}),
+        }[view]
+        self.catch_up()
+        rows, total = self._views.list_broadcasts(inbox_id, statuses, (page - 1) * per_page, per_page)
+        items = []
+        for b in rows:
+            c = self._views.counts(b.id)
+            items.append(
+                BroadcastItem(
+                    broadcast_id=b.id,
+                    inbox_id=b.inbox_id,
+                    subject=b.subject,
+                    status=b.status,
+                    created_at=b.created_at,
+                    scheduled_at=b.scheduled_at,
+                    recipients=c.recipients,
+                    delivered=c.delivered,
+                    errors=c.errors,
+                )
+            )
+        return Page(items=items, total=total, page=page, per_page=per_page)
+
+    # --- recipients ----------------------------------------------------------------------
+
+    @staticmethod
+    def _item(r: Recipient) -> RecipientItem:
+        return RecipientItem(
+            address=r.address,
+            last_name=r.last_name,
+            first_name=r.first_name,
+            company=r.company,
+            status=r.status,
+            detail_message=r.error_detail or "",
+            acknowledged_at=r.acknowledged_at,
+            status_updated_at=r.status_updated_at,
+            contact_id=r.contact_id,
+        )
+
+    def recipients(
+        self,
+        broadcast_id: UUID,
+        *,
+        keyword: str | None = None,
+        status: DeliveryStatus | None = None,
+        page: int = 1,
+        per_page: int = 50,
+    ) -> Page[RecipientItem]:
+        """Search the recipient list: keyword over names, address, company; status filter."""
+        b = self._viewed_broadcast(broadcast_id)
+        page, per_page = _check_paging(page, per_page)
+        if status is not None and not isinstance(status, DeliveryStatus):
+            raise InvalidInput("status must be a DeliveryStatus or None", field="status")
+        if keyword is not None and not isinstance(keyword, str):
+            raise InvalidInput("keyword must be a string or None", field="keyword")
+        key = keyword_key(keyword) if keyword else None
+        rows, total = self._views.recipient_page(
+            b.id, keyword=key or None, status=status, offset=(page - 1) * per_page, limit=per_page
+        )
+        return Page(items=[self._item(r) for r in rows], total=total, page=page, per_page=per_page)
+
+    def history(self, broadcast_id: UUID, address: str) -> list[DomainEvent]:
+        """The recipient's events, oldest first."""
+        bid = _require_uuid(broadcast_id)
+        _require_text(address, "address")
+        events = self._log.get(recipient_id(bid, address))
+        if not events:
+            self._load_broadcast(bid)
+            raise UnknownRecipient(f"broadcast {bid} has no recipient {address!r}")
+        return events
+
+    # --- reports -------------------------------------------------------------------------
+
+    def _correlate(self, report: BounceReport) -> UUID | None:
+        if report.verp_token:
+            rid = self._verp.verify(report.verp_token)
+            if rid is not None:
+                return rid
+        if report.message_id:
+            self.catch_up()
+            mid = report.message_id.strip()
+            if not mid.startswith("<"):
+                mid = f"<{mid}>"
+            return self._views.recipient_by_message_id(mid)
+        return None
+
+    def record_bounce(self, report: BounceReport, received_at: datetime | None = None) -> BounceOutcome:
+        """Take in one normalised report: applied, duplicate, late, unmatched or ignored."""
+        if not isinstance(report, BounceReport):
+            raise InvalidInput("report must be a BounceReport", field="report")
+        require_aware(report.reported_at, "report.reported_at")
+        received = require_aware(received_at, "received_at") if received_at is not None else self.now()
+        received = received.astimezone(UTC)
+        report_id = derive_report_id(report)
+        rid = self._correlate(report)
+        if rid is None:
+            return BounceOutcome(kind="unmatched", report=report, report_id=report_id,
+                                 detail="no valid VERP token or known Message-ID")
+        now = self.now()
+
+        def decide() -> tuple[BounceOutcome, Sequence[RecipientEvent]]:
+            state = self._load_recipient(rid)
+            if state is None:
+                return BounceOutcome(kind="unmatched", report=report, report_id=report_id,
+                                     detail="the token names no recipient in this store"), []
+            kind, events = state.receive_report(
+                report, report_id=report_id, received_at=received, now=now, policy=self.policy
+            )
+            return BounceOutcome(kind=kind, report=report, report_id=report_id,
+                                 broadcast_id=state.broadcast_id, address=state.address), events
+
+        return self._decide_and_put(decide)
+
+    # --- monthly usage -------------------------------------------------------------------
+
+    def monthly_usage(self, account_id: str, *, year: int, month: int) -> MonthlyUsage:
+        """The month's send count (delivered recipients by first outcome) against the limit."""
+        _require_text(account_id, "account_id")
+        if not (isinstance(year, int) and isinstance(month, int) and 1 <= month <= 12):
+            raise InvalidInput(f"year/month {year!r}/{month!r} is not a calendar month", field="month")
+        self.catch_up()
+        account = self._views.account(account_id)
+        return MonthlyUsage(
+            account_id=account_id,
+            year=year,
+            month=month,
+            count=self._views.monthly_count(account_id, year, month),
+            limit=account.monthly_limit if account else None,
+        )
+
+    # --- acknowledgement -----------------------------------------------------------------
+
+    def unacknowledged_errors(
+        self, broadcast_id: UUID, page: int = 1, per_page: int = 50
+    ) -> ErrorPage[RecipientItem]:
+        """A page of errors nobody has checked, with ``as_of`` for acknowledging them all."""
+        b = self._viewed_broadcast(broadcast_id)
+        page, per_page = _check_paging(page, per_page)
+        as_of = self._views.position()
+        rows, total = self._views.error_page(b.id, as_of=as_of, offset=(page - 1) * per_page, limit=per_page)
+        return ErrorPage(
+            items=[self._item(r) for r in rows], total=total, page=page, per_page=per_page, as_of=as_of
+        )
+
+    def acknowledge_errors(self, broadcast_id: UUID, *, actor: Any, as_of: int | None = None) -> int:
+        """Acknowledge every unacknowledged error recorded up to ``as_of`` (all pages).
+
+        Returns how many were acknowledged. Errors recorded after ``as_of`` stay
+        unacknowledged. Batched: one write per few thousand errors.
+        """
+        b = self._viewed_broadcast(broadcast_id)
+        who = require_inbox_role(actor, b.inbox_id, InboxRole.OPERATOR, "acknowledging errors")
+        if as_of is None:
+            as_of = self._views.position()
+        if isinstance(as_of, bool) or not isinstance(as_of, int) or as_of < 0:
+            raise InvalidInput("as_of must be the .as_of of an unacknowledged_errors() page", field="as_of")
+        now = self.now()
+        total = 0
+        for _ in range(_MAX_RETRIES):
+            self.catch_up()
+            batch: list[DomainEvent] = []
+            for r in self._views.iter_unacknowledged(b.id, as_of):
+                batch.extend(r.acknowledge(by=who.user_id, now=now))
+                if len(batch) >= _WRITE_CHUNK:
+                    break
+            if not batch:
+                return total
+            try:
+                self._log.put(batch)
+            except VersionConflict:
+                continue
+            total += len(batch)
+        raise ConcurrencyConflict("acknowledging errors kept conflicting with other writers; try again")
+
+    def acknowledge_error(self, broadcast_id: UUID, address: str, *, actor: Any) -> bool:
+        """Acknowledge one recipient's error; False when it was already acknowledged.
+
+        Raises InvalidTransition when the recipient is not in ERROR.
+        """
+        b = self._viewed_broadcast(broadcast_id)
+        who = require_inbox_role(actor, b.inbox_id, InboxRole.OPERATOR, "acknowledging errors")
+        rid = recipient_id(b.id, _require_text(address, "address"))
+        now = self.now()
+
+        def decide() -> tuple[bool, list[RecipientEvent]]:
+            state = self._load_recipient(rid)
+            if state is None:
+                raise UnknownRecipient(f"broadcast {b.id} has no recipient {address!r}")
+            events = state.acknowledge(by=who.user_id, now=now)
+            return bool(events), events
+
+        return self._decide_and_put(decide)
+
+    # --- rebuild and verify --------------------------------------------------------------
+
+    def rebuild_projections(self) -> int:
+        """Drop every projection and replay the whole log; return the position reached."""
+        with self._catch_up_lock:
+            self._views.reset()
+        return self.catch_up()
+
+    def _replay(self) -> Views:
+        def history() -> Iterable[tuple[int, DomainEvent]]:
+            position = 0
+            while True:
+                batch = self._log.read(position, _READ_CHUNK)
+                if not batch:
+                    return
+                yield from batch
+                position = batch[-1][0]
+
+        return fold(history())
+
+    def verify_projections(self) -> list[str]:
+        """Replay the log into a scratch fold and compare with the live views ([] when equal)."""
+        self.catch_up()
+        live = self._views.dump()
+        scratch = self._replay()
+        return compare_views(scratch, live)
+
+
+def _check_paging(page: object, per_page: object) -> tuple[int, int]:
+    if isinstance(page, bool) or not isinstance(page, int) or page < 1:
+        raise InvalidInput(f"page must be an int >= 1, got {page!r}", field="page")
+    if isinstance(per_page, bool) or not isinstance(per_page, int) or not 1 <= per_page <= 1000:
+        raise InvalidInput(f"per_page must be an int from 1 to 1000, got {per_page!r}", field="per_page")
+    return page, per_page
+
+
+def compare_views(expected: Views, actual: Views, limit: int = 100) -> list[str]:
+    """Differences between two sets of views, as readable lines (at most ``limit``)."""
+    diffs: list[str] = []
+
+    def cmp(name: str, a: dict[Any, Any], b: dict[Any, Any]) -> None:
+        for key in sorted(set(a) | set(b), key=str):
+            if len(diffs) >= limit:
+                return
+            va, vb = a.get(key), b.get(key)
+            if va != vb:
+                diffs.append(f"{name}[{key}]: replay={va!r} live={vb!r}")
+
+    cmp("recipient", expected.recipients, actual.recipients)
+    cmp("broadcast", expected.broadcasts, actual.broadcasts)
+    cmp("counts", expected.counts, actual.counts)
+    cmp("account", expected.accounts, actual.accounts)
+    cmp("monthly", {k: v for k, v in expected.monthly.items() if v},
+        {k: v for k, v in actual.monthly.items() if v})
+    cmp("message_id", expected.message_ids, actual.message_ids)
+    cmp("error_position", expected.error_positions, actual.error_positions)
+    if expected.position != actual.position:
+        diffs.append(f"position: replay={expected.position} live={actual.position}")
+    return diffs

@@ -1,0 +1,83 @@
+"""Input checks at the facade: addresses, header fields, times.
+
+Address syntax goes through ``email-validator`` (no DNS). Because a broadcast
+may hold a million addresses, plain ASCII addresses of the common dot-atom
+shape are accepted by a strict regular expression first (everything it
+accepts, email-validator accepts too); anything else goes to the validator.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from email_validator import EmailNotValidError, validate_email
+
+from broadcast_domain.domain.values import Contact, normalise_address
+from broadcast_domain.errors import InvalidInput
+
+__all__ = ["check_address", "check_header_field", "fold_contacts"]
+
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_FAST = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+[A-Za-z]{{2,63}}")
+
+
+def check_header_field(value: str | None, field: str) -> None:
+    """No CR, LF or NUL may reach a message header (header injection)."""
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field} must be a string, got {type(value).__name__}", field=field)
+    for bad, name in (("\r", "CR"), ("\n", "LF"), ("\x00", "NUL")):
+        if bad in value:
+            raise InvalidInput(
+                f"{field} contains a {name} character at offset {value.index(bad)}: "
+                "header fields must be a single line",
+                field=field,
+            )
+
+
+def check_address(address: str, field: str) -> str:
+    """Validate address syntax (no DNS) and return it trimmed; InvalidInput names the field."""
+    if not isinstance(address, str):
+        raise InvalidInput(f"{field} must be a string, got {type(address).__name__}", field=field)
+    addr = address.strip()
+    check_header_field(addr, field)
+    if len(addr) <= 254 and _FAST.fullmatch(addr) and len(addr.partition("@")[0]) <= 64:
+        return addr
+    try:
+        result = validate_email(addr, check_deliverability=False)
+    except EmailNotValidError as e:
+        raise InvalidInput(f"{field}: {addr!r} is not a valid e-mail address: {e}", field=field) from None
+    return result.normalized
+
+
+def fold_contacts(contacts: Iterable[Contact], field: str = "recipients") -> tuple[list[Contact], int]:
+    """Validate every contact and fold duplicates by normalised address (first kept).
+
+    Returns the kept contacts in order and how many duplicates were dropped. The
+    first bad contact raises InvalidInput naming its index and field.
+    """
+    seen: set[str] = set()
+    kept: list[Contact] = []
+    duplicates = 0
+    for index, contact in enumerate(contacts):
+        where = f"{field}[{index}]"
+        if not isinstance(contact, Contact):
+            raise InvalidInput(
+                f"{where} must be a broadcast_domain.Contact, got {type(contact).__name__}",
+                field=where,
+            )
+        address = check_address(contact.address, f"{where}.address")
+        for name in ("last_name", "first_name", "company"):
+            check_header_field(getattr(contact, name), f"{where}.{name}")
+        key = normalise_address(address)
+        if key in seen:
+            duplicates += 1
+            continue
+        seen.add(key)
+        kept.append(contact if address == contact.address else Contact(
+            address, contact.last_name, contact.first_name, contact.company, contact.contact_id
+        ))
+    return kept, duplicates

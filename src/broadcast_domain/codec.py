@@ -1,0 +1,183 @@
+"""Serialisation: one cattrs converter, and the eventsourcing mapper built on it.
+
+Shaped like cattrs' ``preconf`` modules: :func:`make_converter` builds the
+converter and :func:`configure_converter` lists every rule. The mapper turns
+our frozen, slotted attrs events into eventsourcing ``StoredEvent`` rows and
+back (eventsourcing's default mapper reads ``event.__dict__``, which slotted
+classes do not have).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar, cast, get_origin
+from uuid import UUID
+
+import orjson
+from cattrs.preconf.orjson import OrjsonConverter
+from cattrs.preconf.orjson import configure_converter as configure_orjson
+from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
+
+from broadcast_domain.domain import events as ev
+from broadcast_domain.errors import BroadcastError
+
+__all__ = [
+    "EVENT_TYPES",
+    "AttrsMapper",
+    "configure_converter",
+    "decode_state",
+    "encode_state",
+    "make_converter",
+    "topic_of",
+]
+
+EVENT_TYPES: dict[str, type[ev.DomainEvent]] = {
+    "recipient.Scheduled": ev.Scheduled,
+    "recipient.Sent": ev.Sent,
+    "recipient.Succeeded": ev.Succeeded,
+    "recipient.Deferred": ev.Deferred,
+    "recipient.Bounced": ev.Bounced,
+    "recipient.ErrorAcknowledged": ev.ErrorAcknowledged,
+    "recipient.Complained": ev.Complained,
+    "broadcast.Scheduled": ev.BroadcastScheduled,
+    "broadcast.SendingStarted": ev.SendingStarted,
+    "broadcast.Completed": ev.BroadcastCompleted,
+    "broadcast.Cancelled": ev.BroadcastCancelled,
+    "broadcast.Paused": ev.BroadcastPaused,
+    "broadcast.Resumed": ev.BroadcastResumed,
+    "broadcast.ResultsExported": ev.ResultsExported,
+    "account.Configured": ev.AccountConfigured,
+}
+"""Stable topics: stored events name these, not Python module paths, so modules can move."""
+
+_TOPICS = {cls: topic for topic, cls in EVENT_TYPES.items()}
+
+
+def topic_of(cls: type[ev.DomainEvent]) -> str:
+    """The stored topic of an event class."""
+    return _TOPICS[cls]
+
+
+class CodecError(BroadcastError):
+    """A stored event could not be decoded."""
+
+
+def _structure_datetime(value: Any, _: Any) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError(f"naive datetime in stored event: {value!r}")
+    return parsed
+
+
+def configure_converter(converter: OrjsonConverter) -> None:
+    """Configure a converter for broadcast-domain values and events.
+
+    * everything orjson's preconf does (sets as lists, enums by value, ...);
+    * UUIDs are strings (orjson writes them natively) and structure back to UUID;
+    * datetimes are RFC 3339 strings with their offset; a naive one is refused;
+    * frozensets are sorted lists, so equal states serialise to equal bytes;
+    * ``originator_id`` and ``originator_version`` are left out of an event's
+      state: the store keeps them in their own columns.
+    """
+    configure_orjson(converter)
+    converter.register_structure_hook(UUID, lambda v, _: v if isinstance(v, UUID) else UUID(v))
+    converter.register_structure_hook(datetime, _structure_datetime)
+    converter.register_unstructure_hook_func(
+        lambda t: t is frozenset or get_origin(t) is frozenset, lambda v: sorted(v)
+    )
+
+
+def make_converter() -> OrjsonConverter:
+    """A new converter configured by :func:`configure_converter`."""
+    converter = OrjsonConverter()
+    configure_converter(converter)
+    return converter
+
+
+_SKIP = ("originator_id", "originator_version")
+
+
+class AttrsMapper(Mapper[UUID]):
+    """Maps attrs domain events to stored events with cattrs + orjson, no ``__dict__``."""
+
+    def __init__(self, transcoder: Transcoder | None = None, **_: Any) -> None:
+        # The transcoder, cipher and compressor of eventsourcing are not used: events
+        # are encoded by cattrs + orjson, which is both faster and slot-friendly.
+        self.converter = make_converter()
+        self._encoders: dict[type[ev.DomainEvent], Callable[[Any], Any]] = {}
+        self._decoders: dict[str, Callable[[dict[str, Any]], ev.DomainEvent]] = {}
+
+    def _encoder(self, cls: type[ev.DomainEvent]) -> Callable[[Any], Any]:
+        fn = self._encoders.get(cls)
+        if fn is None:
+            fn = self.converter.get_unstructure_hook(cls)
+            self._encoders[cls] = fn
+        return fn
+
+    def encode_state(self, event: ev.DomainEvent) -> bytes:
+        """The event's payload bytes (without id and version)."""
+        data = self._encoder(type(event))(event)
+        for key in _SKIP:
+            data.pop(key, None)
+        return orjson.dumps(data)
+
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        event = cast(ev.DomainEvent, domain_event)
+        try:
+            topic = _TOPICS[type(event)]
+        except KeyError:
+            raise CodecError(f"{type(event).__qualname__} is not a registered event type") from None
+        return StoredEvent(
+            originator_id=event.originator_id,
+            originator_version=event.originator_version,
+            topic=topic,
+            state=self.encode_state(event),
+        )
+
+    def decode(self, topic: str, originator_id: UUID | str, version: int, state: bytes) -> ev.DomainEvent:
+        """Rebuild one event from its stored parts."""
+        fn = self._decoders.get(topic)
+        if fn is None:
+            try:
+                cls = EVENT_TYPES[topic]
+            except KeyError:
+                raise CodecError(f"unknown event topic {topic!r} in the store") from None
+            hook = self.converter.get_structure_hook(cls)
+
+            def fn(d: dict[str, Any], _hook: Any = hook, _cls: type[Any] = cls) -> ev.DomainEvent:
+                return cast(ev.DomainEvent, _hook(d, _cls))
+
+            self._decoders[topic] = fn
+        data = orjson.loads(state)
+        data["originator_id"] = originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
+        data["originator_version"] = version
+        try:
+            return fn(data)
+        except Exception as e:
+            raise CodecError(
+                f"stored event {topic} of {originator_id} v{version} cannot be decoded: {e}"
+            ) from e
+
+    def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        return self.decode(
+            stored_event.topic,
+            stored_event.originator_id,
+            stored_event.originator_version,
+            stored_event.state,
+        )
+
+
+_STATE_CONVERTER = make_converter()
+
+S = TypeVar("S")
+
+
+def encode_state(obj: Any) -> bytes:
+    """Serialise a view row (Recipient, Broadcast, Account, Counts ...) to bytes."""
+    return orjson.dumps(_STATE_CONVERTER.unstructure(obj))
+
+
+def decode_state(data: bytes | str, cls: type[S]) -> S:
+    """Rebuild a view row serialised by :func:`encode_state`."""
+    return _STATE_CONVERTER.structure(orjson.loads(data), cls)

@@ -1,0 +1,381 @@
+"""The Recipient aggregate: one broadcast x one normalised address, and its rules.
+
+The state is immutable; events produce the next state (``Event.apply``) and
+commands are methods that check a rule and return the events to record (an
+empty list when nothing changes). The rules are SPEC section 2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+import attrs
+
+from broadcast_domain.domain.events import (
+    Bounced,
+    Complained,
+    Deferred,
+    ErrorAcknowledged,
+    RecipientEvent,
+    Scheduled,
+    Sent,
+    Succeeded,
+)
+from broadcast_domain.domain.policies import DeliveryPolicy
+from broadcast_domain.domain.values import (
+    BounceReport,
+    DeliveryStatus,
+    normalise_address,
+)
+from broadcast_domain.errors import InvalidTransition
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+__all__ = ["ReportOutcome", "Recipient", "recipient_id"]
+
+_RECIPIENT_NS = uuid5(NAMESPACE_URL, "urn:broadcast-domain:recipient")
+
+ReportOutcome = Literal["applied", "duplicate", "late", "unmatched", "ignored"]
+
+
+def recipient_id(broadcast_id: UUID, address: str) -> UUID:
+    """The recipient aggregate's id: stable for a broadcast and a normalised address."""
+    return uuid5(_RECIPIENT_NS, f"{broadcast_id.hex}:{normalise_address(address)}")
+
+
+def derive_report_id(report: BounceReport) -> str:
+    """A report's id: the provider's when given, else a hash of its content."""
+    if report.report_id:
+        return report.report_id
+    material = "\x1f".join(
+        [
+            report.action,
+            normalise_address(report.recipient),
+            report.status,
+            report.diagnostic,
+            report.verp_token or "",
+            report.message_id or "",
+            report.reported_at.isoformat(),
+        ]
+    )
+    return "sha256:" + hashlib.sha256(material.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _error_rank(permanent: bool, reported_at: datetime, report_id: str) -> tuple[bool, str, str]:
+    # The error shown is the one with the smallest rank, so that the final state
+    # does not depend on the order reports arrive in: permanent before temporary,
+    # then the earliest report, then the report id as a tie-break.
+    return (not permanent, reported_at.isoformat(), report_id)
+
+
+@attrs.frozen
+class Recipient:
+    """The state of one recipient delivery."""
+
+    id: UUID
+    version: int
+    broadcast_id: UUID
+    account_id: str
+    address: str
+    last_name: str
+    first_name: str
+    company: str
+    contact_id: str | None
+    position: int
+    scheduled_at: datetime
+    status: DeliveryStatus = DeliveryStatus.SCHEDULED
+    attempts: int = 0
+    message_id: str | None = None
+    lease_until: datetime | None = None
+    retry_at: datetime | None = None
+    succeeded_at: datetime | None = None
+    first_outcome_at: datetime | None = None
+    status_updated_at: datetime | None = None
+    error_source: str | None = None
+    error_status: str | None = None
+    error_detail: str | None = None
+    error_permanent: bool | None = None
+    error_rank: tuple[bool, str, str] | None = None
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    complaints: int = 0
+    report_ids: frozenset[str] = frozenset()
+
+    # --- folding -------------------------------------------------------------------------
+
+    @classmethod
+    def started(cls, e: Scheduled) -> Recipient:
+        """The state created by a Scheduled event."""
+        return cls(
+            id=e.originator_id,
+            version=e.originator_version,
+            broadcast_id=e.broadcast_id,
+            account_id=e.account_id,
+            address=e.address,
+            last_name=e.last_name,
+            first_name=e.first_name,
+            company=e.company,
+            contact_id=e.contact_id,
+            position=e.position,
+            scheduled_at=e.timestamp,
+            status_updated_at=e.timestamp,
+        )
+
+    @classmethod
+    def fold(cls, events: Iterable[RecipientEvent]) -> Recipient | None:
+        """Replay events from the start."""
+        state: Recipient | None = None
+        for event in events:
+            state = event.apply(state)
+        return state
+
+    def on_sent(self, e: Sent) -> Recipient:
+        return attrs.evolve(
+            self,
+            version=e.originator_version,
+            status=DeliveryStatus.SENDING,
+            attempts=e.attempt,
+            message_id=e.message_id,
+            lease_until=e.lease_until,
+            retry_at=None,
+            status_updated_at=e.timestamp,
+        )
+
+    def on_succeeded(self, e: Succeeded) -> Recipient:
+        return attrs.evolve(
+            self,
+            version=e.originator_version,
+            status=DeliveryStatus.SUCCEEDED,
+            lease_until=None,
+            retry_at=None,
+            succeeded_at=e.timestamp,
+            first_outcome_at=self.first_outcome_at or e.timestamp,
+            status_updated_at=e.timestamp,
+        )
+
+    def on_deferred(self, e: Deferred) -> Recipient:
+        return attrs.evolve(
+            self,
+            version=e.originator_version,
+            lease_until=None,
+            retry_at=e.retry_at,
+            error_detail=f"{e.reply_code} {e.reply_text}".strip(),
+            status_updated_at=e.timestamp,
+        )
+
+    def on_bounced(self, e: Bounced) -> Recipient:
+        rank = _error_rank(e.permanent, e.reported_at, e.report_id)
+        replace = self.error_rank is None or rank < self.error_rank
+        return attrs.evolve(
+            self,
+            version=e.originator_version,
+            status=DeliveryStatus.ERROR,
+            lease_until=None,
+            retry_at=None,
+            first_outcome_at=self.first_outcome_at or e.timestamp,
+            status_updated_at=e.timestamp if replace else self.status_updated_at,
+            error_source=e.source if replace else self.error_source,
+            error_status=e.status if replace else self.error_status,
+            error_detail=e.diagnostic if replace else self.error_detail,
+            error_permanent=e.permanent if replace else self.error_permanent,
+            error_rank=rank if replace else self.error_rank,
+            report_ids=self.report_ids | {e.report_id},
+        )
+
+    def on_acknowledged(self, e: ErrorAcknowledged) -> Recipient:
+        return attrs.evolve(
+            self,
+            version=e.originator_version,
+            acknowledged_at=e.timestamp,
+            acknowledged_by=e.acknowledged_by,
+        )
+
+    def on_complained(self, e: Complained) -> Recipient:
+        return attrs.evolve(
+            self,
+            version=e.originator_version,
+            complaints=self.complaints + 1,
+            report_ids=self.report_ids | {e.report_id},
+        )
+
+    # --- queries -------------------------------------------------------------------------
+
+    @property
+    def unacknowledged_error(self) -> bool:
+        """An error nobody has checked yet."""
+        return self.status is DeliveryStatus.ERROR and self.acknowledged_at is None
+
+    def is_due(self, now: datetime) -> bool:
+        """May a dispatcher start an attempt now?"""
+        if self.status is DeliveryStatus.SCHEDULED:
+            return True
+        if self.status is not DeliveryStatus.SENDING:
+            return False
+        if self.retry_at is not None:
+            return self.retry_at <= now
+        # Claimed but no outcome: the claiming process may have died.
+        return self.lease_until is not None and self.lease_until <= now
+
+    # --- commands ------------------------------------------------------------------------
+
+    def start_attempt(
+        self, *, now: datetime, message_id: str, policy: DeliveryPolicy
+    ) -> list[RecipientEvent]:
+        """Claim the recipient for a delivery attempt (recorded before handing over).
+
+        A retry after a lease ran out (the claiming process died) reuses the
+        Message-ID, so a receiving server may see the same message twice at most.
+        """
+        if not self.is_due(now):
+            raise InvalidTransition(
+                f"recipient {self.address} is {self.status.value} and not due at "
+                f"{now.isoformat()}; nothing to send"
+            )
+        lease_expired = (
+            self.status is DeliveryStatus.SENDING
+            and self.retry_at is None
+            and self.message_id is not None
+        )
+        return [
+            Sent(
+                originator_id=self.id,
+                originator_version=self.version + 1,
+                timestamp=now,
+                attempt=self.attempts + 1,
+                message_id=self.message_id if lease_expired and self.message_id else message_id,
+                lease_until=now + policy.lease,
+            )
+        ]
+
+    def record_reply(
+        self, *, code: int, text: str, now: datetime, policy: DeliveryPolicy
+    ) -> list[RecipientEvent]:
+        """Record the server's reply to the current attempt."""
+        if self.status is not DeliveryStatus.SENDING:
+            # An ERROR (e.g. a report that beat the reply) never turns back into SUCCEEDED.
+            return []
+        version = self.version + 1
+        if 200 <= code < 300:
+            return [
+                Succeeded(
+                    originator_id=self.id,
+                    originator_version=version,
+                    timestamp=now,
+                    attempt=self.attempts,
+                    reply_code=code,
+                    reply_text=text,
+                )
+            ]
+        if 500 <= code < 600:
+            return [
+                Bounced(
+                    originator_id=self.id,
+                    originator_version=version,
+                    timestamp=now,
+                    source="smtp",
+                    status=str(code),
+                    diagnostic=f"{code} {text}".strip(),
+                    permanent=True,
+                    report_id=f"smtp:{self.id.hex}:{self.attempts}",
+                    reported_at=now,
+                    received_at=now,
+                )
+            ]
+        detail = f"{code} {text}".strip() if code else text
+        if self.attempts >= policy.max_attempts:
+            return [
+                Bounced(
+                    originator_id=self.id,
+                    originator_version=version,
+                    timestamp=now,
+                    source="retries",
+                    status=str(code) if code else "4.4.7",
+                    diagnostic=(
+                        f"gave up after {self.attempts} attempts; last reply: {detail}"
+                    ),
+                    permanent=False,
+                    report_id=f"retries:{self.id.hex}:{self.attempts}",
+                    reported_at=now,
+                    received_at=now,
+                )
+            ]
+        return [
+            Deferred(
+                originator_id=self.id,
+                originator_version=version,
+                timestamp=now,
+                attempt=self.attempts,
+                reply_code=code,
+                reply_text=text,
+                retry_at=now + policy.retry_delay(self.attempts),
+            )
+        ]
+
+    def receive_report(
+        self,
+        report: BounceReport,
+        *,
+        report_id: str,
+        received_at: datetime,
+        now: datetime,
+        policy: DeliveryPolicy,
+    ) -> tuple[ReportOutcome, Sequence[RecipientEvent]]:
+        """Take in one normalised report about this recipient's delivery."""
+        if report_id in self.report_ids:
+            return "duplicate", []
+        if report.action == "complaint":
+            return "applied", [
+                Complained(
+                    originator_id=self.id,
+                    originator_version=self.version + 1,
+                    timestamp=now,
+                    report_id=report_id,
+                    feedback_type=report.feedback_type or "abuse",
+                    received_at=received_at,
+                )
+            ]
+        if report.action != "failed":
+            # delayed / delivered / relayed / expanded / autoreply: not a delivery error.
+            return "ignored", []
+        if self.status is DeliveryStatus.SCHEDULED:
+            # Nothing was sent yet, so no report can be about a delivery of ours.
+            return "unmatched", []
+        if self.succeeded_at is not None and received_at - self.succeeded_at > policy.bounce_window:
+            return "late", []
+        return "applied", [
+            Bounced(
+                originator_id=self.id,
+                originator_version=self.version + 1,
+                timestamp=now,
+                source=report.source,
+                status=report.status,
+                diagnostic=report.diagnostic,
+                permanent=report.permanent,
+                report_id=report_id,
+                reported_at=report.reported_at,
+                received_at=received_at,
+            )
+        ]
+
+    def acknowledge(self, *, by: str, now: datetime) -> list[RecipientEvent]:
+        """Mark the error as checked; only an ERROR can be acknowledged, twice records nothing."""
+        if self.status is not DeliveryStatus.ERROR:
+            raise InvalidTransition(
+                f"recipient {self.address} is {self.status.value}, not error: "
+                "only a delivery error can be acknowledged"
+            )
+        if self.acknowledged_at is not None:
+            return []
+        return [
+            ErrorAcknowledged(
+                originator_id=self.id,
+                originator_version=self.version + 1,
+                timestamp=now,
+                acknowledged_by=by,
+            )
+        ]

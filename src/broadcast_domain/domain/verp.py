@@ -1,0 +1,81 @@
+"""VERP return paths: ``local+TOKEN@domain``, the token naming a recipient delivery.
+
+The token is the recipient aggregate id followed by a truncated HMAC-SHA256 of
+it under the service's signing key, in lower-case base32 without padding (some
+mail servers lower-case local parts, so the alphabet must survive that). A
+forged or tampered token fails verification and can never flip a status.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from uuid import UUID
+
+from broadcast_domain.errors import InvalidInput
+
+__all__ = ["Verp"]
+
+_MAC_BYTES = 10
+
+
+class Verp:
+    """Builds and parses signed VERP addresses for one return path and key."""
+
+    def __init__(self, return_path: str, signing_key: bytes) -> None:
+        local, sep, domain = return_path.rpartition("@")
+        if not sep or not local or not domain or any(c in return_path for c in "\r\n +"):
+            raise InvalidInput(
+                f"return_path {return_path!r} must be a plain address like bounces@mail.example.com",
+                field="return_path",
+            )
+        if not isinstance(signing_key, bytes | bytearray) or len(signing_key) < 16:
+            raise InvalidInput(
+                "signing_key must be at least 16 random bytes (e.g. secrets.token_bytes(32))",
+                field="signing_key",
+            )
+        self.local = local
+        self.domain = domain.lower()
+        self._key = bytes(signing_key)
+
+    def _mac(self, payload: bytes) -> bytes:
+        return hmac.new(self._key, payload, hashlib.sha256).digest()[:_MAC_BYTES]
+
+    def token(self, recipient_id: UUID) -> str:
+        """The signed token for a recipient delivery."""
+        payload = recipient_id.bytes
+        raw = payload + self._mac(payload)
+        return base64.b32encode(raw).decode("ascii").rstrip("=").lower()
+
+    def address(self, recipient_id: UUID) -> str:
+        """The envelope sender for a recipient delivery."""
+        return f"{self.local}+{self.token(recipient_id)}@{self.domain}"
+
+    def verify(self, token: str) -> UUID | None:
+        """The recipient id a genuine token names, or None for anything else."""
+        text = token.strip().upper()
+        if not text or len(text) > 64:
+            return None
+        try:
+            raw = base64.b32decode(text + "=" * (-len(text) % 8))
+        except (binascii.Error, ValueError):
+            return None
+        if len(raw) != 16 + _MAC_BYTES:
+            return None
+        payload, mac = raw[:16], raw[16:]
+        if not hmac.compare_digest(mac, self._mac(payload)):
+            return None
+        return UUID(bytes=payload)
+
+    def token_from_address(self, address: str) -> str | None:
+        """Extract the token from ``local+TOKEN@domain`` when local and domain are ours."""
+        addr = address.strip().strip("<>").strip()
+        local, sep, domain = addr.rpartition("@")
+        if not sep or domain.lower() != self.domain:
+            return None
+        base, plus, token = local.partition("+")
+        if not plus or base.lower() != self.local.lower() or not token:
+            return None
+        return token
