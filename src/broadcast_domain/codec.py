@@ -48,6 +48,7 @@ EVENT_TYPES: dict[str, type[ev.DomainEvent]] = {
     "broadcast.Resumed": ev.BroadcastResumed,
     "broadcast.ResultsExported": ev.ResultsExported,
     "account.Configured": ev.AccountConfigured,
+    "allowance.SendsReserved": ev.SendsReserved,
 }
 """Stable topics: stored events name these, not Python module paths, so modules can move."""
 

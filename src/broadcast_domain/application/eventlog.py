@@ -132,6 +132,11 @@ class EventLog:
             for s in self.recorder.select_events(aggregate_id)
         ]
 
+    def last_version(self, aggregate_id: UUID) -> int:
+        """The aggregate's current version (0 when it has no events)."""
+        last = self.recorder.select_events(aggregate_id, desc=True, limit=1)
+        return last[0].originator_version if last else 0
+
     def read(self, after: int, limit: int) -> list[tuple[int, DomainEvent]]:
         """Up to ``limit`` (position, event) pairs after ``after``."""
         decode = self.mapper.decode

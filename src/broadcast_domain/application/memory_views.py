@@ -40,11 +40,16 @@ class InMemoryViewStore:
                 return False
             for position, event in batch:
                 project(views, event, position)
+            touched: set[UUID] = set()
             for rid in views.dirty_recipients:
                 r = views.recipients[rid]
                 if rid not in self._search:
                     self._by_broadcast.setdefault(r.broadcast_id, []).append(rid)
+                    touched.add(r.broadcast_id)
                 self._search[rid] = recipient_search_text(r)
+            for bid in touched:
+                # Stable order: the order recipients were added (their position).
+                self._by_broadcast[bid].sort(key=lambda rid: views.recipients[rid].position)
             views.clear_dirty()
             return True
 

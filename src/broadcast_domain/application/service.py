@@ -9,6 +9,7 @@ so a process always reads its own writes.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,7 @@ from broadcast_domain.application.eventlog import (
 from broadcast_domain.application.memory_views import InMemoryViewStore
 from broadcast_domain.application.results import (
     BounceOutcome,
+    DispatchReport,
     BroadcastItem,
     ErrorPage,
     MonthlyUsage,
@@ -72,7 +74,8 @@ from broadcast_domain.errors import (
     UnknownBroadcast,
     UnknownRecipient,
 )
-from broadcast_domain.ports import AddressBook, ViewStore
+from broadcast_domain.application.sending import Dispatcher
+from broadcast_domain.ports import AddressBook, MailTransport, OutgoingMessage, TransportReply, ViewStore
 from broadcast_domain.projections.views import (
     Views,
     estimated_completion,
@@ -144,6 +147,7 @@ class BroadcastService:
         self._components = components
         self.address_book = address_book
         self._catch_up_lock = threading.Lock()
+        self._sleep: Callable[[float], None] = time.sleep
 
     # --- opening -------------------------------------------------------------------------
 
@@ -328,7 +332,23 @@ class BroadcastService:
         self._after_account_change(account_id)
 
     def _after_account_change(self, account_id: str) -> None:
-        """Hook for the sending side (resume paused broadcasts); nothing here yet."""
+        """Resume the account's paused broadcasts at once when the new limit admits more."""
+        self.catch_up()
+        now = self.now()
+        account = self._views.account(account_id)
+        paused = [
+            b for b in self._views.due_broadcasts(now)
+            if b.account_id == account_id and b.status is BroadcastStatus.PAUSED
+        ]
+        if not paused:
+            return
+        left = Dispatcher(self, _NoTransport(), now=now, max_messages=0).allowance(
+            account_id, account, now
+        )
+        if left is not None and left == 0:
+            return
+        for b in paused:
+            self._decide_and_put(lambda b=b: (None, self._load_broadcast(b.id).resume(now=now)))
 
     def account(self, account_id: str) -> Account | None:
         """An account's configuration (None when never configured)."""
@@ -501,6 +521,26 @@ class BroadcastService:
                 )
             )
         return Page(items=items, total=total, page=page, per_page=per_page)
+
+    # --- sending -------------------------------------------------------------------------
+
+    def dispatch_due(
+        self,
+        transport: MailTransport,
+        now: datetime | None = None,
+        max_messages: int | None = None,
+        *,
+        on_progress: Callable[[DispatchReport], None] | None = None,
+    ) -> DispatchReport:
+        """Send what is due: claim, hand over through ``transport``, record the replies.
+
+        Returns ``.sent .succeeded .errors .retried .paused`` (broadcast ids paused
+        by the monthly limit in this call) and ``.completed``.
+        """
+        return Dispatcher(
+            self, transport, now=now, max_messages=max_messages, sleep=self._sleep,
+            on_progress=on_progress,
+        ).run()
 
     # --- recipients ----------------------------------------------------------------------
 
@@ -698,6 +738,16 @@ class BroadcastService:
         live = self._views.dump()
         scratch = self._replay()
         return compare_views(scratch, live)
+
+
+class _NoTransport:
+    """A transport that is never asked to send (used to compute allowances)."""
+
+    def send(self, messages: Sequence[OutgoingMessage]) -> list[TransportReply]:
+        raise AssertionError("not for sending")  # pragma: no cover
+
+    def close(self) -> None:
+        return None
 
 
 def _check_paging(page: object, per_page: object) -> tuple[int, int]:

@@ -35,6 +35,7 @@ __all__ = [
     "Scheduled",
     "Sent",
     "SendingStarted",
+    "SendsReserved",
     "Succeeded",
 ]
 
@@ -281,6 +282,23 @@ class AccountConfigured(DomainEvent):
         from broadcast_domain.domain.account import Account
 
         return Account.from_event(self)
+
+
+@attrs.frozen(kw_only=True)
+class SendsReserved(DomainEvent):
+    """A dispatcher reserved part of an account's monthly allowance before handing over.
+
+    One aggregate per account and month; writing it at the next version in the
+    same transaction as the claims serialises dispatchers, so two of them never
+    spend the same allowance.
+    """
+
+    aggregate: ClassVar[str] = "allowance"
+
+    account_id: str
+    year: int
+    month: int
+    count: int
 
 
 def event_fields(event: DomainEvent) -> dict[str, Any]:
