@@ -328,6 +328,9 @@ class Recipient:
         """Take in one normalised report about this recipient's delivery."""
         if report_id in self.report_ids:
             return "duplicate", []
+        if self.status is DeliveryStatus.SCHEDULED:
+            # Nothing was sent yet, so no report can be about a delivery of ours.
+            return "unmatched", []
         if report.action == "complaint":
             return "applied", [
                 Complained(
@@ -342,9 +345,6 @@ class Recipient:
         if report.action != "failed":
             # delayed / delivered / relayed / expanded / autoreply: not a delivery error.
             return "ignored", []
-        if self.status is DeliveryStatus.SCHEDULED:
-            # Nothing was sent yet, so no report can be about a delivery of ours.
-            return "unmatched", []
         if self.succeeded_at is not None and received_at - self.succeeded_at > policy.bounce_window:
             return "late", []
         return "applied", [
