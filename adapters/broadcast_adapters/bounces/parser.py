@@ -54,6 +54,7 @@ _ENVELOPE_HEADERS = (
 _ENHANCED = re.compile(r"(?<![\w.])([245])\.(\d{1,3})\.(\d{1,3})(?![\w]|\.\d)")
 # SMTP reply code: only where servers print one, so that sizes, dates and
 # counts in the prose are not taken for codes.
+_LABELLED_REPLY = re.compile(r"(?:error_code|responsecode|reply code|smtp code)\s*[:=]?\s*([245]\d\d)\b", re.I)
 _REPLY = re.compile(
     r"(?:^|[\s:;(\[<\"'#=])([245][0-9][0-9])(?=[\s-]+[A-Za-z0-9<#(\[]|[-\s]*$)", re.MULTILINE
 )
@@ -80,7 +81,7 @@ _ACTIONS = {
 }
 
 _DAEMON_LOCALPARTS = re.compile(
-    r"^(?:mailer-daemon|mailer_daemon|mailerdaemon|postmaster|double-bounce|"
+    r"^(?:mailer-daemon|mailer_daemon|mailerdaemon|post_?master|double-bounce|"
     r"bounce|bounces|nobody|noreply|no-reply|daemon|mail-daemon|mdaemon|"
     r"mail_daemon|abuse|root)$",
     re.IGNORECASE,
@@ -113,23 +114,30 @@ _AUTOREPLY_SUBJECT = re.compile(
     re.IGNORECASE,
 )
 
+# Sentences that only failure reports contain.
+_BOUNCE_BODY = re.compile(
+    r"could not be delivered to one or more|wasn'?t able to deliver your message|"
+    r"(?:message|mail) (?:could not|couldn'?t|can ?not) be delivered|delivery has failed|"
+    r"following (?:address(?:es|\(es\))?|recipients?) (?:had|failed)|"
+    r"unable to deliver (?:your|the) message|undeliverable|delivery to the following|"
+    r"error: invalid user address|permanent fatal errors|returned to sender",
+    re.IGNORECASE,
+)
+
 # Where the copy of the original message begins in a plain-text bounce.
 _ORIGINAL_MARKER = re.compile(
-    r"^[\s>|-]*(?:-+\s*)?(?:"
-    r"below this line is a copy of the message|"
-    r"this is a copy of the message|"
-    r"original message (?:headers|follows)|"
-    r"the (?:original )?(?:message|header|headers) (?:of the original message )?"
-    r"(?:is|are|was|were) (?:following|attached|below)|"
+    r"^[ \t>|*=_-]*(?:"
+    r"(?:below this line is a copy of the message|this is a copy of the message|"
     r"the header of the original message is following|"
-    r"original message header|"
-    r"(?:begin|start) (?:of )?(?:original|returned) message|"
-    r"original message|returned message|unsent message below|"
-    r"message headers follow|headers of the original message|"
-    r"copy of (?:the )?(?:original )?message|"
-    r"the original message was received|"
-    r"undelivered message (?:headers )?follow"
-    r").*$",
+    r"(?:the )?(?:original )?(?:message|headers?) (?:of the original message )?"
+    r"(?:is|are|was|were) (?:following|attached|below)|"
+    r"headers of the original message|copy of (?:the )?(?:original )?message"
+    r"(?! (?:was|has|could))).*"
+    r"|(?:(?:begin|start) (?:of )?)?(?:original|returned|unsent|undelivered) "
+    r"(?:message|mail|e-mail)(?: (?:headers?|header|follows|below|text))*"
+    r"(?: follows?| below| is below)?[ \t:.=_-]*"
+    r"|message headers? follows?[ \t:.-]*|original mail as follows:?"
+    r")$",
     re.IGNORECASE | re.MULTILINE,
 )
 _HEADERISH = re.compile(r"^(?:Received|Return-Path|Message-ID|From|To|Subject|Date):", re.I)
@@ -143,7 +151,8 @@ _PERMANENT_HINT = re.compile(
 )
 _TEMPORARY_HINT = re.compile(
     r"temporar(?:y|ily)|will (?:be )?retr|still trying|not yet been delivered|"
-    r"will continue to try|retry (?:for|until)|delayed|try again later",
+    r"will continue to try|retry (?:for|until)|delayed|try again later|"
+    r"warning message only",
     re.IGNORECASE,
 )
 
@@ -297,7 +306,7 @@ def _all_enhanced(text: str) -> list[str]:
 
 
 def _reply_code(text: str) -> str | None:
-    match = _REPLY.search(text)
+    match = _REPLY.search(text) or _LABELLED_REPLY.search(text)
     return match.group(1) if match else None
 
 
@@ -308,18 +317,17 @@ def _is_generic(status: str) -> bool:
 def _prefer_status(field: str | None, diagnostic: str) -> str | None:
     """Choose between the Status field and a code quoted in the server's reply.
 
-    The remote server's own code is more specific when the reporting MTA only
-    wrote a generic ``x.0.0``; a code of another class in the text is ignored
-    because the Status field decides the class.
+    The remote server's own code says more than the reporting MTA's summary, so
+    a code of the same class in the diagnostic wins; of several, the last one,
+    because relays wrap the inner server's reply after their own words
+    ("554 4.4.7 Message expired <421 4.4.2 Connection timed out>"). A code of
+    another class in the text never overrides the Status field's class.
     """
     in_text = _all_enhanced(diagnostic)
     if field is None:
-        return in_text[0] if in_text else None
-    if _is_generic(field):
-        for code in in_text:
-            if code[0] == field[0] and not _is_generic(code):
-                return code
-    return field
+        return in_text[-1] if in_text else None
+    same_class = [code for code in in_text if code[0] == field[0] and not _is_generic(code)]
+    return same_class[-1] if same_class else field
 
 
 def _permanent(status: str | None, reply_code: str | None, fallback: bool) -> bool:
@@ -384,26 +392,29 @@ def _walk(msg: email.message.Message, out: _Walk, depth: int = 0) -> None:
                  "message/rfc822-headers", "message/global-headers"):
         _read_original(msg, out)
         return
-    if msg.is_multipart():
-        payload = msg.get_payload()
-        if isinstance(payload, list):
-            for sub in payload:
-                if isinstance(sub, email.message.Message):
-                    _walk(sub, out, depth + 1)
+    payload = msg.get_payload()
+    if msg.is_multipart() and isinstance(payload, list):
+        for sub in payload:
+            if isinstance(sub, email.message.Message):
+                _walk(sub, out, depth + 1)
         return
     maintype = msg.get_content_maintype()
-    if maintype == "text" or ctype == "application/octet-stream" and depth == 0:
+    # A multipart whose boundary never appears arrives as one string: read it
+    # as text, DSN fields and all.
+    if maintype in ("text", "multipart") or ctype == "application/octet-stream" and depth == 0:
         text = _part_text(msg)
-        if (
-            ctype == "text/plain"
-            and depth > 0
-            and re.search(r"^(?:Final|Original)-Recipient:", text, re.I | re.M)
-            and re.search(r"^(?:Action|Status):", text, re.I | re.M)
-        ):
-            # A delivery-status part mislabelled as text/plain.
-            out.dsn_texts.append(text)
-            return
+        dsn = _DSN_START.search(text)
+        if dsn and _DSN_FIELD.search(text, dsn.start()):
+            # Delivery-status fields in a text part: a mislabelled part, or a
+            # report whose MIME structure is broken.
+            out.dsn_texts.append(text[dsn.start():])
         out.text_parts.append(text)
+
+
+_DSN_START = re.compile(
+    r"^(?:Reporting-MTA|Arrival-Date|Original-Recipient|Final-Recipient)\s*:", re.I | re.M
+)
+_DSN_FIELD = re.compile(r"^(?:Final-Recipient|Original-Recipient)\s*:(?:.*\n)+?(?:Action|Status)\s*:", re.I | re.M)
 
 
 def _read_original(part: email.message.Message, out: _Walk) -> None:
@@ -482,7 +493,9 @@ def _diagnostic_text(value: str) -> str:
     return _collapse(value)
 
 
-def _dsn_reports(texts: Iterable[str], fallback_rcpts: list[str]) -> list[ParsedReport]:
+def _dsn_reports(
+    texts: Iterable[str], fallback_rcpts: list[str], notice: str
+) -> list[ParsedReport]:
     reports: list[ParsedReport] = []
     for text in texts:
         groups = _fields(text)
@@ -495,14 +508,29 @@ def _dsn_reports(texts: Iterable[str], fallback_rcpts: list[str]) -> list[Parsed
                 else:
                     per_message.update(group)
                     continue
-            report = _dsn_report(group, per_message, fallback_rcpts)
+            report = _dsn_report(group, per_message, fallback_rcpts, notice)
             if report is not None:
                 reports.append(report)
     return reports
 
 
+def _notice_lines(notice: str, recipient: str | None) -> str:
+    """The human-readable notice's lines about one recipient (up to the next blank line)."""
+    if not recipient or not notice:
+        return ""
+    at = notice.lower().find(recipient)
+    if at < 0:
+        return ""
+    start = notice.rfind("\n", 0, at) + 1
+    end = notice.find("\n\n", at)
+    return notice[start: end if end >= 0 else len(notice)]
+
+
 def _dsn_report(
-    group: dict[str, str], per_message: dict[str, str], fallback_rcpts: list[str]
+    group: dict[str, str],
+    per_message: dict[str, str],
+    fallback_rcpts: list[str],
+    notice: str,
 ) -> ParsedReport | None:
     recipient = None
     for key in ("final-recipient", "original-recipient", "x-actual-recipient"):
@@ -514,7 +542,18 @@ def _dsn_report(
         recipient = fallback_rcpts[0]
     diagnostic = _diagnostic_text(group.get("diagnostic-code", ""))
     field_status = _enhanced(group.get("status", ""))
-    status = _prefer_status(field_status, diagnostic)
+    if not _all_enhanced(diagnostic) and (field_status is None or _is_generic(field_status)
+                                          or not diagnostic):
+        # The fields leave the remote reply out; the notice often quotes it
+        # next to the recipient (Sendmail's "(reason: 550 5.7.1 ...)").
+        quoted = _collapse(_notice_lines(notice, recipient))
+        if _all_enhanced(quoted):
+            diagnostic = diagnostic or quoted
+            status = _prefer_status(field_status, quoted)
+        else:
+            status = _prefer_status(field_status, diagnostic)
+    else:
+        status = _prefer_status(field_status, diagnostic)
     reply = _reply_code(diagnostic)
     action_word = group.get("action", "").strip().lower().split(" ")[0]
     action = _ACTIONS.get(action_word)
@@ -615,7 +654,7 @@ _RECIPIENT_LINE = re.compile(
     r"failed recipient|to|rcpt to|address|e-?mail|destinataire|empfänger|"
     r"unknown user|user)\s*:?\s*)?"
     r"[\"']?(?:[^<>\n\"]{0,60}?[\"']?\s*)?<?(?:mailto:)?(?P<addr>" + _ADDRESS.pattern + r")>?"
-    r"(?P<tail>[:,;.]?\s*(?:on\s.*|\(.*\)|\.{3}.*|:.*|\s[-#(].*)?)$",
+    r"(?P<tail>[:,;.]?[ \t]*(?:on\s.*|\(.*\)|\[.*\]|\.{3}.*|:.*|[ \t][-#(].*)?)$",
     re.IGNORECASE | re.MULTILINE,
 )
 
@@ -631,6 +670,20 @@ def _text_recipients(body: str, exclude: set[str]) -> list[tuple[str, int]]:
         seen.add(addr)
         found.append((addr, match.start()))
     return found
+
+
+def _permanent_by_words(segment: str, body: str) -> bool:
+    """Without any code, the recipient's own lines decide, then the whole notice.
+
+    A notice that gave up (retry timeout, expired in the queue) reports a final
+    failure, so only explicit words of a temporary condition make it temporary.
+    """
+    for text in (segment, body):
+        if _TEMPORARY_HINT.search(text):
+            return False
+        if _PERMANENT_HINT.search(text):
+            return True
+    return True
 
 
 def _text_reports(
@@ -681,8 +734,7 @@ def _text_reports(
         if status and reply and status[0] != reply[0]:
             # A code of the other class in the prose is not the server's verdict.
             status = status if status[0] == "5" else None
-        temporary = bool(_TEMPORARY_HINT.search(segment)) and not _PERMANENT_HINT.search(segment)
-        permanent = _permanent(status, reply, fallback=not temporary)
+        permanent = _permanent(status, reply, fallback=_permanent_by_words(segment, body))
         action = "delayed" if delayed and not permanent else "failed"
         reports.append(
             ParsedReport(
@@ -792,8 +844,12 @@ def _autoreply(msg: email.message.Message, subject: str) -> bool:
     return bool(_AUTOREPLY_SUBJECT.search(subject))
 
 
-def _looks_like_bounce(msg: email.message.Message, subject: str, sender: list[str]) -> bool:
+def _looks_like_bounce(
+    msg: email.message.Message, subject: str, sender: list[str], bodies: list[str]
+) -> bool:
     if any(_is_daemon(addr) for addr in sender):
+        return True
+    if any(_BOUNCE_BODY.search(body) for body in bodies[:2]):
         return True
     return_path = str(msg.get("return-path", "")).strip()
     if return_path in ("<>", "") and msg.get("x-failed-recipients") is not None:
@@ -825,15 +881,18 @@ def _parse(raw: bytes) -> ParsedMessage:
     reports: list[ParsedReport] = []
     if walk.feedback_texts:
         reports = _feedback_reports(walk.feedback_texts, walk, msg)
+    bodies = [_split_original(text, walk) for text in walk.text_parts]
     if not reports and walk.dsn_texts:
-        reports = _dsn_reports(walk.dsn_texts, walk.original_rcpts)
+        notice = "\n\n".join(b for b in bodies if b.strip() and not _DSN_START.search(b))
+        reports = _dsn_reports(walk.dsn_texts, walk.original_rcpts, notice)
     if not reports:
         json_reports = _json_reports(walk.text_parts)
         if json_reports is not None:
             reports = json_reports
-    bodies = [_split_original(text, walk) for text in walk.text_parts]
-    if not reports and _looks_like_bounce(msg, subject, sender):
-        exclude = set(sender) | set(envelope)
+    if not reports and _looks_like_bounce(msg, subject, sender, bodies):
+        # The bounce's own sender and addressee (the original sender) are not
+        # failed recipients; Delivered-To and friends may legitimately be.
+        exclude = set(sender) | set(_addresses(_header_text(msg.get("to"))))
         for inner in walk.original_headers:
             for addr in _addresses(_header_text(inner.get("from"))):
                 exclude.add(addr)
