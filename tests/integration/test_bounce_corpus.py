@@ -155,14 +155,30 @@ def test_feedback_reports_give_complaints_with_their_type(corpus: Path) -> None:
         assert any(r.feedback_type in expected for r in parsed.reports), item["file"]
 
 
+# Files whose label we disagree with, and why. Sisimai's table for this file
+# records zero results because it documents a crash fix, but the message is a
+# mailbox-full rejection notice ("reject reason: Mailbox full", "target mail
+# address: ...") sent to a VERP return path, so the parser reports it as one.
+LABEL_DISAGREEMENTS = {"maildir/not/rb-issue-368-bug.eml": "xxxx@yyyyyy.net"}
+
+
 @pytest.mark.parametrize("kind", ["autoreply", "delay", "delivered", "not-bounce"])
 def test_reports_that_are_not_failures_never_give_failed(corpus: Path, kind: str) -> None:
     """Auto-replies, delay warnings, success DSNs and ordinary mail never yield a failure."""
     seen = 0
     for item, parsed in _of_kind(corpus, kind):
+        if item["file"] in LABEL_DISAGREEMENTS:
+            continue
         seen += 1
         assert all(r.action != "failed" for r in parsed.reports), item["file"]
     assert seen > 0
+
+
+def test_label_disagreements_are_what_the_messages_say(corpus: Path) -> None:
+    """Each file listed as a label disagreement gives exactly the failure its text states."""
+    for name, recipient in LABEL_DISAGREEMENTS.items():
+        parsed = parse_bounce((corpus / "set-of-emails" / name).read_bytes())
+        assert [(r.action, r.recipient) for r in parsed.reports] == [("failed", recipient)]
 
 
 def test_auto_replies_are_recognised(corpus: Path) -> None:
@@ -182,10 +198,13 @@ def test_every_message_parses_without_raising(corpus: Path) -> None:
 def test_bounces_carry_the_original_message_id_when_the_copy_has_one(corpus: Path) -> None:
     """A bounce whose returned copy shows a Message-ID header yields that id."""
     checked = 0
+    missing: list[str] = []
     for item, parsed in _of_kind(corpus, "bounce"):
         raw = (corpus / "set-of-emails" / item["file"]).read_bytes()
-        if raw.lower().count(b"\nmessage-id:") >= 2:
+        if len(re.findall(rb"\n[ \t>]*message-id:", raw.lower())) >= 2:
             checked += 1
             if not parsed.original_message_ids:
-                print("no original id:", item["file"])
+                missing.append(item["file"])
+    print(f"\noriginal Message-ID found in {checked - len(missing)}/{checked}; missing: {missing}")
     assert checked > 100
+    assert len(missing) <= checked * 0.03

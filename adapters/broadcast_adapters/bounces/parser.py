@@ -136,7 +136,7 @@ _ORIGINAL_MARKER = re.compile(
     r"|(?:(?:begin|start) (?:of )?)?(?:original|returned|unsent|undelivered) "
     r"(?:message|mail|e-mail)(?: (?:headers?|header|follows|below|text))*"
     r"(?: follows?| below| is below)?[ \t:.=_-]*"
-    r"|message headers? follows?[ \t:.-]*|original mail as follows:?"
+    r"|message headers? follows?[ \t:.-]*|original mail as follows:?|bounced e-?mail:?"
     r")$",
     re.IGNORECASE | re.MULTILINE,
 )
@@ -321,13 +321,21 @@ def _prefer_status(field: str | None, diagnostic: str) -> str | None:
     a code of the same class in the diagnostic wins; of several, the last one,
     because relays wrap the inner server's reply after their own words
     ("554 4.4.7 Message expired <421 4.4.2 Connection timed out>"). A code of
-    another class in the text never overrides the Status field's class.
+    the other class overrides the Status field only when the reply code at the
+    start of the diagnostic agrees with it.
     """
     in_text = _all_enhanced(diagnostic)
     if field is None:
         return in_text[-1] if in_text else None
     same_class = [code for code in in_text if code[0] == field[0] and not _is_generic(code)]
-    return same_class[-1] if same_class else field
+    if same_class:
+        return same_class[-1]
+    reply = _reply_code(diagnostic)
+    if reply and in_text and in_text[0][0] == reply[0] != field[0]:
+        # The remote server's reply is self-consistent ("550 5.5.0") and of the
+        # other class: it, not the relay's summary, is what happened.
+        return in_text[0]
+    return field
 
 
 def _permanent(status: str | None, reply_code: str | None, fallback: bool) -> bool:
@@ -463,9 +471,9 @@ def _fields(text: str) -> list[dict[str, str]]:
             continue
         key = name.strip().lower()
         # A recipient block that lost its separating blank line.
+        has_recipient = "final-recipient" in current or "original-recipient" in current
         if key in ("final-recipient", "original-recipient") and (
-            "final-recipient" in current
-            or (key == "original-recipient" and "original-recipient" in current)
+            key in current or (has_recipient and ("action" in current or "status" in current))
         ):
             groups.append(current)
             current = {}
@@ -613,6 +621,46 @@ def _feedback_reports(texts: list[str], walk: _Walk, top: email.message.Message)
     return reports
 
 
+def _other_complaints(
+    msg: email.message.Message, subject: str, sender: list[str], walk: _Walk
+) -> list[ParsedReport]:
+    """Complaints that do not use ARF.
+
+    Microsoft's JMRP returns the reported message with an
+    ``X-HmXmrOriginalRecipient`` header; an RFC 2369 ``mailto:`` unsubscribe
+    request (subject "unsubscribe") is an opt-out by its sender.
+    """
+    for inner in walk.original_headers:
+        marked = inner.get("x-hmxmroriginalrecipient")
+        if marked is not None:
+            rcpts = _addresses(_header_text(marked)) or walk.original_rcpts[:1]
+            return [
+                ParsedReport(
+                    action="complaint",
+                    recipient=rcpt,
+                    status=None,
+                    reply_code=None,
+                    diagnostic=subject,
+                    permanent=False,
+                    feedback_type="abuse",
+                )
+                for rcpt in rcpts
+            ]
+    if subject.strip().lower() == "unsubscribe" and sender:
+        return [
+            ParsedReport(
+                action="complaint",
+                recipient=sender[0],
+                status=None,
+                reply_code=None,
+                diagnostic=subject,
+                permanent=False,
+                feedback_type="opt-out",
+            )
+        ]
+    return []
+
+
 # --------------------------------------------------------------------------- plain text
 
 
@@ -730,7 +778,11 @@ def _text_reports(
             reply = _reply_code(body)
         lines = segment.split("\n", 1)
         diag_source = lines[1] if len(lines) > 1 and lines[1].strip() else segment
-        diagnostic = _collapse(diag_source)[:1000]
+        diagnostic = _collapse(re.sub(r"^[\s#*=_-]+$", "", diag_source, flags=re.M))
+        if len(re.findall(r"[^\W\d_]", diagnostic)) < 8:
+            # Nothing but the address and rules: the reason is elsewhere in the notice.
+            diagnostic = _collapse(re.sub(r"^[\s#*=_-]+$", "", body, flags=re.M))
+        diagnostic = diagnostic[:1000]
         if status and reply and status[0] != reply[0]:
             # A code of the other class in the prose is not the server's verdict.
             status = status if status[0] == "5" else None
@@ -759,7 +811,8 @@ def _json_reports(texts: list[str]) -> list[ParsedReport] | None:
         if start < 0 or "notificationType" not in text and "eventType" not in text:
             continue
         try:
-            data = json.JSONDecoder().raw_decode(text[start:])[0]
+            # strict=False: mail software wraps long lines inside JSON strings.
+            data = json.JSONDecoder(strict=False).raw_decode(text[start:])[0]
         except ValueError:
             continue
         if isinstance(data, dict) and isinstance(data.get("Message"), str):
@@ -859,6 +912,9 @@ def _looks_like_bounce(
     return bool(_BOUNCE_SUBJECT.search(subject)) and not _AUTOREPLY_SUBJECT.search(subject)
 
 
+_QUOTED_ID = re.compile(r"^[ \t>|]*Message-ID\s*:\s*(<[^<>\s]+>)", re.I | re.M)
+
+
 def _parse(raw: bytes) -> ParsedMessage:
     data = _normalise(raw)
     msg = email.message_from_bytes(data)
@@ -882,6 +938,8 @@ def _parse(raw: bytes) -> ParsedMessage:
     if walk.feedback_texts:
         reports = _feedback_reports(walk.feedback_texts, walk, msg)
     bodies = [_split_original(text, walk) for text in walk.text_parts]
+    if not reports:
+        reports = _other_complaints(msg, subject, sender, walk)
     if not reports and walk.dsn_texts:
         notice = "\n\n".join(b for b in bodies if b.strip() and not _DSN_START.search(b))
         reports = _dsn_reports(walk.dsn_texts, walk.original_rcpts, notice)
@@ -916,6 +974,17 @@ def _parse(raw: bytes) -> ParsedMessage:
                 permanent=False,
             )
         ]
+    if not walk.original_ids:
+        # Quoted headers the MIME walk did not see (indented, prefixed, or in a
+        # part of their own without a content type).
+        for text in walk.text_parts:
+            for found in _QUOTED_ID.findall(text):
+                if found != message_id and found not in walk.original_ids:
+                    walk.original_ids.append(found)
+    # Office 365 NDRs and auto-replies name the original in In-Reply-To.
+    for found in _message_ids(_header_text(msg.get("in-reply-to"))):
+        if found not in walk.original_ids:
+            walk.original_ids.append(found)
     return ParsedMessage(
         reports=tuple(reports),
         envelope_candidates=tuple(envelope),
