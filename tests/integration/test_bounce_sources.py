@@ -170,7 +170,7 @@ def test_mbox_set_aside_copies_the_message_to_the_failed_mbox(mbox: Path) -> Non
     item = list(source)[2]
     source.set_aside(item.key, "no reports")
     failed = mailbox.mbox(mbox.with_name(mbox.name + ".failed"))
-    kept = [m for m in failed]
+    kept = list(failed)
     failed.close()
     assert len(kept) == 1
     assert kept[0]["X-Set-Aside-Reason"] == "no reports"

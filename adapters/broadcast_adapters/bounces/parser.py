@@ -54,7 +54,10 @@ _ENVELOPE_HEADERS = (
 _ENHANCED = re.compile(r"(?<![\w.])([245])\.(\d{1,3})\.(\d{1,3})(?![\w]|\.\d)")
 # SMTP reply code: only where servers print one, so that sizes, dates and
 # counts in the prose are not taken for codes.
-_LABELLED_REPLY = re.compile(r"(?:error_code|responsecode|reply code|smtp code)\s*[:=]?\s*([245]\d\d)\b", re.I)
+# Servers that label the code instead of starting the line with it (Zoho).
+_LABELLED_REPLY = re.compile(
+    r"(?:error_code|responsecode|reply code|smtp code)\s*[:=]?\s*([245]\d\d)\b", re.I
+)
 _REPLY = re.compile(
     r"(?:^|[\s:;(\[<\"'#=])([245][0-9][0-9])(?=[\s-]+[A-Za-z0-9<#(\[]|[-\s]*$)", re.MULTILINE
 )
@@ -195,10 +198,7 @@ def _header_text(value: object) -> str:
     """Decode an RFC 2047 header value without raising."""
     if value is None:
         return ""
-    if isinstance(value, email.header.Header):
-        text = str(value)
-    else:
-        text = str(value)
+    text = str(value)
     try:
         parts = email.header.decode_header(text)
     except Exception:
@@ -396,8 +396,14 @@ def _walk(msg: email.message.Message, out: _Walk, depth: int = 0) -> None:
     if ctype == "message/feedback-report":
         out.feedback_texts.append(_block_text(msg))
         return
-    if ctype in ("message/rfc822", "message/global", "message/partial", "text/rfc822-headers",
-                 "message/rfc822-headers", "message/global-headers"):
+    if ctype in (
+        "message/rfc822",
+        "message/global",
+        "message/partial",
+        "text/rfc822-headers",
+        "message/rfc822-headers",
+        "message/global-headers",
+    ):
         _read_original(msg, out)
         return
     payload = msg.get_payload()
@@ -409,20 +415,22 @@ def _walk(msg: email.message.Message, out: _Walk, depth: int = 0) -> None:
     maintype = msg.get_content_maintype()
     # A multipart whose boundary never appears arrives as one string: read it
     # as text, DSN fields and all.
-    if maintype in ("text", "multipart") or ctype == "application/octet-stream" and depth == 0:
+    if maintype in ("text", "multipart") or (ctype == "application/octet-stream" and depth == 0):
         text = _part_text(msg)
         dsn = _DSN_START.search(text)
         if dsn and _DSN_FIELD.search(text, dsn.start()):
             # Delivery-status fields in a text part: a mislabelled part, or a
             # report whose MIME structure is broken.
-            out.dsn_texts.append(text[dsn.start():])
+            out.dsn_texts.append(text[dsn.start() :])
         out.text_parts.append(text)
 
 
 _DSN_START = re.compile(
     r"^(?:Reporting-MTA|Arrival-Date|Original-Recipient|Final-Recipient)\s*:", re.I | re.M
 )
-_DSN_FIELD = re.compile(r"^(?:Final-Recipient|Original-Recipient)\s*:(?:.*\n)+?(?:Action|Status)\s*:", re.I | re.M)
+_DSN_FIELD = re.compile(
+    r"^(?:Final-Recipient|Original-Recipient)\s*:(?:.*\n){1,12}?(?:Action|Status)\s*:", re.I | re.M
+)
 
 
 def _read_original(part: email.message.Message, out: _Walk) -> None:
@@ -531,7 +539,7 @@ def _notice_lines(notice: str, recipient: str | None) -> str:
         return ""
     start = notice.rfind("\n", 0, at) + 1
     end = notice.find("\n\n", at)
-    return notice[start: end if end >= 0 else len(notice)]
+    return notice[start : end if end >= 0 else len(notice)]
 
 
 def _dsn_report(
@@ -550,8 +558,9 @@ def _dsn_report(
         recipient = fallback_rcpts[0]
     diagnostic = _diagnostic_text(group.get("diagnostic-code", ""))
     field_status = _enhanced(group.get("status", ""))
-    if not _all_enhanced(diagnostic) and (field_status is None or _is_generic(field_status)
-                                          or not diagnostic):
+    if not _all_enhanced(diagnostic) and (
+        field_status is None or _is_generic(field_status) or not diagnostic
+    ):
         # The fields leave the remote reply out; the notice often quotes it
         # next to the recipient (Sendmail's "(reason: 550 5.7.1 ...)").
         quoted = _collapse(_notice_lines(notice, recipient))
@@ -586,15 +595,14 @@ def _dsn_report(
 # --------------------------------------------------------------------------- ARF
 
 
-def _feedback_reports(texts: list[str], walk: _Walk, top: email.message.Message) -> list[ParsedReport]:
+def _feedback_reports(texts: list[str], walk: _Walk) -> list[ParsedReport]:
     reports: list[ParsedReport] = []
     for text in texts:
         fields: dict[str, list[str]] = {}
-        for group in [text]:
-            for line in group.split("\n"):
-                name, sep, value = line.partition(":")
-                if sep:
-                    fields.setdefault(name.strip().lower(), []).append(value.strip())
+        for line in text.split("\n"):
+            name, sep, value = line.partition(":")
+            if sep:
+                fields.setdefault(name.strip().lower(), []).append(value.strip())
         ftype = (fields.get("feedback-type") or ["abuse"])[0].lower() or "abuse"
         rcpts: list[str] = []
         for key in ("original-rcpt-to", "removal-recipient"):
@@ -677,16 +685,16 @@ def _split_original(text: str, walk: _Walk) -> str:
             text,
         )
         if inline:
-            block = text[inline.end():]
+            block = text[inline.end() :]
             first = block.split("\n", 1)[0]
             if _HEADERISH.match(first) or first.lower().startswith(("received", "return-path")):
                 cut = inline.start()
     if cut is None:
         return text
     rest = text[cut:]
-    header_start = re.search(r"^[A-Za-z][\w-]*:[^\n]*$", rest[rest.find("\n") + 1:], re.M)
+    header_start = re.search(r"^[A-Za-z][\w-]*:[^\n]*$", rest[rest.find("\n") + 1 :], re.M)
     if header_start:
-        body = rest[rest.find("\n") + 1 + header_start.start():]
+        body = rest[rest.find("\n") + 1 + header_start.start() :]
         block = re.split(r"\n\s*\n", body, maxsplit=1)[0]
         inner = email.message_from_string(
             "\n".join(line[2:] if line.startswith("> ") else line for line in block.split("\n"))
@@ -750,9 +758,7 @@ def _text_reports(
         positions = dict(located)
         located = [(addr, positions.get(addr, -1)) for addr in ordered]
     if not located:
-        loose = [
-            a for a in _addresses(body) if a not in exclude and not _is_daemon(a)
-        ]
+        loose = [a for a in _addresses(body) if a not in exclude and not _is_daemon(a)]
         if loose:
             located = [(loose[0], body.lower().find(loose[0]))]
         elif walk.original_rcpts:
@@ -764,7 +770,7 @@ def _text_reports(
     for addr, pos in located:
         if pos >= 0:
             later = [s for s in starts if s > pos]
-            segment = body[pos: later[0] if later else len(body)]
+            segment = body[pos : later[0] if later else len(body)]
         else:
             segment = body
         status = _enhanced(segment)
@@ -808,7 +814,7 @@ def _json_reports(texts: list[str]) -> list[ParsedReport] | None:
     """Amazon SES notifications mailed as JSON (bounce, complaint, delivery)."""
     for text in texts:
         start = text.find("{")
-        if start < 0 or "notificationType" not in text and "eventType" not in text:
+        if start < 0 or ("notificationType" not in text and "eventType" not in text):
             continue
         try:
             # strict=False: mail software wraps long lines inside JSON strings.
@@ -936,7 +942,7 @@ def _parse(raw: bytes) -> ParsedMessage:
     sender = _addresses(_header_text(msg.get("from")))
     reports: list[ParsedReport] = []
     if walk.feedback_texts:
-        reports = _feedback_reports(walk.feedback_texts, walk, msg)
+        reports = _feedback_reports(walk.feedback_texts, walk)
     bodies = [_split_original(text, walk) for text in walk.text_parts]
     if not reports:
         reports = _other_complaints(msg, subject, sender, walk)
@@ -992,4 +998,3 @@ def _parse(raw: bytes) -> ParsedMessage:
         message_id=message_id,
         date=date,
     )
-

@@ -220,10 +220,8 @@ class MboxSource:
 
     def set_aside(self, key: str, reason: str) -> None:
         """Append the message to ``<mbox>.failed`` with its reason, then mark it done."""
-        for candidate, raw in self._messages():
-            if candidate == key:
-                break
-        else:
+        raw = next((msg for candidate, msg in self._messages() if candidate == key), None)
+        if raw is None:
             raise InvalidInput(f"no message {key!r} in mbox {self._path}", field="key")
         quoted = re.sub(rb"^(>*From )", rb">\1", raw, flags=re.MULTILINE)
         note = b"X-Set-Aside-Reason: " + _safe_reason(reason)
