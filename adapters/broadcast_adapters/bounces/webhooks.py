@@ -605,7 +605,10 @@ def _ses_reports(raw_message: str) -> list[BounceReport]:
     # says eventType. Both carry the same bodies.
     kind = doc.get("notificationType", doc.get("eventType"))
     if not isinstance(kind, str) or not kind:
-        raise InvalidInput("Message.notificationType is missing", field="Message.notificationType")
+        raise InvalidInput(
+            "Message.notificationType is missing or not a string",
+            field="Message.notificationType",
+        )
     if kind not in ("Bounce", "Complaint", "Delivery", "DeliveryDelay"):
         # AmazonSnsSubscriptionSucceeded, Send, Reject, Open, Click, Rendering
         # Failure, Subscription: not outcomes of a hand-over this library tracks.
@@ -732,9 +735,7 @@ def _ses_reports(raw_message: str) -> list[BounceReport]:
         out.append(
             report(
                 recipient=address,
-                status=_opt_str(rec, "status", where)
-                or _status_from_text(diagnostic)
-                or "4.0.0",
+                status=_opt_str(rec, "status", where) or _status_from_text(diagnostic) or "4.0.0",
                 diagnostic=diagnostic or f"SES delivery delay ({delay_type or 'unspecified'})",
                 permanent=False,
                 reported_at=at,
