@@ -1251,3 +1251,43 @@ def test_every_normaliser_satisfies_the_protocol(
     ]
     assert all(isinstance(h, WebhookNormaliser) for h in hooks)
     assert [h.source for h in hooks] == ["ses", "sendgrid", "mailgun", "postmark"]
+
+
+def test_ses_delivery_delay_is_delayed(ses: SesWebhook, rsa_key: rsa.RSAPrivateKey) -> None:
+    """A published DeliveryDelay event becomes a delayed, non-permanent report."""
+    doc = ses_bounce()
+    del doc["bounce"], doc["notificationType"]
+    doc["eventType"] = "DeliveryDelay"
+    doc["deliveryDelay"] = {
+        "timestamp": "2026-11-27T08:58:50.000Z",
+        "delayType": "MailboxFull",
+        "expirationTime": "2026-11-28T08:58:37.000Z",
+        "delayedRecipients": [
+            {
+                "emailAddress": "jane@example.com",
+                "status": "4.2.2",
+                "diagnosticCode": "smtp; 452 4.2.2 mailbox full",
+            }
+        ],
+    }
+    (report,) = ses.normalise(body_of(sns_envelope(json.dumps(doc), rsa_key)), {}, NOW)
+    assert (report.action, report.permanent, report.status) == ("delayed", False, "4.2.2")
+
+
+def test_redelivered_requests_give_the_same_report_ids(
+    ses: SesWebhook, rsa_key: rsa.RSAPrivateKey, ec_key: ec.EllipticCurvePrivateKey
+) -> None:
+    """A provider retry of the same event yields the same report_id, so it is recorded once."""
+    first = ses.normalise(body_of(sns_envelope(json.dumps(ses_bounce()), rsa_key)), {}, NOW)
+    again = ses.normalise(
+        body_of(sns_envelope(json.dumps(ses_bounce()), rsa_key, timestamp=NOW)),
+        {},
+        NOW + timedelta(minutes=2),
+    )
+    assert [r.report_id for r in first] == [r.report_id for r in again]
+    hook = SendGridWebhook(sendgrid_public_key(ec_key))
+    body = body_of(sendgrid_batch())
+    later = int((NOW + timedelta(minutes=3)).timestamp())
+    once = hook.normalise(body, sendgrid_headers(ec_key, body), NOW)
+    twice = hook.normalise(body, sendgrid_headers(ec_key, body, later), NOW + timedelta(minutes=3))
+    assert [r.report_id for r in once] == [r.report_id for r in twice]
