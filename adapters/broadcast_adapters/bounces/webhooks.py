@@ -979,6 +979,8 @@ class MailgunWebhook:
     ) -> list[BounceReport]:
         """Verify the request, refuse a replayed token, return its report (if an outcome)."""
         now = _require_now(now)
+        # Mailgun signs inside the body; the headers are only checked so that
+        # every normaliser rejects the same bad arguments.
         _lower_headers(headers)
         doc = _obj(_load_json(_require_body(body), "body"), "body")
         sig = doc.get("signature")
