@@ -178,7 +178,9 @@ class Recipient:
             lease_until=None,
             retry_at=None,
             first_outcome_at=self.first_outcome_at or e.timestamp,
-            status_updated_at=e.timestamp if replace else self.status_updated_at,
+            # The error's time is the dominant report's own time, not when this copy
+            # arrived, so duplicates arriving at other times leave the same state.
+            status_updated_at=e.reported_at if replace else self.status_updated_at,
             error_source=e.source if replace else self.error_source,
             error_status=e.status if replace else self.error_status,
             error_detail=e.diagnostic if replace else self.error_detail,
