@@ -22,7 +22,7 @@ def export(
 
 
 def test_small_export_has_exact_bytes() -> None:
-    """BOM once, header as given, CRLF endings, minimal quoting, doubled quotes, neutralised cells."""
+    """BOM once, header as given, CRLF ends, minimal quoting, doubled quotes, neutralised cells."""
     rows = [
         ["配信成功", "山田", "taro@example.jp", "250 2.0.0 OK"],
         ["配信エラー", '=HYPERLINK("x")', "a@example.jp", "550 5.1.1, user unknown"],
@@ -97,7 +97,9 @@ def test_a_character_cp932_cannot_hold_names_row_column_and_character() -> None:
         CsvCodec().write_rows(rows, out, header=HEADER, encoding="cp932")
     error = caught.value
     assert (error.row, error.column) == (2, "姓")
-    assert "row 2" in str(error) and "'姓'" in str(error) and "U+00EB" in str(error)
+    assert "row 2" in str(error)
+    assert "'姓'" in str(error)
+    assert "U+00EB" in str(error)
     assert (
         out.getvalue().decode("cp932")
         == "状況,姓,宛先,詳細メッセージ\r\n配信成功,山田,a@example.jp,ok\r\n"

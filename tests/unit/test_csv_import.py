@@ -129,10 +129,14 @@ def test_each_bad_row_is_reported_with_its_physical_line_and_good_rows_are_kept(
     assert result.contacts[1].first_name == "花子"
     assert [p.line for p in result.problems] == [6, 7, 8, 9, 11]
     reasons = [p.reason for p in result.problems]
-    assert "address" in reasons[0] and "empty" in reasons[0]
-    assert "'not-an-address'" in reasons[1] and "@-sign" in reasons[1]
-    assert "3 fields" in reasons[2] and "header has 4" in reasons[2]
-    assert "'姓'" in reasons[3] and "U+000A" in reasons[3]
+    assert "address" in reasons[0]
+    assert "empty" in reasons[0]
+    assert "'not-an-address'" in reasons[1]
+    assert "@-sign" in reasons[1]
+    assert "3 fields" in reasons[2]
+    assert "header has 4" in reasons[2]
+    assert "'姓'" in reasons[3]
+    assert "U+000A" in reasons[3]
     assert "5 fields" in reasons[4]
     assert result.duplicates == 0
 
@@ -233,7 +237,9 @@ def test_a_missing_address_column_names_the_headers_found_and_those_accepted() -
     message = str(error)
     assert error.line == 1
     assert "'姓', '名', '電話'" in message
-    assert "宛先" in message and "メールアドレス" in message and "email" in message
+    assert "宛先" in message
+    assert "メールアドレス" in message
+    assert "email" in message
 
 
 def test_a_first_line_that_looks_like_data_gets_a_hint() -> None:
@@ -258,7 +264,8 @@ def test_undecodable_bytes_are_fatal_naming_both_encodings() -> None:
     """Bytes neither UTF-8 nor CP932 can read make the file unreadable."""
     error = fatal(b"email\na@example.jp\n\x81\xff\xfe\n")
     assert error.line == 3
-    assert "UTF-8" in str(error) and "CP932" in str(error)
+    assert "UTF-8" in str(error)
+    assert "CP932" in str(error)
 
 
 @pytest.mark.parametrize(
