@@ -15,6 +15,7 @@ from __future__ import annotations
 import codecs
 import csv  # noqa: TID251 - this is the module the ban points to
 import io
+import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, BinaryIO, Final, NoReturn, Protocol
@@ -56,8 +57,12 @@ surrounding spaces and the separators space, ``_`` and ``-``."""
 _SEPARATORS = str.maketrans("", "", " _-")
 
 
+_INVISIBLE = str.maketrans("", "", "\ufeff\u200b")  # a doubled BOM, a zero-width space
+
+
 def _header_key(name: str) -> str:
-    return unicodedata.normalize("NFKC", name).strip().casefold().translate(_SEPARATORS)
+    folded = unicodedata.normalize("NFKC", name.translate(_INVISIBLE)).strip().casefold()
+    return folded.translate(_SEPARATORS)
 
 
 _HEADER_LOOKUP: Final[dict[str, str]] = {
@@ -90,8 +95,8 @@ def _line_of(data: bytes, offset: int) -> int:
     return head.count(b"\n") + head.count(b"\r") - head.count(b"\r\n") + 1
 
 
-def _decode(data: bytes) -> tuple[str, str]:
-    """The text of the file and the encoding it was read as; raise if it is not text."""
+def _decode(data: bytes) -> str:
+    """The text of the file; raise if it is not text in a supported encoding."""
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise CsvImportError(
             "the file is UTF-16 encoded; save it as CSV in UTF-8 or Shift_JIS (CP932)", line=1
@@ -112,7 +117,7 @@ def _decode(data: bytes) -> tuple[str, str]:
         )
     if data.startswith(_UTF8_BOM):
         try:
-            return data[len(_UTF8_BOM) :].decode("utf-8"), "utf-8-sig"
+            return data[len(_UTF8_BOM) :].decode("utf-8")
         except UnicodeDecodeError as exc:
             line = _line_of(data, exc.start + len(_UTF8_BOM))
             raise CsvImportError(
@@ -121,10 +126,10 @@ def _decode(data: bytes) -> tuple[str, str]:
                 line=line,
             ) from None
     try:
-        return data.decode("utf-8"), "utf-8"
+        return data.decode("utf-8")
     except UnicodeDecodeError as utf8_error:
         try:
-            return data.decode("cp932"), "cp932"
+            return data.decode("cp932")
         except UnicodeDecodeError as cp932_error:
             # The encoding that read further is the likelier one: point at its failure.
             utf8_line = _line_of(data, utf8_error.start)
@@ -185,11 +190,13 @@ def _read_header(cells: list[str], line: int) -> _Columns:
     return _Columns(len(cells), positions, labels, tuple(ignored))
 
 
+# Unicode category Cc is exactly these two ranges; a regex scans far faster than a loop.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
 def _control_character(text: str) -> str | None:
-    for char in text:
-        if unicodedata.category(char) == "Cc":
-            return char
-    return None
+    found = _CONTROL.search(text)
+    return None if found is None else found.group()
 
 
 @attrs.frozen
@@ -238,7 +245,8 @@ class CsvCodec:
       (Windows Shift_JIS). UTF-16 files, Excel workbooks, files with NUL bytes and
       bytes neither encoding can read are fatal.
     - The first non-blank line is the header. Headers match ``HEADER_ALIASES``
-      after NFKC, case folding and dropping spaces, ``_`` and ``-``. An address
+      after NFKC, case folding and dropping spaces, ``_``, ``-``, a stray BOM and
+      zero-width spaces. An address
       column is required; two columns naming the same field are fatal. Other
       columns are ignored and listed in ``ImportedCsv.ignored_columns``.
     - Blank lines, and lines whose cells are all empty (``,,,`` from a
@@ -247,8 +255,9 @@ class CsvCodec:
       physical line the record starts on (the header is line 1 when the file
       starts with it): a field count different from the header's; an empty
       address; an address ``email_validator`` rejects (its reason is quoted);
-      a control character (Unicode category Cc, including tab and newline) in
-      the last name, first name or company; a duplicate address (compared
+      a control character (Unicode category Cc, including tab and newline) inside
+      the last name, first name or company (surrounding whitespace, even a
+      newline, is trimmed first); a duplicate address (compared
       case-insensitively after the validator's normalisation; the first
       occurrence is kept, the problem names its line, and it counts in
       ``duplicates``).
@@ -256,12 +265,15 @@ class CsvCodec:
       normalised form is stored. Names and company are trimmed and otherwise
       kept as written, including leading ``=``/``+``/``-``/``@``: neutralising
       formulas is the export's job.
-    - Fatal (``CsvImportError``, nothing returned): more than ``max_bytes``
-      bytes; an empty file; a header with no data rows; no address column;
-      malformed quoting anywhere (a quote never closed, text after a closing
-      quote), because record boundaries can no longer be trusted; a field longer
-      than :func:`csv.field_size_limit`; more than ``max_rows`` data rows
-      (counting bad rows and duplicates, not blank lines).
+    - Fatal (``CsvImportError``, nothing returned), checked in this order and
+      before any address is validated: more than ``max_bytes`` bytes; not text
+      (see above); malformed CSV anywhere in the file (a quote never closed,
+      text after a closing quote, a field longer than
+      :func:`csv.field_size_limit`), because record boundaries can no longer be
+      trusted; an empty file; no address column (the message lists the headers
+      found and the accepted names); a header with no data rows (an empty
+      recipient list is not a useful import); more than ``max_rows`` data rows
+      (bad rows and duplicates count, blank lines do not).
     - A file whose every row is bad is not fatal: it gives no contacts and one
       problem per row, so the user can see what to fix.
 
@@ -280,33 +292,35 @@ class CsvCodec:
                 f"the file is {len(data):,} bytes, more than the limit of {max_bytes:,} bytes; "
                 "split it into smaller files"
             )
-        text, _encoding = _decode(data)
-        records = _records(text)
-
-        header: _Record | None = None
-        for record in records:
-            if not _is_blank(record.cells):
-                header = record
-                break
-        if header is None:
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise InvalidInput(
+                f"data must be the file's bytes, got {type(data).__name__}", field="data"
+            )
+        data = bytes(data)
+        # Every record is read before any address is validated, so that a broken or
+        # oversized file fails fast; the list is bounded by max_bytes.
+        records = [r for r in _records(_decode(data)) if not _is_blank(r.cells)]
+        if not records:
             raise CsvImportError("the file is empty: it needs a header line and data rows")
+        header, body = records[0], records[1:]
         columns = _read_header(header.cells, header.line)
+        if not body:
+            raise CsvImportError(
+                f"the file has a header (line {header.line}) but no data rows", line=header.line
+            )
+        if len(body) > max_rows:
+            over = body[max_rows]
+            raise CsvImportError(
+                f"the file has {len(body):,} data rows, more than the limit of {max_rows:,} "
+                f"(line {over.line} is row {max_rows + 1:,}); split it into smaller files",
+                line=over.line,
+            )
 
         contacts: list[Contact] = []
         problems: list[CsvProblem] = []
         first_seen: dict[str, int] = {}
         duplicates = 0
-        rows = 0
-        for record in records:
-            if _is_blank(record.cells):
-                continue
-            rows += 1
-            if rows > max_rows:
-                raise CsvImportError(
-                    f"the file has more than {max_rows:,} data rows (line {record.line} is row "
-                    f"{rows:,}); split it into smaller files",
-                    line=record.line,
-                )
+        for record in body:
             contact, reason = self._contact(record.cells, columns)
             if contact is None:
                 problems.append(CsvProblem(record.line, reason))
@@ -325,10 +339,6 @@ class CsvCodec:
                 continue
             first_seen[key] = record.line
             contacts.append(contact)
-        if rows == 0:
-            raise CsvImportError(
-                f"the file has a header (line {header.line}) but no data rows", line=header.line
-            )
         return ImportedCsv(
             contacts=tuple(contacts),
             problems=tuple(problems),

@@ -6,7 +6,7 @@ import pytest
 
 from broadcast_adapters.csv_io import CsvCodec
 from broadcast_domain.domain.values import Contact
-from broadcast_domain.errors import CsvImportError
+from broadcast_domain.errors import CsvImportError, InvalidInput
 from broadcast_domain.ports import CsvProblem, ImportedCsv
 
 JA_FILE = (
@@ -305,7 +305,7 @@ def test_more_than_max_rows_is_fatal_naming_the_first_line_over() -> None:
     data = "宛先\n" + "".join(f"u{i}@example.jp\n" for i in range(5))
     error = fatal(data, max_rows=3)
     assert error.line == 5
-    assert "more than 3 data rows" in str(error)
+    assert "more than the limit of 3" in str(error)
 
 
 def test_more_than_max_bytes_is_fatal() -> None:
@@ -313,3 +313,15 @@ def test_more_than_max_bytes_is_fatal() -> None:
     data = JA_FILE.encode("utf-8")
     assert parse(data, max_bytes=len(data)).contacts == JA_CONTACTS
     assert "more than the limit" in str(fatal(data, max_bytes=len(data) - 1))
+
+
+def test_invisible_characters_around_a_header_do_not_hide_it() -> None:
+    """A doubled byte order mark or a zero-width space does not stop a header matching."""
+    data = "\ufeff\ufeffemail\u200b,姓\na@example.jp,山田\n".encode("utf-8-sig")
+    assert parse(data).contacts == (Contact("a@example.jp", last_name="山田"),)
+
+
+def test_text_instead_of_bytes_is_invalid_input() -> None:
+    """The codec reads the file's bytes; passing decoded text is a caller error."""
+    with pytest.raises(InvalidInput):
+        CsvCodec().parse_recipients("email\na@example.jp\n", max_rows=10, max_bytes=100)  # type: ignore[arg-type]
