@@ -1,7 +1,7 @@
 """Result CSV export speed: CsvCodec.write_rows against a plain csv.writer on the same rows.
 
-Run: ``python benchmarks/bench_csv_export.py [rows]`` (default 100,000). Prints the best of
-five runs for each writer and encoding and the ratio (plain time / codec time; 1.0 = as fast).
+Run: ``python benchmarks/bench_csv_export.py [rows]`` (default 100,000). Prints the best CPU time
+of seven runs for each writer and encoding and the ratio (plain / codec; 1.0 = as fast).
 """
 
 from __future__ import annotations

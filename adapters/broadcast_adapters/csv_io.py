@@ -55,8 +55,6 @@ surrounding spaces and the separators space, ``_`` and ``-``."""
 
 # What a header cell is compared as: "E-Mail", "ｅｍａｉｌ" and " email " are one name.
 _SEPARATORS = str.maketrans("", "", " _-")
-
-
 _INVISIBLE = str.maketrans("", "", "\ufeff\u200b")  # a doubled BOM, a zero-width space
 
 
@@ -75,6 +73,11 @@ _HEADER_LOOKUP: Final[dict[str, str]] = {
 _FULLWIDTH_ASCII = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
 
 _UTF8_BOM = codecs.BOM_UTF8
+
+# How many non-ASCII characters must decode as UTF-8 before a bad byte for the file
+# to count as damaged UTF-8 rather than CP932 (whose text almost never starts as
+# valid UTF-8: its double-byte characters mostly begin with UTF-8 continuation bytes).
+_UTF8_EVIDENCE: Final = 4
 
 
 class _Rfc4180(csv.Dialect):
@@ -128,6 +131,16 @@ def _decode(data: bytes) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as utf8_error:
+        # Several valid multi-byte UTF-8 characters before the bad byte mean a damaged
+        # UTF-8 file: read as CP932 it would import garbled names without a word.
+        prefix = data[: utf8_error.start].decode("utf-8")
+        if sum(1 for char in prefix if char > "\x7f") >= _UTF8_EVIDENCE:
+            line = _line_of(data, utf8_error.start)
+            raise CsvImportError(
+                f"the file is UTF-8 up to line {line}, where byte "
+                f"0x{data[utf8_error.start]:02x} is not UTF-8; fix or re-save the file",
+                line=line,
+            ) from None
         try:
             return data.decode("cp932")
         except UnicodeDecodeError as cp932_error:
@@ -243,7 +256,9 @@ class CsvCodec:
 
     - The encoding is UTF-8 with a byte order mark, else strict UTF-8, else CP932
       (Windows Shift_JIS). UTF-16 files, Excel workbooks, files with NUL bytes and
-      bytes neither encoding can read are fatal.
+      bytes neither encoding can read are fatal, and so is a file that is valid
+      UTF-8 (with at least four non-ASCII characters) up to a bad byte: reading
+      such a damaged UTF-8 file as CP932 would import garbled names.
     - The first non-blank line is the header. Headers match ``HEADER_ALIASES``
       after NFKC, case folding and dropping spaces, ``_``, ``-``, a stray BOM and
       zero-width spaces. An address

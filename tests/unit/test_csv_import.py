@@ -325,3 +325,11 @@ def test_text_instead_of_bytes_is_invalid_input() -> None:
     """The codec reads the file's bytes; passing decoded text is a caller error."""
     with pytest.raises(InvalidInput):
         CsvCodec().parse_recipients("email\na@example.jp\n", max_rows=10, max_bytes=100)  # type: ignore[arg-type]
+
+
+def test_a_damaged_utf8_file_is_fatal_rather_than_read_as_cp932() -> None:
+    """UTF-8 Japanese text with one bad byte is refused at that line, not imported garbled."""
+    good = "姓,名,宛先\n山田,太郎,a@example.jp\n佐藤,花子,b@example.jp\n".encode()
+    error = fatal(good + b"\x82\xa0,x,c@example.jp\n")
+    assert error.line == 4
+    assert "UTF-8 up to line 4" in str(error)
