@@ -71,6 +71,10 @@ def _structure_datetime(value: Any, _: Any) -> datetime:
     return parsed
 
 
+def _is_frozenset(t: Any) -> bool:
+    return t is frozenset or get_origin(t) is frozenset
+
+
 def configure_converter(converter: OrjsonConverter) -> None:
     """Configure a converter for broadcast-domain values and events.
 
@@ -84,9 +88,7 @@ def configure_converter(converter: OrjsonConverter) -> None:
     configure_orjson(converter)
     converter.register_structure_hook(UUID, lambda v, _: v if isinstance(v, UUID) else UUID(v))
     converter.register_structure_hook(datetime, _structure_datetime)
-    converter.register_unstructure_hook_func(
-        lambda t: t is frozenset or get_origin(t) is frozenset, lambda v: sorted(v)
-    )
+    converter.register_unstructure_hook_func(_is_frozenset, lambda v: sorted(v))
 
 
 def make_converter() -> OrjsonConverter:

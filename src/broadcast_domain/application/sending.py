@@ -169,6 +169,7 @@ class Dispatcher:
                         svc.catch_up()
                     return
                 if fresh:
+                    assert account is not None
                     reservation = self._reservation(b.account_id, account, now, len(fresh))
             elif state.status is BroadcastStatus.PAUSED:
                 return

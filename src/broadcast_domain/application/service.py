@@ -348,7 +348,11 @@ class BroadcastService:
         if left is not None and left == 0:
             return
         for b in paused:
-            self._decide_and_put(lambda b=b: (None, self._load_broadcast(b.id).resume(now=now)))
+
+            def decide(bid: UUID = b.id) -> tuple[None, list[BroadcastEvent]]:
+                return None, self._load_broadcast(bid).resume(now=now)
+
+            self._decide_and_put(decide)
 
     def account(self, account_id: str) -> Account | None:
         """An account's configuration (None when never configured)."""

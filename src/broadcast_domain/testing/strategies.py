@@ -132,7 +132,8 @@ def domain_events(draw: Any) -> ev.DomainEvent:
     """Any event of any type, with arbitrary (type-correct) field values."""
     base = _base(draw)
     kind = draw(st.sampled_from(sorted(_BUILDERS)))
-    return _BUILDERS[kind](draw, base)
+    event: ev.DomainEvent = _BUILDERS[kind](draw, base)
+    return event
 
 
 def _sched(draw: Any, base: dict[str, Any]) -> ev.DomainEvent:
