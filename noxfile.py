@@ -25,7 +25,6 @@ nox.needs_version = ">=2024.10.9"
 # otherwise the standard library venv + pip, which is always there.
 nox.options.default_venv_backend = "uv|venv"
 nox.options.reuse_venv = "yes"
-nox.options.error_on_missing_interpreters = True
 # A bare `nox` runs the quick static checks first, then the tests.
 nox.options.sessions = ["lint", "types", "arch", "tests"]
 

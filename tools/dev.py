@@ -18,6 +18,7 @@ root.  Only the standard library is used here.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -46,7 +47,15 @@ def ensure_tools() -> None:
     python = venv_python()
     if not python.exists():
         print(f"dev: creating {VENV.name}/ with {sys.executable}", flush=True)
-        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+        try:
+            venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            # Half a venv would be taken for a whole one on the next run.
+            shutil.rmtree(VENV, ignore_errors=True)
+            sys.exit(
+                f"dev: could not create {VENV} ({exc}); on Debian and Ubuntu the "
+                "system Python needs the python3-venv package"
+            )
     wanted = f"{NOX}\n{UV}\n"
     if STAMP.exists() and STAMP.read_text() == wanted:
         return
