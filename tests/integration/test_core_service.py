@@ -29,7 +29,6 @@ from broadcast_domain import (
 from broadcast_domain.testing.clock import FakeClock
 from broadcast_domain.testing.machine import ScriptedTransport
 
-
 ServiceFactory = Any
 RETURN_PATH = "bounces@mail.example.com"
 SIGNING_KEY = b"test-signing-key-0123456789abcdef"
@@ -73,7 +72,12 @@ def test_create_records_broadcast_and_recipients_and_folds_duplicates(
         recipients=[Contact("A@Example.com"), Contact("a@example.com"), Contact("b@example.com")],
     )
     s = svc.summary(bid)
-    assert (s.status, s.recipients, s.scheduled, s.delivered) == (BroadcastStatus.SCHEDULED, 2, 2, 0)
+    assert (s.status, s.recipients, s.scheduled, s.delivered) == (
+        BroadcastStatus.SCHEDULED,
+        2,
+        2,
+        0,
+    )
     assert [i.address for i in svc.recipients(bid).items] == ["A@Example.com", "b@example.com"]
 
 
@@ -86,7 +90,13 @@ def test_dispatch_outcomes_and_lists(svc: BroadcastService, clock: FakeClock) ->
     report = svc.dispatch_due(t)
     assert (report.sent, report.succeeded, report.errors, report.retried) == (3, 1, 1, 1)
     s = svc.summary(bid)
-    assert (s.status, s.succeeded, s.errors, s.sending, s.delivered) == (BroadcastStatus.SENDING, 1, 1, 1, 2)
+    assert (s.status, s.succeeded, s.errors, s.sending, s.delivered) == (
+        BroadcastStatus.SENDING,
+        1,
+        1,
+        1,
+        2,
+    )
     assert s.unacknowledged_errors == 1
     assert svc.list_broadcasts("support", view=BroadcastView.SENDING).total == 1
     clock.advance(hours=1)
@@ -118,14 +128,26 @@ def test_bounce_by_verp_within_window_then_late(svc: BroadcastService, clock: Fa
     t = ScriptedTransport()
     svc.dispatch_due(t)
     token = t.sent[0].envelope_from.split("+", 1)[1].split("@")[0]
-    rep = BounceReport(recipient="user0@example.com", status="5.1.1", diagnostic="no such user",
-                       permanent=True, reported_at=clock(), verp_token=token)
+    rep = BounceReport(
+        recipient="user0@example.com",
+        status="5.1.1",
+        diagnostic="no such user",
+        permanent=True,
+        reported_at=clock(),
+        verp_token=token,
+    )
     out = svc.record_bounce(rep, received_at=clock() + timedelta(hours=23))
     assert out.kind == "applied" and out.address == "user0@example.com"
     assert svc.record_bounce(rep, received_at=clock() + timedelta(hours=23)).kind == "duplicate"
     token1 = t.sent[1].envelope_from.split("+", 1)[1].split("@")[0]
-    late = BounceReport(recipient="user1@example.com", status="5.1.1", diagnostic="x",
-                        permanent=True, reported_at=clock(), verp_token=token1)
+    late = BounceReport(
+        recipient="user1@example.com",
+        status="5.1.1",
+        diagnostic="x",
+        permanent=True,
+        reported_at=clock(),
+        verp_token=token1,
+    )
     assert svc.record_bounce(late, received_at=clock() + timedelta(hours=25)).kind == "late"
     s = svc.summary(bid)
     assert (s.succeeded, s.errors) == (1, 1)
@@ -133,7 +155,9 @@ def test_bounce_by_verp_within_window_then_late(svc: BroadcastService, clock: Fa
     assert usage.count == 2
 
 
-def test_forged_token_and_unknown_message_id_are_unmatched(svc: BroadcastService, clock: FakeClock) -> None:
+def test_forged_token_and_unknown_message_id_are_unmatched(
+    svc: BroadcastService, clock: FakeClock
+) -> None:
     """A tampered VERP token never matches; nothing is recorded."""
     create(svc, clock, n=1)
     t = ScriptedTransport()
@@ -142,12 +166,29 @@ def test_forged_token_and_unknown_message_id_are_unmatched(svc: BroadcastService
     forged = token[:-1] + ("a" if token[-1] != "a" else "b")
     before = positions(svc)
     for rep in (
-        BounceReport(recipient="user0@example.com", status="5.1.1", diagnostic="x", permanent=True,
-                     reported_at=clock(), verp_token=forged),
-        BounceReport(recipient="user0@example.com", status="5.1.1", diagnostic="x", permanent=True,
-                     reported_at=clock(), message_id="<nobody@example.com>"),
-        BounceReport(recipient="user0@example.com", status="5.1.1", diagnostic="x", permanent=True,
-                     reported_at=clock()),
+        BounceReport(
+            recipient="user0@example.com",
+            status="5.1.1",
+            diagnostic="x",
+            permanent=True,
+            reported_at=clock(),
+            verp_token=forged,
+        ),
+        BounceReport(
+            recipient="user0@example.com",
+            status="5.1.1",
+            diagnostic="x",
+            permanent=True,
+            reported_at=clock(),
+            message_id="<nobody@example.com>",
+        ),
+        BounceReport(
+            recipient="user0@example.com",
+            status="5.1.1",
+            diagnostic="x",
+            permanent=True,
+            reported_at=clock(),
+        ),
     ):
         assert svc.record_bounce(rep).kind == "unmatched"
     assert positions(svc) == before
@@ -158,8 +199,14 @@ def test_bounce_by_message_id(svc: BroadcastService, clock: FakeClock) -> None:
     bid = create(svc, clock, n=1)
     t = ScriptedTransport()
     svc.dispatch_due(t)
-    rep = BounceReport(recipient="user0@example.com", status="5.2.2", diagnostic="mailbox full",
-                       permanent=True, reported_at=clock(), message_id=t.sent[0].message_id)
+    rep = BounceReport(
+        recipient="user0@example.com",
+        status="5.2.2",
+        diagnostic="mailbox full",
+        permanent=True,
+        reported_at=clock(),
+        message_id=t.sent[0].message_id,
+    )
     assert svc.record_bounce(rep).kind == "applied"
     item = svc.recipients(bid).items[0]
     assert item.status is DeliveryStatus.ERROR
@@ -186,7 +233,9 @@ def test_acknowledge_all_as_of_and_single(svc: BroadcastService, clock: FakeCloc
     assert svc.summary(bid).unacknowledged_errors == 0
 
 
-def test_acknowledging_a_non_error_raises_and_records_nothing(svc: BroadcastService, clock: FakeClock) -> None:
+def test_acknowledging_a_non_error_raises_and_records_nothing(
+    svc: BroadcastService, clock: FakeClock
+) -> None:
     """Only an ERROR can be acknowledged."""
     bid = create(svc, clock, n=1)
     svc.dispatch_due(ScriptedTransport())
@@ -205,7 +254,7 @@ def test_cancel_only_before_sending(svc: BroadcastService, clock: FakeClock) -> 
     assert svc.dispatch_due(ScriptedTransport()).sent == 0
     now = create(svc, clock)
     svc.dispatch_due(ScriptedTransport(), max_messages=1)
-    with pytest.raises(InvalidTransition, match="cannot be cancelled|only a broadcast"):
+    with pytest.raises(InvalidTransition, match=r"cannot be cancelled|only a broadcast"):
         svc.cancel_broadcast(now, actor=OPERATOR)
 
 
@@ -245,8 +294,16 @@ def test_month_turn_resumes_a_paused_broadcast(svc: BroadcastService, clock: Fak
         ("scheduled_at", datetime(2026, 11, 2, 9, 0), "naive datetime"),
         ("subject", "hello\r\nBcc: victim@example.com", "CR character"),
         ("sender", "not an address", "sender"),
-        ("recipients", [Contact("ok@example.com"), Contact("bad@@example.com")], r"recipients\[1\]\.address"),
-        ("recipients", [Contact("ok@example.com", last_name="a\nb")], r"recipients\[0\]\.last_name"),
+        (
+            "recipients",
+            [Contact("ok@example.com"), Contact("bad@@example.com")],
+            r"recipients\[1\]\.address",
+        ),
+        (
+            "recipients",
+            [Contact("ok@example.com", last_name="a\nb")],
+            r"recipients\[0\]\.last_name",
+        ),
         ("recipients", [], "at least one recipient"),
         ("source", "book-1", "source must be"),
         ("account_id", "", "account_id"),
@@ -284,8 +341,13 @@ def test_unknown_ids_and_naive_times_are_named(svc: BroadcastService, clock: Fak
     bid = create(svc, clock, n=1)
     with pytest.raises(UnknownRecipient):
         svc.history(bid, "nobody@example.com")
-    rep = BounceReport(recipient="a@example.com", status="5.1.1", diagnostic="x", permanent=True,
-                       reported_at=datetime(2026, 1, 1))
+    rep = BounceReport(
+        recipient="a@example.com",
+        status="5.1.1",
+        diagnostic="x",
+        permanent=True,
+        reported_at=datetime(2026, 1, 1),
+    )
     with pytest.raises(InvalidInput, match="naive"):
         svc.record_bounce(rep)
     with pytest.raises(InvalidInput, match="timezone"):
@@ -294,7 +356,9 @@ def test_unknown_ids_and_naive_times_are_named(svc: BroadcastService, clock: Fak
         svc.configure_account("acme", monthly_limit=-1)
 
 
-def test_history_lists_a_recipients_events_oldest_first(svc: BroadcastService, clock: FakeClock) -> None:
+def test_history_lists_a_recipients_events_oldest_first(
+    svc: BroadcastService, clock: FakeClock
+) -> None:
     """Scheduled, Sent, Succeeded in order."""
     bid = create(svc, clock, n=1)
     svc.dispatch_due(ScriptedTransport())
@@ -302,7 +366,9 @@ def test_history_lists_a_recipients_events_oldest_first(svc: BroadcastService, c
     assert names == ["Scheduled", "Sent", "Succeeded"]
 
 
-def test_rebuild_equals_incremental_and_verify_is_clean(svc: BroadcastService, clock: FakeClock) -> None:
+def test_rebuild_equals_incremental_and_verify_is_clean(
+    svc: BroadcastService, clock: FakeClock
+) -> None:
     """Dropping and replaying every projection gives the same answers."""
     svc.configure_account("acme", monthly_limit=100, timezone="Asia/Tokyo")
     bid = create(svc, clock, n=6, source=CsvSource("members.csv"))
@@ -310,10 +376,18 @@ def test_rebuild_equals_incremental_and_verify_is_clean(svc: BroadcastService, c
     t.replies["user2@example.com"] = (550, "no")
     t.replies["user3@example.com"] = (451, "later")
     svc.dispatch_due(t)
-    before = (svc.summary(bid), svc.recipients(bid, keyword="太郎2"), svc.monthly_usage("acme", year=2026, month=11))
+    before = (
+        svc.summary(bid),
+        svc.recipients(bid, keyword="太郎2"),
+        svc.monthly_usage("acme", year=2026, month=11),
+    )
     assert svc.verify_projections() == []
     svc.rebuild_projections()
-    after = (svc.summary(bid), svc.recipients(bid, keyword="太郎2"), svc.monthly_usage("acme", year=2026, month=11))
+    after = (
+        svc.summary(bid),
+        svc.recipients(bid, keyword="太郎2"),
+        svc.monthly_usage("acme", year=2026, month=11),
+    )
     assert before == after
     assert svc.verify_projections() == []
 
@@ -324,19 +398,29 @@ def test_reopening_a_sqlite_file_gives_the_same_answers(tmp_path: Any, clock: Fa
     svc = BroadcastService.open(url, return_path=RETURN_PATH, signing_key=SIGNING_KEY, clock=clock)
     bid = create(svc, clock, n=4)
     svc.dispatch_due(ScriptedTransport())
-    first = (svc.summary(bid), svc.list_broadcasts("support"), svc.monthly_usage("acme", year=2026, month=11))
+    first = (
+        svc.summary(bid),
+        svc.list_broadcasts("support"),
+        svc.monthly_usage("acme", year=2026, month=11),
+    )
     svc.close()
-    again = BroadcastService.open(url, return_path=RETURN_PATH, signing_key=SIGNING_KEY, clock=clock)
+    again = BroadcastService.open(
+        url, return_path=RETURN_PATH, signing_key=SIGNING_KEY, clock=clock
+    )
     try:
-        assert (again.summary(bid), again.list_broadcasts("support"),
-                again.monthly_usage("acme", year=2026, month=11)) == first
+        assert (
+            again.summary(bid),
+            again.list_broadcasts("support"),
+            again.monthly_usage("acme", year=2026, month=11),
+        ) == first
         assert again.verify_projections() == []
     finally:
         again.close()
 
 
-def test_two_services_on_one_file_see_each_others_writes(open_service: ServiceFactory, clock: FakeClock,
-                                                         store_url: str) -> None:
+def test_two_services_on_one_file_see_each_others_writes(
+    open_service: ServiceFactory, clock: FakeClock, store_url: str
+) -> None:
     """Two services (as two processes would) on one SQLite file share events and views."""
     if store_url.startswith("memory"):
         pytest.skip("memory stores are per service")

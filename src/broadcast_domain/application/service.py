@@ -29,14 +29,15 @@ from broadcast_domain.application.eventlog import (
 from broadcast_domain.application.memory_views import InMemoryViewStore
 from broadcast_domain.application.results import (
     BounceOutcome,
-    DispatchReport,
     BroadcastItem,
+    DispatchReport,
     ErrorPage,
     MonthlyUsage,
     Page,
     RecipientItem,
     Summary,
 )
+from broadcast_domain.application.sending import Dispatcher
 from broadcast_domain.application.validation import (
     check_address,
     check_header_field,
@@ -74,8 +75,13 @@ from broadcast_domain.errors import (
     UnknownBroadcast,
     UnknownRecipient,
 )
-from broadcast_domain.application.sending import Dispatcher
-from broadcast_domain.ports import AddressBook, MailTransport, OutgoingMessage, TransportReply, ViewStore
+from broadcast_domain.ports import (
+    AddressBook,
+    MailTransport,
+    OutgoingMessage,
+    TransportReply,
+    ViewStore,
+)
 from broadcast_domain.projections.views import (
     Views,
     estimated_completion,
@@ -172,7 +178,9 @@ class BroadcastService:
         if not isinstance(bounce_window, timedelta) or bounce_window <= timedelta(0):
             raise InvalidInput("bounce_window must be a positive timedelta", field="bounce_window")
         if clock is not None and not callable(clock):
-            raise InvalidInput("clock must be a callable returning an aware datetime", field="clock")
+            raise InvalidInput(
+                "clock must be a callable returning an aware datetime", field="clock"
+            )
         store = parse_store_url(url)
         verp = Verp(return_path, signing_key)
         pol = attrs.evolve(policy or DeliveryPolicy(), bounce_window=bounce_window)
@@ -292,7 +300,9 @@ class BroadcastService:
         """Set an account's monthly limit (None: unlimited), time zone and send rate (msg/s)."""
         _require_text(account_id, "account_id")
         if monthly_limit is not None and (
-            not isinstance(monthly_limit, int) or isinstance(monthly_limit, bool) or monthly_limit < 0
+            not isinstance(monthly_limit, int)
+            or isinstance(monthly_limit, bool)
+            or monthly_limit < 0
         ):
             raise InvalidInput(
                 f"monthly_limit must be a non-negative int or None, got {monthly_limit!r}",
@@ -337,7 +347,8 @@ class BroadcastService:
         now = self.now()
         account = self._views.account(account_id)
         paused = [
-            b for b in self._views.due_broadcasts(now)
+            b
+            for b in self._views.due_broadcasts(now)
             if b.account_id == account_id and b.status is BroadcastStatus.PAUSED
         ]
         if not paused:
@@ -404,7 +415,9 @@ class BroadcastService:
             if isinstance(source, AddressBookSource) and self.address_book is not None:
                 recipients = self.address_book.contacts(source.address_book_id)
             else:
-                raise InvalidInput("recipients must be given (a list of Contact)", field="recipients")
+                raise InvalidInput(
+                    "recipients must be given (a list of Contact)", field="recipients"
+                )
         contacts, _duplicates = fold_contacts(recipients)
         if not contacts:
             raise InvalidInput("a broadcast needs at least one recipient", field="recipients")
@@ -454,7 +467,9 @@ class BroadcastService:
     def cancel_broadcast(self, broadcast_id: UUID, *, actor: Any) -> None:
         """Cancel a broadcast whose sending has not started (inbox OPERATOR or above)."""
         first = self._load_broadcast(broadcast_id)
-        who = require_inbox_role(actor, first.inbox_id, InboxRole.OPERATOR, "cancelling a broadcast")
+        who = require_inbox_role(
+            actor, first.inbox_id, InboxRole.OPERATOR, "cancelling a broadcast"
+        )
         now = self.now()
 
         def decide() -> tuple[None, list[BroadcastEvent]]:
@@ -507,7 +522,9 @@ class BroadcastService:
             BroadcastView.SENT: frozenset({BroadcastStatus.SENT}),
         }[view]
         self.catch_up()
-        rows, total = self._views.list_broadcasts(inbox_id, statuses, (page - 1) * per_page, per_page)
+        rows, total = self._views.list_broadcasts(
+            inbox_id, statuses, (page - 1) * per_page, per_page
+        )
         items = []
         for b in rows:
             c = self._views.counts(b.id)
@@ -542,7 +559,11 @@ class BroadcastService:
         by the monthly limit in this call) and ``.completed``.
         """
         return Dispatcher(
-            self, transport, now=now, max_messages=max_messages, sleep=self._sleep,
+            self,
+            transport,
+            now=now,
+            max_messages=max_messages,
+            sleep=self._sleep,
             on_progress=on_progress,
         ).run()
 
@@ -609,30 +630,47 @@ class BroadcastService:
             return self._views.recipient_by_message_id(mid)
         return None
 
-    def record_bounce(self, report: BounceReport, received_at: datetime | None = None) -> BounceOutcome:
+    def record_bounce(
+        self, report: BounceReport, received_at: datetime | None = None
+    ) -> BounceOutcome:
         """Take in one normalised report: applied, duplicate, late, unmatched or ignored."""
         if not isinstance(report, BounceReport):
             raise InvalidInput("report must be a BounceReport", field="report")
         require_aware(report.reported_at, "report.reported_at")
-        received = require_aware(received_at, "received_at") if received_at is not None else self.now()
+        received = (
+            require_aware(received_at, "received_at") if received_at is not None else self.now()
+        )
         received = received.astimezone(UTC)
         report_id = derive_report_id(report)
         rid = self._correlate(report)
         if rid is None:
-            return BounceOutcome(kind="unmatched", report=report, report_id=report_id,
-                                 detail="no valid VERP token or known Message-ID")
+            return BounceOutcome(
+                kind="unmatched",
+                report=report,
+                report_id=report_id,
+                detail="no valid VERP token or known Message-ID",
+            )
         now = self.now()
 
         def decide() -> tuple[BounceOutcome, Sequence[RecipientEvent]]:
             state = self._load_recipient(rid)
             if state is None:
-                return BounceOutcome(kind="unmatched", report=report, report_id=report_id,
-                                     detail="the token names no recipient in this store"), []
+                return BounceOutcome(
+                    kind="unmatched",
+                    report=report,
+                    report_id=report_id,
+                    detail="the token names no recipient in this store",
+                ), []
             kind, events = state.receive_report(
                 report, report_id=report_id, received_at=received, now=now, policy=self.policy
             )
-            return BounceOutcome(kind=kind, report=report, report_id=report_id,
-                                 broadcast_id=state.broadcast_id, address=state.address), events
+            return BounceOutcome(
+                kind=kind,
+                report=report,
+                report_id=report_id,
+                broadcast_id=state.broadcast_id,
+                address=state.address,
+            ), events
 
         return self._decide_and_put(decide)
 
@@ -642,7 +680,9 @@ class BroadcastService:
         """The month's send count (delivered recipients by first outcome) against the limit."""
         _require_text(account_id, "account_id")
         if not (isinstance(year, int) and isinstance(month, int) and 1 <= month <= 12):
-            raise InvalidInput(f"year/month {year!r}/{month!r} is not a calendar month", field="month")
+            raise InvalidInput(
+                f"year/month {year!r}/{month!r} is not a calendar month", field="month"
+            )
         self.catch_up()
         account = self._views.account(account_id)
         return MonthlyUsage(
@@ -662,12 +702,20 @@ class BroadcastService:
         b = self._viewed_broadcast(broadcast_id)
         page, per_page = _check_paging(page, per_page)
         as_of = self._views.position()
-        rows, total = self._views.error_page(b.id, as_of=as_of, offset=(page - 1) * per_page, limit=per_page)
+        rows, total = self._views.error_page(
+            b.id, as_of=as_of, offset=(page - 1) * per_page, limit=per_page
+        )
         return ErrorPage(
-            items=[self._item(r) for r in rows], total=total, page=page, per_page=per_page, as_of=as_of
+            items=[self._item(r) for r in rows],
+            total=total,
+            page=page,
+            per_page=per_page,
+            as_of=as_of,
         )
 
-    def acknowledge_errors(self, broadcast_id: UUID, *, actor: Any, as_of: int | None = None) -> int:
+    def acknowledge_errors(
+        self, broadcast_id: UUID, *, actor: Any, as_of: int | None = None
+    ) -> int:
         """Acknowledge every unacknowledged error recorded up to ``as_of`` (all pages).
 
         Returns how many were acknowledged. Errors recorded after ``as_of`` stay
@@ -678,7 +726,9 @@ class BroadcastService:
         if as_of is None:
             as_of = self._views.position()
         if isinstance(as_of, bool) or not isinstance(as_of, int) or as_of < 0:
-            raise InvalidInput("as_of must be the .as_of of an unacknowledged_errors() page", field="as_of")
+            raise InvalidInput(
+                "as_of must be the .as_of of an unacknowledged_errors() page", field="as_of"
+            )
         now = self.now()
         total = 0
         for _ in range(_MAX_RETRIES):
@@ -695,7 +745,9 @@ class BroadcastService:
             except VersionConflict:
                 continue
             total += len(batch)
-        raise ConcurrencyConflict("acknowledging errors kept conflicting with other writers; try again")
+        raise ConcurrencyConflict(
+            "acknowledging errors kept conflicting with other writers; try again"
+        )
 
     def acknowledge_error(self, broadcast_id: UUID, address: str, *, actor: Any) -> bool:
         """Acknowledge one recipient's error; False when it was already acknowledged.
@@ -758,7 +810,9 @@ def _check_paging(page: object, per_page: object) -> tuple[int, int]:
     if isinstance(page, bool) or not isinstance(page, int) or page < 1:
         raise InvalidInput(f"page must be an int >= 1, got {page!r}", field="page")
     if isinstance(per_page, bool) or not isinstance(per_page, int) or not 1 <= per_page <= 1000:
-        raise InvalidInput(f"per_page must be an int from 1 to 1000, got {per_page!r}", field="per_page")
+        raise InvalidInput(
+            f"per_page must be an int from 1 to 1000, got {per_page!r}", field="per_page"
+        )
     return page, per_page
 
 
@@ -778,8 +832,11 @@ def compare_views(expected: Views, actual: Views, limit: int = 100) -> list[str]
     cmp("broadcast", expected.broadcasts, actual.broadcasts)
     cmp("counts", expected.counts, actual.counts)
     cmp("account", expected.accounts, actual.accounts)
-    cmp("monthly", {k: v for k, v in expected.monthly.items() if v},
-        {k: v for k, v in actual.monthly.items() if v})
+    cmp(
+        "monthly",
+        {k: v for k, v in expected.monthly.items() if v},
+        {k: v for k, v in actual.monthly.items() if v},
+    )
     cmp("message_id", expected.message_ids, actual.message_ids)
     cmp("error_position", expected.error_positions, actual.error_positions)
     if expected.position != actual.position:

@@ -36,7 +36,7 @@ from broadcast_domain.errors import InvalidTransition
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-__all__ = ["ReportOutcome", "Recipient", "recipient_id"]
+__all__ = ["Recipient", "ReportOutcome", "recipient_id"]
 
 _RECIPIENT_NS = uuid5(NAMESPACE_URL, "urn:broadcast-domain:recipient")
 
@@ -297,9 +297,7 @@ class Recipient:
                     timestamp=now,
                     source="retries",
                     status=str(code) if code else "4.4.7",
-                    diagnostic=(
-                        f"gave up after {self.attempts} attempts; last reply: {detail}"
-                    ),
+                    diagnostic=(f"gave up after {self.attempts} attempts; last reply: {detail}"),
                     permanent=False,
                     report_id=f"retries:{self.id.hex}:{self.attempts}",
                     reported_at=now,

@@ -28,7 +28,8 @@ class Verp:
         local, sep, domain = return_path.rpartition("@")
         if not sep or not local or not domain or any(c in return_path for c in "\r\n +"):
             raise InvalidInput(
-                f"return_path {return_path!r} must be a plain address like bounces@mail.example.com",
+                f"return_path {return_path!r} must be a plain address "
+                "like bounces@mail.example.com",
                 field="return_path",
             )
         if not isinstance(signing_key, bytes | bytearray) or len(signing_key) < 16:

@@ -138,7 +138,9 @@ def _project_recipient(views: Views, event: RecipientEvent, position: int) -> No
     was_unack = before is not None and before.unacknowledged_error
     if after.unacknowledged_error != was_unack:
         counts.unacknowledged += 1 if after.unacknowledged_error else -1
-    if after.status is DeliveryStatus.ERROR and (before is None or before.status is not DeliveryStatus.ERROR):
+    if after.status is DeliveryStatus.ERROR and (
+        before is None or before.status is not DeliveryStatus.ERROR
+    ):
         views.error_positions[rid] = position
     if isinstance(event, Sent):
         views.message_ids[event.message_id] = rid
