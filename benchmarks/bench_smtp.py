@@ -14,6 +14,8 @@ import smtplib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
+from multiprocessing.synchronize import Event
 
 from broadcast_adapters.smtp import SmtpTransport
 from broadcast_domain.domain.messages import build_message, make_message_id
@@ -22,7 +24,7 @@ from broadcast_domain.ports import OutgoingMessage
 from broadcast_domain.testing.smtp_server import SmtpSink
 
 
-def serve(pipelining: bool, ports: multiprocessing.Queue[int], stop: multiprocessing.Event) -> None:  # type: ignore[type-arg]
+def serve(pipelining: bool, ports: multiprocessing.Queue[int], stop: Event) -> None:
     with SmtpSink(pipelining=pipelining) as sink:
         ports.put(sink.port)
         stop.wait()
@@ -34,13 +36,19 @@ def messages(n: int) -> list[OutgoingMessage]:
         contact = Contact(f"user{i}@example.com", last_name="山田", first_name=f"太郎{i}")
         mid = make_message_id("mail.example.com", f"bench.{i}")
         data = build_message(
-            sender="news@example.com", sender_name="ニュース", recipient=contact,
-            subject="11月のお知らせ", text_body="本文です。\n" * 20, html_body=None,
-            message_id=mid, envelope_from=f"bounces+{i}@mail.example.com",
+            sender="news@example.com",
+            sender_name="ニュース",
+            recipient=contact,
+            subject="11月のお知らせ",
+            text_body="本文です。\n" * 20,
+            html_body=None,
+            message_id=mid,
+            envelope_from=f"bounces+{i}@mail.example.com",
             date=datetime(2026, 11, 1, tzinfo=UTC),
         )
-        out.append(OutgoingMessage(str(i), f"bounces+{i}@mail.example.com",
-                                   contact.address, mid, data))
+        out.append(
+            OutgoingMessage(str(i), f"bounces+{i}@mail.example.com", contact.address, mid, data)
+        )
     return out
 
 
@@ -81,12 +89,24 @@ def main() -> None:
         try:
             mode = "PIPELINING" if pipelining else "no PIPELINING"
             print(f"-- {args.messages} messages, server offers {mode}")
-            timed("plain smtplib loop, 1 connection", len(batch),
-                  lambda: plain_loop(port, batch), args.rounds)
-            timed("SmtpTransport, 1 connection", len(batch),
-                  lambda: transport(port, batch, 1), args.rounds)
-            timed(f"SmtpTransport, {args.connections} connections", len(batch),
-                  lambda: transport(port, batch, args.connections), args.rounds)
+            timed(
+                "plain smtplib loop, 1 connection",
+                len(batch),
+                partial(plain_loop, port, batch),
+                args.rounds,
+            )
+            timed(
+                "SmtpTransport, 1 connection",
+                len(batch),
+                partial(transport, port, batch, 1),
+                args.rounds,
+            )
+            timed(
+                f"SmtpTransport, {args.connections} connections",
+                len(batch),
+                partial(transport, port, batch, args.connections),
+                args.rounds,
+            )
         finally:
             stop.set()
             server.join()

@@ -170,18 +170,18 @@ class _Connection:
             return None
         reused = self._used
         self._used = True
+        options = self._options(message.data)
+        payload = _payload(message.data)
+        if self._pipelining:
+            return self._pipelined(smtp, message, options, payload, reused=reused)
         stage = "RSET" if self._dirty else "MAIL FROM"
         try:
             if self._dirty:
                 code, reply = smtp.rset()
                 if code != 250:
-                    return self._finish(message, code, reply, stage)
+                    return self._finish(message, code, reply, stage, may_retry=reused)
                 self._dirty = False
             stage = "MAIL FROM"
-            options = self._options(message.data)
-            payload = _payload(message.data)
-            if self._pipelining:
-                return self._pipelined(smtp, message, options, payload, reused=reused)
             code, reply = smtp.mail(message.envelope_from, options)
             if code != 250:
                 return self._finish(message, code, reply, stage, may_retry=reused)
@@ -198,12 +198,7 @@ class _Connection:
             code, reply = smtp.getreply()
             return self._finish(message, code, reply, stage)
         except (smtplib.SMTPException, OSError) as exc:
-            self.close(polite=False)
-            if reused and stage in ("RSET", "MAIL FROM") and not _timed_out(exc):
-                # an idle session the server let go: nothing of this message
-                # was accepted, so it may go again over a fresh connection
-                return None
-            return self._lost(message, exc, stage)
+            return self._broken(message, exc, stage, reused=reused)
 
     def _pipelined(
         self,
@@ -214,29 +209,37 @@ class _Connection:
         *,
         reused: bool,
     ) -> TransportReply | None:
+        """RSET (if needed), MAIL, RCPT and DATA in one write (RFC 2920), then the content."""
         opts = "".join(f" {o}" for o in options)
+        reset = self._dirty
         commands = (
-            f"MAIL FROM:{smtplib.quoteaddr(message.envelope_from)}{opts}\r\n"
+            ("RSET\r\n" if reset else "")
+            + f"MAIL FROM:{smtplib.quoteaddr(message.envelope_from)}{opts}\r\n"
             f"RCPT TO:{smtplib.quoteaddr(message.recipient)}\r\n"
             "DATA\r\n"
         )
-        stage = "MAIL FROM"
+        stage = "RSET" if reset else "MAIL FROM"
         try:
             smtp.send(commands)
+            if reset:
+                rset = smtp.getreply()
+                self._dirty = False
+                stage = "MAIL FROM"
             mail = smtp.getreply()
             stage = "RCPT TO"
             rcpt = smtp.getreply()
             stage = "DATA"
             data = smtp.getreply()
+            if reset and rset[0] != 250:
+                mail = rset if mail[0] == 250 else mail
             if data[0] == 354:
                 if mail[0] != 250 or rcpt[0] not in (250, 251):
                     # the server took DATA although MAIL or RCPT failed:
-                    # send nothing, end the data at once and reset
+                    # end the (empty) data at once and reset
                     smtp.send(b".\r\n")
                     smtp.getreply()
-                    failed = mail if mail[0] != 250 else rcpt
                     self._dirty = True
-                    return self._reply(message, *failed)
+                    return self._reply(message, *(mail if mail[0] != 250 else rcpt))
                 smtp.send(payload)
                 code, reply = smtp.getreply()
                 return self._finish(message, code, reply, stage)
@@ -246,10 +249,17 @@ class _Connection:
                 return self._finish(message, *rcpt, "RCPT TO")
             return self._finish(message, *data, stage)
         except (smtplib.SMTPException, OSError) as exc:
-            self.close(polite=False)
-            if reused and stage == "MAIL FROM" and not _timed_out(exc):
-                return None  # an idle session the server let go (see deliver)
-            return self._lost(message, exc, stage)
+            return self._broken(message, exc, stage, reused=reused)
+
+    def _broken(
+        self, message: OutgoingMessage, exc: BaseException, stage: str, *, reused: bool
+    ) -> TransportReply | None:
+        self.close(polite=False)
+        if reused and stage in ("RSET", "MAIL FROM") and not _timed_out(exc):
+            # an idle session the server let go: nothing of this message was
+            # accepted yet, so it may go again over a fresh connection
+            return None
+        return self._lost(message, exc, stage)
 
     def _options(self, data: bytes) -> list[str]:
         options = []

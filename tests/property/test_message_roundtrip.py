@@ -17,8 +17,8 @@ from broadcast_domain.domain.messages import build_message, display_name
 from broadcast_domain.domain.values import Contact
 
 # Any character but CR/LF (refused by design) and lone surrogates (not text).
-one_line = st.text(st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)))
-any_text = st.text(st.characters(blacklist_categories=("Cs",)))
+one_line = st.text(st.characters(exclude_characters="\r\n", exclude_categories=["Cs"]))
+any_text = st.text(st.characters(exclude_categories=["Cs"]))
 
 
 def build(subject: str, last: str, first: str, sender_name: str, body: str = "x") -> bytes:

@@ -17,9 +17,11 @@ recipient; ``stack`` is an ExitStack closed after the test, for servers and
 transports to clean up.
 """
 
+# ruff: noqa: S101  (contract tests are pytest tests: plain assert is the point)
+
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -32,6 +34,10 @@ from broadcast_domain.domain.values import Contact
 from broadcast_domain.ports import MailTransport, OutgoingMessage
 
 __all__ = ["MailTransportContract", "ReplyRules", "outgoing"]
+
+
+def _addresses(value: Iterable[str]) -> frozenset[str]:
+    return frozenset(value)
 
 
 def _frozen(value: Mapping[str, int] | None) -> Mapping[str, int]:
@@ -47,9 +53,9 @@ class ReplyRules:
     then 250. ``drop``: the connection closes without a reply to the message.
     """
 
-    reject: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
+    reject: frozenset[str] = attrs.field(default=frozenset(), converter=_addresses)
     defer: Mapping[str, int] = attrs.field(factory=dict, converter=_frozen)
-    drop: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
+    drop: frozenset[str] = attrs.field(default=frozenset(), converter=_addresses)
     reject_text: str = "5.1.1 Recipient address rejected: User unknown"
 
 
@@ -162,8 +168,7 @@ class MailTransportContract:
         replies = transport_for(rules).send(batch)
         assert [r.key for r in replies] == [m.key for m in batch]
         kinds = [
-            "accepted" if r.accepted else "rejected" if r.rejected else "deferred"
-            for r in replies
+            "accepted" if r.accepted else "rejected" if r.rejected else "deferred" for r in replies
         ]
         # the second message to wait@ may be tried before or after the first
         # when the transport sends in parallel: only the set of its outcomes is fixed

@@ -14,6 +14,7 @@ import asyncio
 import ssl
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -76,6 +77,7 @@ class _Handler:
     ) -> list[str]:
         # the 5-argument hook must record the client's name itself
         session.host_name = hostname
+        self._sink._greeted(server)
         if self._sink.refuse_starttls and not any("STARTTLS" in r for r in responses):
             responses.insert(len(responses) - 1, "250-STARTTLS")
         if self._sink.pipelining:
@@ -83,6 +85,13 @@ class _Handler:
             # stream, so pipelined commands just work once advertised
             responses.insert(len(responses) - 1, "250-PIPELINING")
         return responses
+
+    async def handle_HELO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str
+    ) -> str:
+        session.host_name = hostname
+        self._sink._greeted(server)
+        return f"250 {server.hostname}"
 
     async def handle_RCPT(
         self,
@@ -154,24 +163,24 @@ def _message_id(data: bytes) -> str | None:
 
 
 class _SinkSMTP(SMTP):
-    """aiosmtpd's server protocol, counting the sessions open at once."""
+    """aiosmtpd's server protocol, counting the client sessions open at once.
+
+    A session counts from its first EHLO/HELO, so the Controller's own
+    start-up probe (which only reads the greeting) is not counted.
+    """
 
     def __init__(self, handler: _Handler, sink: SmtpSink, **kwargs: Any) -> None:
-        super().__init__(handler, **kwargs)
+        with warnings.catch_warnings():
+            # AUTH without TLS is what a local test server wants; aiosmtpd warns about it
+            warnings.simplefilter("ignore", UserWarning)
+            super().__init__(handler, **kwargs)
         self._sink = sink
-        self._counted = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # STARTTLS calls connection_made again for the TLS layer: count once
-        if not self._counted:
-            self._counted = True
-            self._sink._session_opened()
-        super().connection_made(transport)
+        self.counted = False
 
     def connection_lost(self, error: Exception | None) -> None:
-        if self._counted:
-            self._counted = False
-            self._sink._session_closed()
+        if self.counted:
+            self.counted = False
+            self._sink._session_closed(self)
         super().connection_lost(error)
 
 
@@ -236,6 +245,7 @@ class SmtpSink:
         self._hold_timeout = 0.0
         self._holding = 0
         self._controller: _Controller | None = None
+        self._sessions: set[SMTP] = set()
         for address in reject:
             self.reject(address)
         if reject_if is not None:
@@ -361,15 +371,42 @@ class SmtpSink:
 
     @property
     def sessions_opened(self) -> int:
-        """Connections accepted since start."""
+        """Client sessions (connections that said EHLO or HELO) since start."""
         with self._lock:
             return self._sessions_opened
 
     @property
     def max_concurrent_sessions(self) -> int:
-        """The most connections that were open at the same moment."""
+        """The most client sessions that were open at the same moment."""
         with self._lock:
             return self._max_sessions
+
+    @property
+    def open_sessions(self) -> int:
+        """Client sessions open right now."""
+        with self._lock:
+            return self._open_sessions
+
+    def close_sessions(self, *, wait: float = 5.0) -> None:
+        """Close every open connection, as a server does to idle clients.
+
+        Returns once they are closed (or ``wait`` seconds have passed).
+        """
+        controller = self._controller
+        if controller is None:
+            return
+
+        def close_all() -> None:
+            with self._lock:
+                sessions = list(self._sessions)
+            for session in sessions:
+                if session.transport is not None:
+                    session.transport.close()
+
+        controller.loop.call_soon_threadsafe(close_all)
+        deadline = time.monotonic() + wait
+        while self.open_sessions and time.monotonic() < deadline:
+            time.sleep(0.005)
 
     def clear(self) -> None:
         """Forget received messages and attempt counts (rules stay)."""
@@ -419,14 +456,22 @@ class SmtpSink:
         with self._lock:
             self._messages.extend(messages)
 
-    def _session_opened(self) -> None:
+    def _greeted(self, session: SMTP) -> None:
+        # EHLO comes again after STARTTLS on the same session: count it once
+        if isinstance(session, _SinkSMTP) and not session.counted:
+            session.counted = True
+            self._session_opened(session)
+
+    def _session_opened(self, session: SMTP) -> None:
         with self._lock:
+            self._sessions.add(session)
             self._sessions_opened += 1
             self._open_sessions += 1
             self._max_sessions = max(self._max_sessions, self._open_sessions)
 
-    def _session_closed(self) -> None:
+    def _session_closed(self, session: SMTP) -> None:
         with self._lock:
+            self._sessions.discard(session)
             self._open_sessions -= 1
 
     def _authenticate(
