@@ -64,20 +64,23 @@ def transport(port: int, batch: list[OutgoingMessage], connections: int) -> None
     assert all(r.accepted for r in replies), [r for r in replies if not r.accepted][:3]
 
 
-def timed(label: str, n: int, fn: Callable[[], None], rounds: int) -> None:
-    best = float("inf")
+def compare(variants: list[tuple[str, Callable[[], None]]], n: int, rounds: int) -> None:
+    """Best time of each variant, rounds interleaved so load drift hits all alike."""
+    best = dict.fromkeys((label for label, _ in variants), float("inf"))
     for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    print(f"{label:<48} {n / best:8.0f} messages/s (best of {rounds})")
+        for label, run in variants:
+            start = time.perf_counter()
+            run()
+            best[label] = min(best[label], time.perf_counter() - start)
+    for label, seconds in best.items():
+        print(f"{label:<48} {n / seconds:8.0f} messages/s (best of {rounds})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--connections", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     batch = messages(args.messages)
     for pipelining in (False, True):
@@ -89,22 +92,16 @@ def main() -> None:
         try:
             mode = "PIPELINING" if pipelining else "no PIPELINING"
             print(f"-- {args.messages} messages, server offers {mode}")
-            timed(
-                "plain smtplib loop, 1 connection",
+            compare(
+                [
+                    ("plain smtplib loop, 1 connection", partial(plain_loop, port, batch)),
+                    ("SmtpTransport, 1 connection", partial(transport, port, batch, 1)),
+                    (
+                        f"SmtpTransport, {args.connections} connections",
+                        partial(transport, port, batch, args.connections),
+                    ),
+                ],
                 len(batch),
-                partial(plain_loop, port, batch),
-                args.rounds,
-            )
-            timed(
-                "SmtpTransport, 1 connection",
-                len(batch),
-                partial(transport, port, batch, 1),
-                args.rounds,
-            )
-            timed(
-                f"SmtpTransport, {args.connections} connections",
-                len(batch),
-                partial(transport, port, batch, args.connections),
                 args.rounds,
             )
         finally:

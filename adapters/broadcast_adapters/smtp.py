@@ -462,9 +462,13 @@ class SmtpTransport:
 
 
 def _check(message: OutgoingMessage) -> str | None:
+    """Why the message cannot go on the wire at all, or None."""
     for name, value in (("recipient", message.recipient), ("envelope_from", message.envelope_from)):
         if "\r" in value or "\n" in value:
             return f"not sent: {name} {value!r} contains a line break"
-        if name == "recipient" and "@" not in value:
-            return f"not sent: recipient {value!r} is not an address"
+        if not value.isascii():
+            # smtplib writes commands in ASCII; SMTPUTF8 is not offered
+            return f"not sent: {name} {value!r} is not ASCII (SMTPUTF8 is not supported)"
+    if "@" not in message.recipient:
+        return f"not sent: recipient {message.recipient!r} is not an address"
     return None

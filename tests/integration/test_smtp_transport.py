@@ -307,6 +307,18 @@ def test_message_with_a_line_break_in_the_recipient_is_not_sent(sink: SmtpSink) 
     assert [m.recipient for m in sink.messages] == ["ok@example.com"]
 
 
+def test_non_ascii_addresses_are_not_sent_and_do_not_raise(sink: SmtpSink) -> None:
+    """A non-ASCII recipient or envelope sender gets code 0 "not sent"; the rest go."""
+    jp = OutgoingMessage("jp", "b@example.com", "山田@example.com", "<1@x>", b"x")
+    jp_from = OutgoingMessage("jf", "山田@example.com", "y@example.com", "<2@x>", b"x")
+    with SmtpTransport("127.0.0.1", sink.port, connections=2) as transport:
+        replies = transport.send([jp, jp_from, outgoing("ok", "ok@example.com")])
+    assert [r.code for r in replies] == [0, 0, 250]
+    assert "is not ASCII" in replies[0].text
+    assert "envelope_from" in replies[1].text
+    assert [m.recipient for m in sink.messages] == ["ok@example.com"]
+
+
 def test_many_messages_over_pipelined_parallel_sessions() -> None:
     """Two hundred messages over four pipelined sessions all arrive exactly once."""
     with SmtpSink(pipelining=True, reject=["user7@example.com"]) as sink:
