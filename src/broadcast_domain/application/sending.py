@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from functools import partial
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from broadcast_domain.application.eventlog import VersionConflict

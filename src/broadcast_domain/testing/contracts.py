@@ -17,8 +17,6 @@ recipient; ``stack`` is an ExitStack closed after the test, for servers and
 transports to clean up.
 """
 
-# ruff: noqa: S101  (contract tests are pytest tests: plain assert is the point)
-
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
