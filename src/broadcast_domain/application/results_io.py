@@ -35,10 +35,9 @@ from __future__ import annotations
 import io
 import re
 import unicodedata
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from itertools import takewhile
+from itertools import islice, takewhile
 from typing import TYPE_CHECKING, Any, BinaryIO, Final
 from urllib.parse import quote
 from uuid import UUID
@@ -109,9 +108,6 @@ DEFAULT_MAX_ROWS: Final = 100_000
 DEFAULT_MAX_BYTES: Final = 20 * 1024 * 1024
 
 _READ_CHUNK: Final = 5_000
-# How many recent rows keep their address, so an encoding error can name the
-# recipient: the codec encodes at most a chunk of 1,024 rows ahead of the error.
-_REMEMBERED_ROWS: Final = 4_096
 
 
 # --- import ------------------------------------------------------------------------------
@@ -212,21 +208,13 @@ def _zone_of(svc: BroadcastService, account_id: str) -> ZoneInfo:
     return ZoneInfo(account.timezone if account is not None else "UTC")
 
 
-class _NumberedRows:
-    """Rows for the codec, remembering the address of the last few by row number."""
-
-    def __init__(self, items: Iterable[RecipientItem], zone: ZoneInfo) -> None:
-        self._items = items
-        self._zone = zone
-        self._addresses: deque[tuple[int, str]] = deque(maxlen=_REMEMBERED_ROWS)
-
-    def __iter__(self) -> Iterator[tuple[str, ...]]:
-        for number, item in enumerate(self._items, start=1):
-            self._addresses.append((number, item.address))
-            yield _result_row(item, self._zone)
-
-    def address_of(self, row: int) -> str | None:
-        return next((a for n, a in self._addresses if n == row), None)
+def _address_at(items: Callable[[], Iterable[RecipientItem]], row: int) -> str | None:
+    # Only on the error path: read the rows again up to the bad one rather than
+    # remember addresses while streaming (that memory would grow with the rows).
+    if row < 1:
+        return None
+    found = next(islice(items(), row - 1, None), None)
+    return found.address if found is not None else None
 
 
 def _export(
@@ -236,16 +224,17 @@ def _export(
     who: str,
     kind: str,
     as_of: int,
-    items: Iterable[RecipientItem],
+    items: Callable[[], Iterable[RecipientItem]],
     out: BinaryIO,
     header: tuple[str, ...],
     encoding: str,
 ) -> int:
-    rows = _NumberedRows(items, _zone_of(svc, b.account_id))
+    zone = _zone_of(svc, b.account_id)
+    rows = (_result_row(item, zone) for item in items())
     try:
         written = svc._csv().write_rows(rows, out, header=header, encoding=encoding)
     except CsvExportError as exc:
-        address = rows.address_of(exc.row)
+        address = _address_at(items, exc.row)
         whose = f" (recipient {address})" if address else ""
         raise CsvExportError(
             f"{exc}{whose}; the export was not recorded and the rows written so far "
@@ -281,7 +270,9 @@ def export_results_csv(
     target = _check_out(out)
     enc = _check_encoding(encoding)
     as_of = svc._views.position()
-    items = map(svc._item, svc._views.iter_recipients(b.id))
+    def items() -> Iterator[RecipientItem]:
+        return map(svc._item, svc._views.iter_recipients(b.id))
+
     return _export(
         svc, b, who=who.user_id, kind="results", as_of=as_of, items=items,
         out=target, header=header, encoding=enc,
@@ -313,7 +304,9 @@ def export_unacknowledged_errors_csv(
             f"got {as_of!r}",
             field="as_of",
         )
-    items = map(svc._item, svc._views.iter_unacknowledged(b.id, as_of))
+    def items() -> Iterator[RecipientItem]:
+        return map(svc._item, svc._views.iter_unacknowledged(b.id, as_of))
+
     return _export(
         svc, b, who=who.user_id, kind="errors", as_of=as_of, items=items,
         out=target, header=header, encoding=enc,
@@ -332,6 +325,13 @@ _MAX_STEM_BYTES: Final = 150
 _MAX_SUBJECT_CHARS: Final = 60
 
 
+def _visible(text: str) -> str:
+    return "".join(
+        ch for ch in unicodedata.normalize("NFC", text)
+        if unicodedata.category(ch) not in _STRIPPED_CATEGORIES
+    )
+
+
 def safe_file_stem(text: str, *, max_bytes: int = _MAX_STEM_BYTES) -> str:
     """``text`` made safe as part of a file name (possibly empty).
 
@@ -342,11 +342,7 @@ def safe_file_stem(text: str, *, max_bytes: int = _MAX_STEM_BYTES) -> str:
     are trimmed (a leading dot hides a file, Windows drops trailing ones); the
     result is NFC and cut to ``max_bytes`` UTF-8 bytes on a character boundary.
     """
-    last = _SLASHES.split(text)[-1]
-    kept = "".join(
-        ch for ch in unicodedata.normalize("NFC", last)
-        if unicodedata.category(ch) not in _STRIPPED_CATEGORIES
-    )
+    kept = _visible(_SLASHES.split(text)[-1])
     cleaned = " ".join(_RESERVED.sub("_", kept).split()).strip(" .")
     encoded = cleaned.encode("utf-8")[:max_bytes]
     return encoded.decode("utf-8", errors="ignore").strip(" .")
@@ -373,7 +369,9 @@ def results_file_name(svc: BroadcastService, broadcast_id: object, kind: str = "
     b = svc._viewed_broadcast(broadcast_id)
     fallback = f"broadcast_{b.id.hex[:8]}"
     if b.source_kind == "csv":
-        stem = safe_file_stem(_IMPORT_SUFFIX.sub("", safe_file_stem(b.source_ref))) or fallback
+        # The suffix goes before the dots are trimmed, so ".csv" alone leaves nothing.
+        base = _visible(_SLASHES.split(b.source_ref)[-1]).strip()
+        stem = safe_file_stem(_IMPORT_SUFFIX.sub("", base)) or fallback
     else:
         # A subject is not a path: its slashes are kept as underscores, not cut at.
         subject = _SLASHES.sub("_", b.subject[: _MAX_SUBJECT_CHARS * 2])
