@@ -59,7 +59,10 @@ def open_service(kind: str, clock: FakeClock, **kwargs: Any) -> Iterator[Broadca
     with tempfile.TemporaryDirectory() as folder:
         url = "memory://" if kind == "memory" else f"sqlite:///{os.path.join(folder, 'r.db')}"
         svc = BroadcastService.open(
-            url, return_path="bounces@mail.example.com", signing_key=SIGNING_KEY, clock=clock,
+            url,
+            return_path="bounces@mail.example.com",
+            signing_key=SIGNING_KEY,
+            clock=clock,
             **kwargs,
         )
         try:
@@ -86,9 +89,15 @@ def create(
     subject: str = "お知らせ",
 ) -> UUID:
     return svc.create_broadcast(
-        account_id="acme", inbox_id="support", sender="news@example.com", subject=subject,
-        text_body="本文", source=source or CsvSource("members.csv"), recipients=contacts,
-        scheduled_at=clock(), actor=OPERATOR,
+        account_id="acme",
+        inbox_id="support",
+        sender="news@example.com",
+        subject=subject,
+        text_body="本文",
+        source=source or CsvSource("members.csv"),
+        recipients=contacts,
+        scheduled_at=clock(),
+        actor=OPERATOR,
     )
 
 
@@ -107,8 +116,12 @@ def message_id(svc: BroadcastService, bid: UUID, address: str) -> str:
 
 def failure_report(svc: BroadcastService, bid: UUID, address: str, at: datetime) -> BounceReport:
     return BounceReport(
-        recipient=address, status="5.2.2", diagnostic="552 mailbox full", permanent=True,
-        reported_at=at, message_id=message_id(svc, bid, address),
+        recipient=address,
+        status="5.2.2",
+        diagnostic="552 mailbox full",
+        permanent=True,
+        reported_at=at,
+        message_id=message_id(svc, bid, address),
     )
 
 
@@ -213,7 +226,8 @@ def test_unencodable_name_names_row_and_column_and_records_nothing(
     recipient, and no export is recorded."""
     clock, svc = clock_and_service
     bid = create(
-        svc, clock,
+        svc,
+        clock,
         [Contact("a@example.com", last_name="山田"), Contact("b@example.com", last_name="𠮷野")],
     )
     out = io.BytesIO()
@@ -249,8 +263,12 @@ def test_export_memory_does_not_grow_with_the_row_count() -> None:
     with open_service("sqlite", clock) as svc:
         for n in (2_200, 6_600):
             bid = create(
-                svc, clock,
-                [Contact(f"user{i}@example.com", "山田", "太郎", "株式会社ＡＢＣ") for i in range(n)],
+                svc,
+                clock,
+                [
+                    Contact(f"user{i}@example.com", "山田", "太郎", "株式会社ＡＢＣ")
+                    for i in range(n)
+                ],
             )
             svc.catch_up()
             sink = CountingSink()
@@ -616,16 +634,37 @@ def test_any_imported_file_name_gives_a_safe_result_name() -> None:
 def test_content_disposition_has_ascii_fallback_and_utf8_name() -> None:
     """content_disposition gives an ASCII filename and the exact UTF-8 filename*."""
     assert content_disposition("会員_results.csv") == (
-        "attachment; filename=\"___results.csv\"; "
-        "filename*=UTF-8''%E4%BC%9A%E5%93%A1_results.csv"
+        "attachment; filename=\"___results.csv\"; filename*=UTF-8''%E4%BC%9A%E5%93%A1_results.csv"
     )
 
 
 # --- search and counts (properties) ----------------------------------------------------------
 
 TOKENS = [
-    "山田", "太郎", "ヤマダ", "ﾔﾏﾀﾞ", "ガ", "ｶﾞ", "ア", "ｱ", "Ａ", "ａ", "A", "a", "b", "Ｂ",
-    "1", "１", "ー", "ｰ", " ", "\u3000", "株式会社", "㈱", "-", "@",
+    "山田",
+    "太郎",
+    "ヤマダ",
+    "ﾔﾏﾀﾞ",
+    "ガ",
+    "ｶﾞ",
+    "ア",
+    "ｱ",
+    "Ａ",
+    "ａ",
+    "A",
+    "a",
+    "b",
+    "Ｂ",
+    "1",
+    "１",
+    "ー",
+    "ｰ",
+    " ",
+    "\u3000",
+    "株式会社",
+    "㈱",
+    "-",
+    "@",
 ]
 words = st.lists(st.sampled_from(TOKENS), max_size=4).map("".join)
 FULLWIDTH = {chr(c): chr(c + 0xFEE0) for c in range(0x21, 0x7F)}
@@ -699,9 +738,7 @@ def test_search_returns_exactly_what_a_plain_filter_returns(
     clock = FakeClock(T0)
     with open_service(store, clock) as svc:
         bid = _populate(svc, clock, contacts, replies, sent)
-        statuses = {
-            item.address: item.status for item in svc.recipients(bid, per_page=1000).items
-        }
+        statuses = {item.address: item.status for item in svc.recipients(bid, per_page=1000).items}
         for _ in range(3):
             keyword = data.draw(keywords(contacts), label="keyword")
             status = data.draw(st.none() | st.sampled_from(list(DeliveryStatus)), label="status")
@@ -732,8 +769,11 @@ def test_search_returns_exactly_what_a_plain_filter_returns(
 
 steps = st.lists(
     st.one_of(
-        st.tuples(st.just("dispatch"), st.lists(st.sampled_from([250, 451, 550, 0]), min_size=1,
-                                                max_size=4), st.none() | st.integers(0, 4)),
+        st.tuples(
+            st.just("dispatch"),
+            st.lists(st.sampled_from([250, 451, 550, 0]), min_size=1, max_size=4),
+            st.none() | st.integers(0, 4),
+        ),
         st.tuples(st.just("bounce"), st.integers(0, 9), st.none()),
         st.tuples(st.just("acknowledge"), st.none(), st.none()),
         st.tuples(st.just("limit"), st.none() | st.integers(0, 8), st.none()),
@@ -778,8 +818,12 @@ def test_a_past_status_bar_equals_the_live_one_at_that_moment(
         assert svc.summary(other).recipients == 1
         for moment, live in seen:
             assert svc.summary(bid, as_of=moment) == live
-            assert svc.summary(bid, as_of=moment.astimezone(UTC).replace(tzinfo=None).replace(
-                tzinfo=UTC)) == live
+            assert (
+                svc.summary(
+                    bid, as_of=moment.astimezone(UTC).replace(tzinfo=None).replace(tzinfo=UTC)
+                )
+                == live
+            )
         with pytest.raises(InvalidInput):
             svc.summary(bid, as_of=T0 - timedelta(seconds=1))
         with pytest.raises(InvalidInput):

@@ -270,12 +270,20 @@ def export_results_csv(
     target = _check_out(out)
     enc = _check_encoding(encoding)
     as_of = svc._views.position()
+
     def items() -> Iterator[RecipientItem]:
         return map(svc._item, svc._views.iter_recipients(b.id))
 
     return _export(
-        svc, b, who=who.user_id, kind="results", as_of=as_of, items=items,
-        out=target, header=header, encoding=enc,
+        svc,
+        b,
+        who=who.user_id,
+        kind="results",
+        as_of=as_of,
+        items=items,
+        out=target,
+        header=header,
+        encoding=enc,
     )
 
 
@@ -304,12 +312,20 @@ def export_unacknowledged_errors_csv(
             f"got {as_of!r}",
             field="as_of",
         )
+
     def items() -> Iterator[RecipientItem]:
         return map(svc._item, svc._views.iter_unacknowledged(b.id, as_of))
 
     return _export(
-        svc, b, who=who.user_id, kind="errors", as_of=as_of, items=items,
-        out=target, header=header, encoding=enc,
+        svc,
+        b,
+        who=who.user_id,
+        kind="errors",
+        as_of=as_of,
+        items=items,
+        out=target,
+        header=header,
+        encoding=enc,
     )
 
 
@@ -327,7 +343,8 @@ _MAX_SUBJECT_CHARS: Final = 60
 
 def _visible(text: str) -> str:
     return "".join(
-        ch for ch in unicodedata.normalize("NFC", text)
+        ch
+        for ch in unicodedata.normalize("NFC", text)
         if unicodedata.category(ch) not in _STRIPPED_CATEGORIES
     )
 
@@ -488,9 +505,7 @@ def _describe_bounce(e: Bounced) -> str:
 
 _DESCRIBE: Final[dict[type[RecipientEvent], Callable[[Any], tuple[str, str, str | None]]]] = {
     Scheduled: lambda e: (f"added to the broadcast as {e.address}", "", None),
-    Sent: lambda e: (
-        f"delivery attempt {e.attempt} started (Message-ID {e.message_id})", "", None
-    ),
+    Sent: lambda e: (f"delivery attempt {e.attempt} started (Message-ID {e.message_id})", "", None),
     Succeeded: lambda e: (
         f"accepted by the receiving server: {_reply(e.reply_code, e.reply_text)}",
         _reply(e.reply_code, e.reply_text),
@@ -504,10 +519,14 @@ _DESCRIBE: Final[dict[type[RecipientEvent], Callable[[Any], tuple[str, str, str 
     ),
     Bounced: lambda e: (_describe_bounce(e), e.diagnostic, None),
     ErrorAcknowledged: lambda e: (
-        f"error acknowledged by {e.acknowledged_by}", "", e.acknowledged_by
+        f"error acknowledged by {e.acknowledged_by}",
+        "",
+        e.acknowledged_by,
     ),
     Complained: lambda e: (
-        f"complaint received ({e.feedback_type}); not a delivery error", e.feedback_type, None
+        f"complaint received ({e.feedback_type}); not a delivery error",
+        e.feedback_type,
+        None,
     ),
 }
 

@@ -20,13 +20,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 
+from broadcast_domain.application import results_io
 from broadcast_domain.application.eventlog import (
     EventLog,
     StoreUrl,
     VersionConflict,
     parse_store_url,
 )
-from broadcast_domain.application import results_io
 from broadcast_domain.application.memory_views import InMemoryViewStore
 from broadcast_domain.application.results import (
     BounceOutcome,
