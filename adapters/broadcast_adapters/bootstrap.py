@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from broadcast_adapters.bounces.parser import BounceMessageParser
 from broadcast_adapters.storage.sqlite import SqliteViewStore
 
 __all__ = ["Components", "components"]
@@ -24,6 +25,10 @@ class Components:
         if store.kind == "memory":
             return SqliteViewStore(":memory:")
         raise NotImplementedError(f"no view store for {store.kind!r} stores in this version")
+
+    def bounce_parser(self) -> BounceMessageParser:
+        """The parser that reads raw bounce, DSN, ARF and auto-reply messages."""
+        return BounceMessageParser()
 
 
 def components() -> Components:
