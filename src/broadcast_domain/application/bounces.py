@@ -73,15 +73,20 @@ def report_outcome(
     """What one correlated report does to its recipient: the outcome and the events to record."""
     if state is None:
         return BounceOutcome(
-            kind="unmatched", report=report, report_id=report_id,
+            kind="unmatched",
+            report=report,
+            report_id=report_id,
             detail="the token names no recipient in this store",
         ), []
     kind, events = state.receive_report(
         report, report_id=report_id, received_at=received_at, now=now, policy=policy
     )
     return BounceOutcome(
-        kind=kind, report=report, report_id=report_id,
-        broadcast_id=state.broadcast_id, address=state.address,
+        kind=kind,
+        report=report,
+        report_id=report_id,
+        broadcast_id=state.broadcast_id,
+        address=state.address,
     ), events
 
 
@@ -170,7 +175,9 @@ class BounceIntake:
         except Exception as e:
             # The port promises never to raise; a host's parser that does gets the
             # message set aside by ingest rather than crashing the run.
-            raise InvalidInput(f"the bounce parser failed on this message: {e!r}", field="raw") from e
+            raise InvalidInput(
+                f"the bounce parser failed on this message: {e!r}", field="raw"
+            ) from e
         if not isinstance(parsed, ParsedMessage):
             raise InvalidInput(
                 f"the bounce parser returned {type(parsed).__name__}, not a ParsedMessage",
@@ -232,13 +239,23 @@ class BounceIntake:
         reported_at = parsed.date or received_at
         if not parsed.reports:
             report = BounceReport(
-                recipient="", status="", diagnostic="", permanent=False, reported_at=reported_at,
-                report_id=f"dsn:{digest[:40]}", action="none", source="dsn",
+                recipient="",
+                status="",
+                diagnostic="",
+                permanent=False,
+                reported_at=reported_at,
+                report_id=f"dsn:{digest[:40]}",
+                action="none",
+                source="dsn",
             )
-            return [BounceOutcome(
-                kind="ignored", report=report, report_id=f"dsn:{digest[:40]}",
-                detail="no delivery report, complaint or auto-reply found: not a bounce",
-            )]
+            return [
+                BounceOutcome(
+                    kind="ignored",
+                    report=report,
+                    report_id=f"dsn:{digest[:40]}",
+                    detail="no delivery report, complaint or auto-reply found: not a bounce",
+                )
+            ]
         corr = self._correlate(parsed, envelope_recipient, batch)
         outcomes: list[BounceOutcome] = []
         events: list[DomainEvent] = []
@@ -248,10 +265,14 @@ class BounceIntake:
         for index, parsed_report in enumerate(parsed.reports):
             rid = self._match(parsed_report, corr, len(parsed.reports))
             state = (
-                (overlay[rid] if rid in overlay else batch.recipient(rid)) if rid is not None else None
+                (overlay[rid] if rid in overlay else batch.recipient(rid))
+                if rid is not None
+                else None
             )
             address = parsed_report.recipient or (state.address if state else "")
-            report_id = f"dsn:{digest[:40]}:{normalise_address(address) if address else f'#{index}'}"
+            report_id = (
+                f"dsn:{digest[:40]}:{normalise_address(address) if address else f'#{index}'}"
+            )
             report = BounceReport(
                 recipient=address,
                 status=_status(parsed_report),
@@ -259,9 +280,8 @@ class BounceIntake:
                 permanent=parsed_report.permanent,
                 reported_at=reported_at,
                 verp_token=corr.verp_token,
-                message_id=(corr.message_ids.get(rid) if rid is not None else None) or (
-                    parsed.original_message_ids[0] if parsed.original_message_ids else None
-                ),
+                message_id=(corr.message_ids.get(rid) if rid is not None else None)
+                or (parsed.original_message_ids[0] if parsed.original_message_ids else None),
                 report_id=report_id,
                 action=parsed_report.action,
                 source="dsn",
@@ -269,28 +289,33 @@ class BounceIntake:
                 feedback_type=parsed_report.feedback_type,
             )
             if parsed_report.action not in _RECORDED_ACTIONS:
-                outcomes.append(BounceOutcome(
-                    kind="ignored", report=report, report_id=report_id,
-                    broadcast_id=state.broadcast_id if state else None,
-                    address=state.address if state else None,
-                    detail=f"{parsed_report.action} is not a delivery error",
-                ))
+                outcomes.append(
+                    BounceOutcome(
+                        kind="ignored",
+                        report=report,
+                        report_id=report_id,
+                        broadcast_id=state.broadcast_id if state else None,
+                        address=state.address if state else None,
+                        detail=f"{parsed_report.action} is not a delivery error",
+                    )
+                )
                 continue
             if rid is None:
                 why = (
-                    "no valid VERP token or known Message-ID" if not corr.candidates
+                    "no valid VERP token or known Message-ID"
+                    if not corr.candidates
                     else f"the report's recipient {address!r} is not the correlated delivery's"
                 )
-                outcomes.append(BounceOutcome(
-                    kind="unmatched", report=report, report_id=report_id, detail=why
-                ))
+                outcomes.append(
+                    BounceOutcome(kind="unmatched", report=report, report_id=report_id, detail=why)
+                )
                 reasons.append(why)
                 continue
             outcome, new = report_outcome(
                 state, report, report_id=report_id, received_at=received_at, now=now, policy=policy
             )
             for event in new:
-                overlay[rid] = event.apply(overlay[rid] if rid in overlay else state)
+                overlay[rid] = event.apply(overlay.get(rid, state))
             events.extend(new)
             if outcome.kind == "unmatched":
                 reasons.append(outcome.detail or "the delivery was never sent")
@@ -298,23 +323,35 @@ class BounceIntake:
         uid = unmatched_id(raw)
         version = batch.kept_version(uid)
         if reasons:
-            kept_note = "kept in the unmatched log" if version == 0 else "already in the unmatched log"
+            kept_note = (
+                "kept in the unmatched log" if version == 0 else "already in the unmatched log"
+            )
             outcomes = [
                 attrs.evolve(o, detail=f"{o.detail}; {kept_note}") if o.kind == "unmatched" else o
                 for o in outcomes
             ]
             if version == 0:
-                events.append(BounceUnmatched(
-                    originator_id=uid, originator_version=1, timestamp=now, raw=canonical,
-                    received_at=received_at, reason="; ".join(dict.fromkeys(reasons)),
-                    envelope_recipient=envelope_recipient,
-                ))
+                events.append(
+                    BounceUnmatched(
+                        originator_id=uid,
+                        originator_version=1,
+                        timestamp=now,
+                        raw=canonical,
+                        received_at=received_at,
+                        reason="; ".join(dict.fromkeys(reasons)),
+                        envelope_recipient=envelope_recipient,
+                    )
+                )
         elif version == 1:
             # Kept earlier and every report now matches: the message leaves the log.
-            events.append(UnmatchedResolved(
-                originator_id=uid, originator_version=2, timestamp=now,
-                outcome=",".join(sorted({o.kind for o in outcomes})),
-            ))
+            events.append(
+                UnmatchedResolved(
+                    originator_id=uid,
+                    originator_version=2,
+                    timestamp=now,
+                    outcome=",".join(sorted({o.kind for o in outcomes})),
+                )
+            )
         batch.add(events)
         return outcomes
 
@@ -324,8 +361,9 @@ class BounceIntake:
         """Record one raw message (``BroadcastService.record_bounce_message``)."""
         data = _as_bytes(raw)
         if envelope_recipient is not None and not isinstance(envelope_recipient, str):
-            raise InvalidInput("envelope_recipient must be an address string or None",
-                               field="envelope_recipient")
+            raise InvalidInput(
+                "envelope_recipient must be an address string or None", field="envelope_recipient"
+            )
         svc = self.svc
         received = (
             require_aware(received_at, "received_at") if received_at is not None else svc.now()
@@ -357,7 +395,9 @@ class BounceIntake:
         if received_at is not None:
             received_at = require_aware(received_at, "received_at").astimezone(UTC)
         if on_progress is not None and not callable(on_progress):
-            raise InvalidInput("on_progress must be a callable taking the counts", field="on_progress")
+            raise InvalidInput(
+                "on_progress must be a callable taking the counts", field="on_progress"
+            )
         counts = dict.fromkeys((*OUTCOME_KINDS, "set_aside", "messages"), 0)
         svc = self.svc
         batch = _Batch(svc)
@@ -404,7 +444,9 @@ class BounceIntake:
                 source.set_aside(incoming.key, str(e))
                 counts["set_aside"] += 1
                 continue
-            pending.append((incoming.key, incoming.raw, received, incoming.envelope_recipient, outcomes))
+            pending.append(
+                (incoming.key, incoming.raw, received, incoming.envelope_recipient, outcomes)
+            )
             if len(pending) >= _INGEST_BATCH:
                 flush()
         flush()
