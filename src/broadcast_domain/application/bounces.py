@@ -42,7 +42,7 @@ from broadcast_domain.domain.unmatched import (
     UnmatchedMessage,
     UnmatchedResolved,
     canonical_raw,
-    unmatched_id,
+    unmatched_id_of_digest,
 )
 from broadcast_domain.domain.values import BounceReport, normalise_address, require_aware
 from broadcast_domain.errors import BroadcastError, InvalidInput
@@ -59,6 +59,7 @@ OUTCOME_KINDS = ("applied", "duplicate", "late", "unmatched", "ignored")
 _RECORDED_ACTIONS = ("failed", "complaint")
 _INGEST_BATCH = 200
 _LIST_CHUNK = 500
+_STATE_CACHE = 20_000
 
 
 def report_outcome(
@@ -90,44 +91,104 @@ def report_outcome(
     ), events
 
 
-class _Batch:
-    """Events decided but not yet written, and the states they lead to.
+class _Workspace:
+    """What one intake knows: recipient states, kept messages, events not yet written.
 
     Several messages of one ingest run may touch one recipient (a bounce and its
-    copy): each is decided on the state the earlier ones left.
+    copy): each is decided on the state the earlier ones left. A single message
+    reads states from the event log. An ingest run reads them from the
+    projection, caught up when the run starts, and keeps the states its own
+    decisions lead to, so it needs neither a log read per message nor a catch-up
+    per batch; if another process wrote meanwhile, the batch's write conflicts
+    and its messages are decided again from the log.
     """
 
-    def __init__(self, service: BroadcastService) -> None:
+    def __init__(self, service: BroadcastService, *, run: bool = False) -> None:
         self.svc = service
+        self.run = run
         self.events: list[DomainEvent] = []
         self.states: dict[UUID, Recipient | None] = {}
         self.kept: dict[UUID, int] = {}
-        self.caught_up = False
+        self.unresolved: set[UUID] | None = None
+        self.refreshed = False
+        # Where the projection stood, plus what this run wrote since: if the log is
+        # no further, nobody else wrote and a catch-up could not reveal anything.
+        self.base = 0
+        self.own = 0
+        if run:
+            self.base = service.catch_up()
+            self.unresolved = set(_unmatched_ids(service))
 
     def recipient(self, rid: UUID) -> Recipient | None:
         if rid not in self.states:
-            self.states[rid] = self.svc._load_recipient(rid)
+            state = self.svc._views.recipient(rid) if self.run else None
+            self.states[rid] = state if state is not None else self.svc._load_recipient(rid)
         return self.states[rid]
 
-    def kept_version(self, uid: UUID) -> int:
-        if uid not in self.kept:
-            self.kept[uid] = self.svc._log.last_version(uid)
-        return self.kept[uid]
+    def kept_version(self, uid: UUID, *, keeping: bool) -> int:
+        """The unmatched-log aggregate's version (0: never kept) where it matters."""
+        if uid in self.kept:
+            return self.kept[uid]
+        if not keeping and self.unresolved is not None and uid not in self.unresolved:
+            return 0  # not in the list: nothing to resolve (the log is read only to keep)
+        version = self.svc._log.last_version(uid)
+        self.kept[uid] = version
+        return version
 
     def by_message_id(self, message_id: str) -> UUID | None:
-        if not self.caught_up:
-            # Once per batch: Message-IDs come from dispatches, never from this batch.
-            self.svc.catch_up()
-            self.caught_up = True
-        return self.svc._views.recipient_by_message_id(message_id)
+        views = self.svc._views
+        found = views.recipient_by_message_id(message_id)
+        if found is None and not self.refreshed:
+            # A miss may be a Message-ID recorded since the projection last moved.
+            self.refreshed = True
+            if not self.run or self.svc._log.max_position() > self.base + self.own:
+                self.base, self.own = self.svc.catch_up(), 0
+                found = views.recipient_by_message_id(message_id)
+        return found
 
-    def add(self, events: Sequence[DomainEvent]) -> None:
+    def add(self, events: Sequence[DomainEvent], states: dict[UUID, Recipient | None]) -> None:
+        """Take one message's events and the recipient states they lead to."""
+        self.events.extend(events)
+        self.states.update(states)
         for event in events:
-            self.events.append(event)
+            uid = event.originator_id
             if isinstance(event, RecipientEvent):
-                self.states[event.originator_id] = event.apply(self.states.get(event.originator_id))
-            else:
-                self.kept[event.originator_id] = event.originator_version
+                continue
+            self.kept[uid] = event.originator_version
+            if self.unresolved is not None:
+                if isinstance(event, BounceUnmatched):
+                    self.unresolved.add(uid)
+                else:
+                    self.unresolved.discard(uid)
+
+    def written(self) -> None:
+        """The pending events are committed."""
+        self.own += len(self.events)
+        self.events = []
+        self.refreshed = False
+        if len(self.states) > _STATE_CACHE:
+            # Bound memory on huge runs: project what was written, then read afresh.
+            self.base, self.own = self.svc.catch_up(), 0
+            self.states.clear()
+
+    def forget(self) -> None:
+        """Another writer got in first: drop every cached state and the pending events."""
+        self.events = []
+        self.states.clear()
+        self.kept.clear()
+        self.refreshed = False
+
+
+def _unmatched_ids(svc: BroadcastService) -> list[UUID]:
+    views = svc._views
+    ids: list[UUID] = []
+    offset = 0
+    while True:
+        rows, _ = views.unmatched_page(offset, _LIST_CHUNK)
+        ids.extend(m.id for m in rows)
+        if len(rows) < _LIST_CHUNK:
+            return ids
+        offset += len(rows)
 
 
 @attrs.frozen
@@ -186,7 +247,7 @@ class BounceIntake:
         return parsed
 
     def _correlate(
-        self, parsed: ParsedMessage, envelope_recipient: str | None, batch: _Batch
+        self, parsed: ParsedMessage, envelope_recipient: str | None, batch: _Workspace
     ) -> _Correlation:
         verp = self.svc._verp
         addresses = [envelope_recipient] if envelope_recipient else []
@@ -229,7 +290,7 @@ class BounceIntake:
         raw: bytes,
         received_at: datetime,
         envelope_recipient: str | None,
-        batch: _Batch,
+        batch: _Workspace,
         now: datetime,
     ) -> list[BounceOutcome]:
         """Decide one message's outcomes; its events go into ``batch`` only if nothing raised."""
@@ -320,8 +381,8 @@ class BounceIntake:
             if outcome.kind == "unmatched":
                 reasons.append(outcome.detail or "the delivery was never sent")
             outcomes.append(outcome)
-        uid = unmatched_id(raw)
-        version = batch.kept_version(uid)
+        uid = unmatched_id_of_digest(digest)
+        version = batch.kept_version(uid, keeping=bool(reasons))
         if reasons:
             kept_note = (
                 "kept in the unmatched log" if version == 0 else "already in the unmatched log"
@@ -352,7 +413,7 @@ class BounceIntake:
                     outcome=",".join(sorted({o.kind for o in outcomes})),
                 )
             )
-        batch.add(events)
+        batch.add(events, overlay)
         return outcomes
 
     def record_message(
@@ -371,7 +432,7 @@ class BounceIntake:
         now = svc.now()
 
         def decide() -> tuple[list[BounceOutcome], list[DomainEvent]]:
-            batch = _Batch(svc)
+            batch = _Workspace(svc)
             outcomes = self.handle(data, received, envelope_recipient, batch, now)
             return outcomes, batch.events
 
@@ -400,19 +461,20 @@ class BounceIntake:
             )
         counts = dict.fromkeys((*OUTCOME_KINDS, "set_aside", "messages"), 0)
         svc = self.svc
-        batch = _Batch(svc)
+        work = _Workspace(svc, run=True)
         pending: list[tuple[str, bytes, datetime, str | None, list[BounceOutcome] | None]] = []
 
         def flush() -> None:
-            nonlocal batch
             if not pending:
                 return
             try:
                 # One transaction for the whole batch; nothing is marked done before it.
-                svc._log.put(batch.events)
+                svc._log.put(work.events)
+                work.written()
             except VersionConflict:
                 # Another writer touched one of these recipients: decide each
-                # message again, alone, on fresh state.
+                # message again, alone, on fresh state from the log.
+                work.forget()
                 for i, (key, raw, received, envelope, _) in enumerate(pending):
                     redone: list[BounceOutcome] | None
                     try:
@@ -422,6 +484,8 @@ class BounceIntake:
                         counts["set_aside"] += 1
                         redone = None
                     pending[i] = (key, raw, received, envelope, redone)
+                # From now on the run reads the other writer's changes.
+                work.base, work.own = svc.catch_up(), 0
             for key, _, _, _, outcomes in pending:
                 if outcomes is None:
                     continue
@@ -430,7 +494,6 @@ class BounceIntake:
                 for outcome in outcomes:
                     counts[outcome.kind] = counts.get(outcome.kind, 0) + 1
             pending.clear()
-            batch = _Batch(svc)
             if on_progress is not None:
                 on_progress(dict(counts))
 
@@ -438,7 +501,7 @@ class BounceIntake:
             received = received_at or svc.now()
             try:
                 outcomes = self.handle(
-                    incoming.raw, received, incoming.envelope_recipient, batch, svc.now()
+                    incoming.raw, received, incoming.envelope_recipient, work, svc.now()
                 )
             except BroadcastError as e:
                 source.set_aside(incoming.key, str(e))
@@ -460,23 +523,12 @@ class BounceIntake:
         rows, total = self.svc._views.unmatched_page((page - 1) * per_page, per_page)
         return Page(items=rows, total=total, page=page, per_page=per_page)
 
-    def _unmatched_ids(self) -> list[UUID]:
-        views = self.svc._views
-        ids: list[UUID] = []
-        offset = 0
-        while True:
-            rows, _ = views.unmatched_page(offset, _LIST_CHUNK)
-            ids.extend(m.id for m in rows)
-            if len(rows) < _LIST_CHUNK:
-                return ids
-            offset += len(rows)
-
     def retry(self) -> list[BounceOutcome]:
         """Correlate every kept message again; the ones that now match are resolved."""
         svc = self.svc
         svc.catch_up()
         outcomes: list[BounceOutcome] = []
-        for uid in self._unmatched_ids():
+        for uid in _unmatched_ids(svc):
 
             def decide(uid: UUID = uid) -> tuple[list[BounceOutcome], list[DomainEvent]]:
                 kept: Any = None
@@ -485,7 +537,7 @@ class BounceIntake:
                         kept = event.apply(kept)
                 if not isinstance(kept, UnmatchedMessage):
                     return [], []  # resolved by another process meanwhile
-                batch = _Batch(svc)
+                batch = _Workspace(svc)
                 found = self.handle(
                     kept.raw, kept.received_at, kept.envelope_recipient, batch, svc.now()
                 )

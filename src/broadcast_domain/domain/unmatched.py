@@ -26,6 +26,7 @@ __all__ = [
     "canonical_raw",
     "raw_digest",
     "unmatched_id",
+    "unmatched_id_of_digest",
 ]
 
 _UNMATCHED_NS = uuid5(NAMESPACE_URL, "urn:broadcast-domain:unmatched-report")
@@ -47,7 +48,12 @@ def raw_digest(raw: bytes) -> str:
 
 def unmatched_id(raw: bytes) -> UUID:
     """The unmatched-log aggregate id of a raw message."""
-    return uuid5(_UNMATCHED_NS, raw_digest(raw))
+    return unmatched_id_of_digest(raw_digest(raw))
+
+
+def unmatched_id_of_digest(digest: str) -> UUID:
+    """The unmatched-log aggregate id of a message whose ``raw_digest`` is known."""
+    return uuid5(_UNMATCHED_NS, digest)
 
 
 @attrs.frozen(kw_only=True)
