@@ -103,7 +103,9 @@ def build_store(directory: str, n: int) -> tuple[str, list[Any]]:
     from broadcast_domain.testing.machine import ScriptedTransport
 
     path = os.path.join(directory, "seed.db")
-    svc = BroadcastService.open(f"sqlite:///{path}", return_path=RETURN_PATH, signing_key=SIGNING_KEY)
+    svc = BroadcastService.open(
+        f"sqlite:///{path}", return_path=RETURN_PATH, signing_key=SIGNING_KEY
+    )
     try:
         svc.create_broadcast(
             account_id="acme",
@@ -135,7 +137,9 @@ def retargeted(seeds: list[bytes], sent: list[Any]) -> list[bytes]:
         raw, parsed = seeds[i % len(seeds)], hints[i % len(seeds)]
         pairs = [(parsed.reports[0].recipient or "", m.recipient)]
         if i % 2:
-            pairs += [(mid.strip("<>"), m.message_id.strip("<>")) for mid in parsed.original_message_ids]
+            pairs += [
+                (mid.strip("<>"), m.message_id.strip("<>")) for mid in parsed.original_message_ids
+            ]
             out.append(retarget(raw, replacements=pairs))
         else:
             out.append(retarget(raw, replacements=pairs, to=m.envelope_from))
@@ -150,13 +154,16 @@ def _copy_store(seed: str, directory: str, name: str) -> str:
     return target
 
 
-def ingest_once(seed: str, directory: str, messages: list[bytes], rep: int,
-                maildir: bool = False) -> tuple[float, dict[str, int]]:
+def ingest_once(
+    seed: str, directory: str, messages: list[bytes], rep: int, maildir: bool = False
+) -> tuple[float, dict[str, int]]:
     """Seconds one ``ingest`` of ``messages`` takes on a fresh copy of the store, and its counts."""
     from broadcast_domain import BroadcastService
 
     path = _copy_store(seed, directory, f"run{rep}{'-maildir' if maildir else ''}.db")
-    svc = BroadcastService.open(f"sqlite:///{path}", return_path=RETURN_PATH, signing_key=SIGNING_KEY)
+    svc = BroadcastService.open(
+        f"sqlite:///{path}", return_path=RETURN_PATH, signing_key=SIGNING_KEY
+    )
     try:
         svc.catch_up()
         source: Any
@@ -195,12 +202,23 @@ def run(quick: bool) -> dict[str, Any]:
     """Measure B3 and return its table row."""
     n = 1_000 if quick else 5_000
     folder = _corpus()
-    base = {"metric": "B3", "title": TITLE, "unit": "messages/s", "goal": GOAL,
-            "size": f"{n:,} messages"}
+    base = {
+        "metric": "B3",
+        "title": TITLE,
+        "unit": "messages/s",
+        "goal": GOAL,
+        "size": f"{n:,} messages",
+    }
     if folder is None:
-        return {**base, "ours": None, "anchor": None, "ratio": None, "met": None,
-                "note": "not yet: the bounce corpus is missing; set BROADCAST_CORPUS",
-                "not_yet": True}
+        return {
+            **base,
+            "ours": None,
+            "anchor": None,
+            "ratio": None,
+            "met": None,
+            "note": "not yet: the bounce corpus is missing; set BROADCAST_CORPUS",
+            "not_yet": True,
+        }
     seeds = corpus_seeds(folder)
     directory = tempfile.mkdtemp(prefix="bd-bench-b3-")
     try:
@@ -213,7 +231,9 @@ def run(quick: bool) -> dict[str, Any]:
             seconds, counts = ingest_once(seed_db, directory, messages, rep)
             ours.append(seconds)
             anchor.append(anchor_once(messages))
-        maildir_seconds, maildir_counts = ingest_once(seed_db, directory, messages, 99, maildir=True)
+        maildir_seconds, maildir_counts = ingest_once(
+            seed_db, directory, messages, 99, maildir=True
+        )
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     ours_rate = n / statistics.median(ours)
