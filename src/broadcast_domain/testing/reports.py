@@ -83,11 +83,11 @@ def _codes(status: str) -> tuple[str, str]:
 
 
 def _fits(text: str, charset: str) -> bool:
+    # A round trip, not just an encode: Shift_JIS writes ¥ as the byte that reads back as \\.
     try:
-        text.encode(charset)
-    except UnicodeEncodeError:
+        return text.encode(charset).decode(charset) == text
+    except UnicodeError:
         return False
-    return True
 
 
 def _encoded_words(text: str, charset: str) -> str:

@@ -335,10 +335,9 @@ def _csv_cell(value: str) -> str:
 
 def _encodable(text: str, encoding: str) -> bool:
     try:
-        text.encode(encoding)
-    except UnicodeEncodeError:
+        return text.encode(encoding).decode(encoding) == text
+    except UnicodeError:
         return False
-    return True
 
 
 @st.composite
