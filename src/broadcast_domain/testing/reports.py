@@ -83,7 +83,7 @@ def _codes(status: str) -> tuple[str, str]:
 
 
 def _fits(text: str, charset: str) -> bool:
-    # A round trip, not just an encode: Shift_JIS writes ¥ as the byte that reads back as \\.
+    # A round trip, not just an encode: Shift_JIS writes ¥ as the byte that reads back as "\\".
     try:
         return text.encode(charset).decode(charset) == text
     except UnicodeError:
