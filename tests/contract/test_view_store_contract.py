@@ -53,4 +53,3 @@ class TestComposedViewStore(ViewStoreContract):
             pytest.skip(str(exc))
         store.reset()
         return store
-

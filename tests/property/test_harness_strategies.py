@@ -1,4 +1,4 @@
-"""The shipped strategies give what they promise: parseable DSNs, importable CSV files, valid histories."""
+"""The shipped strategies keep their promises: parseable DSNs, importable CSVs, valid histories."""
 
 from __future__ import annotations
 
