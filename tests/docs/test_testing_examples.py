@@ -63,7 +63,7 @@ def test_triage_lists_failures_and_not_delays(report: BounceReport, data: st.Dat
 from broadcast_domain import Actor, AddressBookSource, BroadcastService, DeliveryStatus, InboxRole
 from broadcast_domain.testing.clock import FakeClock
 from broadcast_domain.testing.fakes import FakeAddressBook, FakeBounceSource, FakeTransport
-from broadcast_domain.testing.reports import dsn_message
+from broadcast_domain.testing.reports import dsn_message, verp_token_of
 
 OPERATOR = Actor("operator-1", inbox_roles={"support": InboxRole.OPERATOR})
 
@@ -73,7 +73,7 @@ def ingest(svc: BroadcastService, source: FakeBounceSource) -> list[str]:
     kinds = []
     for item in source:
         parsed = parse_bounce(item.raw)
-        tokens = [a.split("+", 1)[1].split("@")[0] for a in parsed.envelope_candidates if "+" in a]
+        tokens = [t for a in parsed.envelope_candidates if (t := verp_token_of(a))]
         for found in parsed.reports:
             outcome = svc.record_bounce(
                 BounceReport(

@@ -62,7 +62,7 @@ from broadcast_domain.ports import (
 from broadcast_domain.projections.views import Counts, Views, fold, month_of, recipient_search_text
 from broadcast_domain.testing.clock import FakeClock
 from broadcast_domain.testing.histories import HistoryBuilder
-from broadcast_domain.testing.reports import report_message
+from broadcast_domain.testing.reports import failure_report, report_message, verp_token_of
 from broadcast_domain.testing.strategies import histories
 
 __all__ = [
@@ -724,14 +724,11 @@ class StoreContract:
         assert (first.sent, first.succeeded, first.errors, first.retried) == (4, 1, 1, 2)
         transport.accept("cut@example.net")
         [accepted] = transport.sent_to("ok@example.net")
-        token = accepted.envelope_from.split("+", 1)[1].split("@", 1)[0]
-        report = BounceReport(
-            recipient="ok@example.net",
+        report = failure_report(
+            "ok@example.net",
             status="5.2.2",
-            diagnostic="mailbox full",
-            permanent=True,
             reported_at=clock(),
-            verp_token=token,
+            verp_token=verp_token_of(accepted.envelope_from),
         )
         assert svc.record_bounce(report).kind == "applied"
         assert svc.record_bounce(report).kind == "duplicate"

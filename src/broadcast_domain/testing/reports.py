@@ -27,7 +27,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from datetime import UTC
+from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Literal
 
@@ -40,7 +40,9 @@ __all__ = [
     "ORIGINAL_FORMS",
     "OriginalForm",
     "dsn_message",
+    "failure_report",
     "report_message",
+    "verp_token_of",
 ]
 
 OriginalForm = Literal["headers", "message", "none"]
@@ -365,3 +367,33 @@ def report_message(
         _original_part(report, original, sender, original_message_id),
     ]
     return _assemble(headers, [p for p in parts if p], boundary, line_ending)
+
+
+def verp_token_of(address: str) -> str | None:
+    """The token of a VERP address ``local+TOKEN@domain`` (an envelope sender), or None."""
+    local, at, _ = address.strip().strip("<>").rpartition("@")
+    _, plus, token = local.partition("+")
+    return token if at and plus and token else None
+
+
+def failure_report(
+    recipient: str,
+    *,
+    reported_at: datetime,
+    verp_token: str | None = None,
+    message_id: str | None = None,
+    status: str = "5.1.1",
+    diagnostic: str = "user unknown",
+    action: str = "failed",
+) -> BounceReport:
+    """One report about ``recipient``; permanent when ``status`` is of class 5."""
+    return BounceReport(
+        recipient=recipient,
+        status=status,
+        diagnostic=diagnostic,
+        permanent=status.startswith("5"),
+        reported_at=reported_at,
+        verp_token=verp_token,
+        message_id=message_id,
+        action=action,
+    )
