@@ -284,7 +284,8 @@ def test_bad_input_is_named_and_records_nothing(
     """Each bad input raises InvalidInput saying what and where, and records nothing."""
     before = positions(svc)
     with pytest.raises(InvalidInput, match=match):
-        create(svc, clock, **{field: change})
+        bad: dict[str, Any] = {field: change}
+        create(svc, clock, **bad)
     assert positions(svc) == before
 
 
