@@ -34,12 +34,20 @@ def _contacts(n: int) -> list[Contact]:
 
 def _ours(databases: PostgresDatabases, n: int) -> float:
     contacts = _contacts(n)
-    with BroadcastService.open(databases(), return_path="b@mail.example.com", signing_key=KEY) as svc:
+    with BroadcastService.open(
+        databases(), return_path="b@mail.example.com", signing_key=KEY
+    ) as svc:
         started = time.perf_counter()
         svc.create_broadcast(
-            account_id="acme", inbox_id="inbox", sender="news@example.com", subject="B8",
-            text_body="Hello", source=AddressBookSource("book-1"), recipients=contacts,
-            scheduled_at=datetime.now(UTC) + timedelta(hours=1), actor=ACTOR,
+            account_id="acme",
+            inbox_id="inbox",
+            sender="news@example.com",
+            subject="B8",
+            text_body="Hello",
+            source=AddressBookSource("book-1"),
+            recipients=contacts,
+            scheduled_at=datetime.now(UTC) + timedelta(hours=1),
+            actor=ACTOR,
         )
         elapsed = time.perf_counter() - started
     return (n + 1) / elapsed
@@ -55,9 +63,17 @@ def _rows(n: int) -> list[tuple[Any, ...]]:
     rows = []
     for i, c in enumerate(_contacts(n)):
         event = Scheduled(
-            originator_id=recipient_id(bid, c.address), originator_version=1, timestamp=now,
-            broadcast_id=bid, account_id="acme", address=c.address, last_name=c.last_name,
-            first_name=c.first_name, company=c.company, contact_id=None, position=i,
+            originator_id=recipient_id(bid, c.address),
+            originator_version=1,
+            timestamp=now,
+            broadcast_id=bid,
+            account_id="acme",
+            address=c.address,
+            last_name=c.last_name,
+            first_name=c.first_name,
+            company=c.company,
+            contact_id=None,
+            position=i,
         )
         s = mapper.to_stored_event(event)
         rows.append((s.originator_id, s.originator_version, s.topic, s.state))

@@ -112,10 +112,11 @@ def test_pages_and_streams_keep_position_order(store_url: str) -> None:
         assert scheduled.total == n
 
 
-@pytest.mark.parametrize("store_url", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
-                         indirect=True)
+@pytest.mark.parametrize(
+    "store_url", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
 def test_two_services_on_one_store_share_events_and_views(store_url: str) -> None:
-    """A second service opened on the same store sees the first's writes, and reopening is harmless."""
+    """A second service on the same store sees the first's writes; reopening is harmless."""
     first = _open(store_url)
     second = _open(store_url)
     try:

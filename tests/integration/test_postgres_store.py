@@ -1,4 +1,4 @@
-"""The PostgreSQL store on a real server: URLs, unix sockets, schemas, concurrent opens, followers."""
+"""The PostgreSQL store on a real server: URLs, sockets, schemas, concurrent opens, followers."""
 
 from __future__ import annotations
 
@@ -34,10 +34,15 @@ def _open(url: str) -> BroadcastService:
 
 def _create(svc: BroadcastService, n: int) -> object:
     return svc.create_broadcast(
-        account_id="acme", inbox_id="inbox", sender="news@example.com", subject="Hi",
-        text_body="Hello", source=AddressBookSource("book-1"),
+        account_id="acme",
+        inbox_id="inbox",
+        sender="news@example.com",
+        subject="Hi",
+        text_body="Hello",
+        source=AddressBookSource("book-1"),
         recipients=[Contact(f"a{i}@example.com") for i in range(n)],
-        scheduled_at=NOW - timedelta(minutes=1), actor=ACTOR,
+        scheduled_at=NOW - timedelta(minutes=1),
+        actor=ACTOR,
     )
 
 
@@ -76,7 +81,9 @@ def test_an_unreachable_server_raises_store_unavailable(tmp_path: Path) -> None:
 
 
 @pytest.mark.postgres
-def test_a_host_starting_with_a_slash_is_a_socket_directory(postgres_databases: PostgresDatabases) -> None:
+def test_a_host_starting_with_a_slash_is_a_socket_directory(
+    postgres_databases: PostgresDatabases,
+) -> None:
     """A percent-encoded socket directory in the host part connects over the unix socket."""
     name = postgres_databases.create()
     url = (
@@ -91,7 +98,10 @@ def test_a_host_starting_with_a_slash_is_a_socket_directory(postgres_databases: 
 @pytest.mark.postgres
 def test_schemas_keep_stores_in_one_database_apart(postgres_url: str) -> None:
     """Two stores in different schemas of one database see only their own broadcasts."""
-    with _open(postgres_url + "&schema=tenant_a") as a, _open(postgres_url + "&schema=tenant_b") as b:
+    with (
+        _open(postgres_url + "&schema=tenant_a") as a,
+        _open(postgres_url + "&schema=tenant_b") as b,
+    ):
         _create(a, 2)
         assert a.list_broadcasts("inbox").total == 1
         assert b.list_broadcasts("inbox").total == 0
@@ -119,15 +129,18 @@ def test_processes_opening_a_fresh_database_at_once_do_not_collide(postgres_url:
         assert svc.verify_projections() == []
 
 
-def _follow(url: str, stop: multiprocessing.synchronize.Event, ready: multiprocessing.synchronize.Event) -> None:
+def _follow(
+    url: str, stop: multiprocessing.synchronize.Event, ready: multiprocessing.synchronize.Event
+) -> None:
     ready.set()
     follow_projections(url, stop=stop, poll_interval=0.05)
 
 
-@pytest.mark.parametrize("store_url", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
-                         indirect=True)
+@pytest.mark.parametrize(
+    "store_url", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
 def test_a_follower_process_keeps_the_views_up_to_date(store_url: str) -> None:
-    """Events written by a process that never reads are projected by a follower in another process."""
+    """Events written by a process that never reads are projected by a follower process."""
     ctx = multiprocessing.get_context("spawn")
     stop, ready = ctx.Event(), ctx.Event()
     with _open(store_url) as svc:  # creates the store before the follower opens it
@@ -153,6 +166,6 @@ def test_a_follower_process_keeps_the_views_up_to_date(store_url: str) -> None:
 
 
 def test_following_a_memory_store_is_refused() -> None:
-    """follow_projections on memory:// raises InvalidInput: nothing outside the process can see it."""
+    """follow_projections on memory:// raises InvalidInput: no other process can see it."""
     with pytest.raises(InvalidInput, match="memory"):
         follow_projections("memory://", stop=multiprocessing.get_context("spawn").Event())

@@ -70,7 +70,7 @@ class _Sink:
         self.received: collections.Counter[str] = collections.Counter()
         self.lock = threading.Lock()
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self.lock:
             self.received.update(envelope.rcpt_tos)
         return "250 OK"
@@ -126,23 +126,39 @@ def _follower(url: str, stop: multiprocessing.synchronize.Event) -> None:
 def _read_summary(url: str, bid: Any, out: Any) -> None:
     with _open(url) as svc:
         s = svc.summary(bid)
-        out.put((s.status.value, s.recipients, s.succeeded, s.errors, s.delivered, s.sending,
-                 svc.verify_projections()))
+        out.put(
+            (
+                s.status.value,
+                s.recipients,
+                s.succeeded,
+                s.errors,
+                s.delivered,
+                s.sending,
+                svc.verify_projections(),
+            )
+        )
 
 
 def _run(url: str, port: int, n: int, processes: int, follower: bool) -> tuple[list[int], Any]:
     ctx = multiprocessing.get_context("spawn")
     with _open(url) as svc:
         bid = svc.create_broadcast(
-            account_id="acme", inbox_id="inbox", sender="news@example.com", subject="Scale",
-            text_body="Hello", source=AddressBookSource("book-1"),
+            account_id="acme",
+            inbox_id="inbox",
+            sender="news@example.com",
+            subject="Scale",
+            text_body="Hello",
+            source=AddressBookSource("book-1"),
             recipients=[Contact(f"r{i:05d}@example.com") for i in range(n)],
-            scheduled_at=datetime.now(UTC) - timedelta(minutes=1), actor=ACTOR,
+            scheduled_at=datetime.now(UTC) - timedelta(minutes=1),
+            actor=ACTOR,
         )
     out = ctx.Queue()
     start = ctx.Barrier(processes)
     stop = ctx.Event()
-    workers = [ctx.Process(target=_dispatcher, args=(url, port, start, out)) for _ in range(processes)]
+    workers = [
+        ctx.Process(target=_dispatcher, args=(url, port, start, out)) for _ in range(processes)
+    ]
     follow = ctx.Process(target=_follower, args=(url, stop)) if follower else None
     if follow is not None:
         follow.start()
@@ -179,12 +195,13 @@ def test_three_dispatcher_processes_on_postgres_send_each_recipient_once(
     assert summary == ("sent", n, n, 0, n, 0, [])
 
 
+@pytest.mark.slow
 def test_two_dispatcher_processes_on_one_sqlite_file_send_each_recipient_once(
     tmp_path: Any, smtp_sink: tuple[_Sink, int]
 ) -> None:
     """On a SQLite file two dispatcher processes share the work and nobody gets two messages."""
     sink, port = smtp_sink
-    n = 1_000
+    n = 600
     sent, summary = _run(f"sqlite:///{tmp_path / 'scale.db'}", port, n, processes=2, follower=True)
     assert sum(sent) == n
     assert len(sink.received) == n

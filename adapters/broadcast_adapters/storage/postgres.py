@@ -85,9 +85,15 @@ _SCHEMA: tuple[LiteralString, ...] = (
         message_id TEXT PRIMARY KEY, recipient_id TEXT NOT NULL)""",
 )
 
-_TABLES = "bd_recipients, bd_broadcasts, bd_counts, bd_accounts, bd_monthly, bd_message_ids"
+_TABLES: LiteralString = (
+    "bd_recipients, bd_broadcasts, bd_counts, bd_accounts, bd_monthly, bd_message_ids"
+)
 _STREAM_CHUNK = 1000
-_DUE_STATUSES = [BroadcastStatus.SCHEDULED.value, BroadcastStatus.SENDING.value, BroadcastStatus.PAUSED.value]
+_DUE_STATUSES = [
+    BroadcastStatus.SCHEDULED.value,
+    BroadcastStatus.SENDING.value,
+    BroadcastStatus.PAUSED.value,
+]
 
 
 def _due_at(r: Recipient) -> datetime | None:
@@ -178,7 +184,8 @@ class PostgresViewStore:
         # = ANY(array) takes any number of keys in one round trip.
         if recipient_ids:
             for error_pos, state in c.execute(
-                "SELECT error_pos, state FROM bd_recipients WHERE id = ANY(%s)", (list(recipient_ids),)
+                "SELECT error_pos, state FROM bd_recipients WHERE id = ANY(%s)",
+                (list(recipient_ids),),
             ):
                 r = decode_state(bytes(state), Recipient)
                 views.recipients[r.id] = r
@@ -192,7 +199,9 @@ class PostgresViewStore:
                 "SELECT broadcast_id, state FROM bd_counts WHERE broadcast_id = ANY(%s)", (keys,)
             ):
                 views.counts[UUID(bid)] = decode_state(bytes(state), Counts)
-            for (state,) in c.execute("SELECT state FROM bd_broadcasts WHERE id = ANY(%s)", (keys,)):
+            for (state,) in c.execute(
+                "SELECT state FROM bd_broadcasts WHERE id = ANY(%s)", (keys,)
+            ):
                 b = decode_state(bytes(state), Broadcast)
                 views.broadcasts[b.id] = b
         if account_ids:
@@ -231,7 +240,14 @@ class PostgresViewStore:
                     recipients,
                 )
             broadcasts = [
-                (b.id.hex, b.inbox_id, b.status.value, b.created_at, b.scheduled_at, encode_state(b))
+                (
+                    b.id.hex,
+                    b.inbox_id,
+                    b.status.value,
+                    b.created_at,
+                    b.scheduled_at,
+                    encode_state(b),
+                )
                 for b in (views.broadcasts[i] for i in views.dirty_broadcasts)
             ]
             if broadcasts:
@@ -280,8 +296,7 @@ class PostgresViewStore:
             # The row lock makes concurrent appliers queue here; the loser then sees
             # the winner's position and backs out without writing anything.
             row = c.execute("SELECT position FROM bd_tracking WHERE id = 1 FOR UPDATE").fetchone()
-            assert row is not None
-            if int(row[0]) != expected_position:
+            if row is None or int(row[0]) != expected_position:
                 return False
             views = self._load(batch, expected_position)
             for position, event in batch:
@@ -294,7 +309,7 @@ class PostgresViewStore:
         with self._lock, self._conn.transaction():
             c = self._conn
             c.execute("SELECT position FROM bd_tracking WHERE id = 1 FOR UPDATE")
-            c.execute("TRUNCATE " + _TABLES)  # type: ignore[arg-type]  # fixed table names
+            c.execute("TRUNCATE " + _TABLES)
             c.execute("UPDATE bd_tracking SET position = 0 WHERE id = 1")
 
     def dump(self) -> Views:
@@ -304,8 +319,7 @@ class PostgresViewStore:
             c.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             try:
                 row = c.execute("SELECT position FROM bd_tracking WHERE id = 1").fetchone()
-                assert row is not None
-                views = Views(position=int(row[0]))
+                views = Views(position=int(row[0]) if row else 0)
                 for error_pos, state in c.execute("SELECT error_pos, state FROM bd_recipients"):
                     r = decode_state(bytes(state), Recipient)
                     views.recipients[r.id] = r
@@ -319,7 +333,9 @@ class PostgresViewStore:
                 for (state,) in c.execute("SELECT state FROM bd_accounts"):
                     a = decode_state(bytes(state), Account)
                     views.accounts[a.account_id] = a
-                for a, y, m, n in c.execute("SELECT account_id, year, month, count FROM bd_monthly"):
+                for a, y, m, n in c.execute(
+                    "SELECT account_id, year, month, count FROM bd_monthly"
+                ):
                     views.monthly[(a, y, m)] = int(n)
                 for mid, rid in c.execute("SELECT message_id, recipient_id FROM bd_message_ids"):
                     views.message_ids[mid] = UUID(rid)
@@ -367,9 +383,9 @@ class PostgresViewStore:
         if statuses is not None:
             where += " AND status = ANY(%s)"
             params.append(sorted(s.value for s in statuses))
-        total = self._one(f"SELECT COUNT(*) FROM bd_broadcasts WHERE {where}", params)[0]
+        total = self._one(f"SELECT COUNT(*) FROM bd_broadcasts WHERE {where}", params)[0]  # noqa: S608
         rows = self._all(
-            f"SELECT state FROM bd_broadcasts WHERE {where} "
+            f"SELECT state FROM bd_broadcasts WHERE {where} "  # noqa: S608 - placeholders only
             "ORDER BY created_at DESC, id DESC LIMIT %s OFFSET %s",
             [*params, limit, offset],
         )
@@ -418,9 +434,9 @@ class PostgresViewStore:
             # strpos, not LIKE: the keyword is matched literally (no % or _ wildcards).
             where += " AND strpos(search, %s) > 0"
             params.append(keyword)
-        total = self._one(f"SELECT COUNT(*) FROM bd_recipients WHERE {where}", params)[0]
+        total = self._one(f"SELECT COUNT(*) FROM bd_recipients WHERE {where}", params)[0]  # noqa: S608
         rows = self._all(
-            f"SELECT state FROM bd_recipients WHERE {where} "
+            f"SELECT state FROM bd_recipients WHERE {where} "  # noqa: S608 - placeholders only
             "ORDER BY position LIMIT %s OFFSET %s",
             [*params, limit, offset],
         )
@@ -449,9 +465,9 @@ class PostgresViewStore:
     ) -> tuple[list[Recipient], int]:
         params = (broadcast_id.hex, as_of)
         where = "broadcast_id = %s AND unack AND error_pos <= %s"
-        total = self._one(f"SELECT COUNT(*) FROM bd_recipients WHERE {where}", params)[0]
+        total = self._one(f"SELECT COUNT(*) FROM bd_recipients WHERE {where}", params)[0]  # noqa: S608
         rows = self._all(
-            f"SELECT state FROM bd_recipients WHERE {where} "
+            f"SELECT state FROM bd_recipients WHERE {where} "  # noqa: S608 - placeholders only
             "ORDER BY position LIMIT %s OFFSET %s",
             [*params, limit, offset],
         )

@@ -279,8 +279,12 @@ class EventLog:
     def read(self, after: int, limit: int) -> list[tuple[int, DomainEvent]]:
         """Up to ``limit`` (position, event) pairs after ``after``."""
         decode = self.mapper.decode
-        notes = self.recorder.select_notifications(start=after, limit=limit, inclusive_of_start=False)
-        return [(n.id, decode(n.topic, n.originator_id, n.originator_version, n.state)) for n in notes]
+        notes = self.recorder.select_notifications(
+            start=after, limit=limit, inclusive_of_start=False
+        )
+        return [
+            (n.id, decode(n.topic, n.originator_id, n.originator_version, n.state)) for n in notes
+        ]
 
     def max_position(self) -> int:
         """The position of the last recorded event (0 when none)."""

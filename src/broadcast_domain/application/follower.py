@@ -12,6 +12,7 @@ the view store's tracking position makes each event apply exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -50,8 +51,13 @@ def _apply(views: ViewStore, batch: Sequence[tuple[int, DomainEvent]]) -> int:
     return applied
 
 
-def _poll(log: EventLog, views: ViewStore, stop: Stopper, interval: float,
-          on_applied: Callable[[int], None] | None) -> int:
+def _poll(
+    log: EventLog,
+    views: ViewStore,
+    stop: Stopper,
+    interval: float,
+    on_applied: Callable[[int], None] | None,
+) -> int:
     total = 0
     wake = threading.Event()
     while not stop.is_set():
@@ -66,8 +72,13 @@ def _poll(log: EventLog, views: ViewStore, stop: Stopper, interval: float,
     return total
 
 
-def _listen(log: EventLog, views: ViewStore, stop: Stopper, interval: float,
-            on_applied: Callable[[int], None] | None) -> int:
+def _listen(
+    log: EventLog,
+    views: ViewStore,
+    stop: Stopper,
+    interval: float,
+    on_applied: Callable[[int], None] | None,
+) -> int:
     total = 0
     decode = log.mapper.decode
     inbox: queue.Queue[Any] = queue.Queue(maxsize=4 * _BATCH)
@@ -79,7 +90,9 @@ def _listen(log: EventLog, views: ViewStore, stop: Stopper, interval: float,
             # that the loop below can drain in batches and time out on.
             try:
                 for n in subscription:
-                    inbox.put((n.id, decode(n.topic, n.originator_id, n.originator_version, n.state)))
+                    inbox.put(
+                        (n.id, decode(n.topic, n.originator_id, n.originator_version, n.state))
+                    )
             except BaseException as e:  # handed to the loop, which re-raises it
                 failure.append(e)
             finally:
@@ -116,10 +129,8 @@ def _listen(log: EventLog, views: ViewStore, stop: Stopper, interval: float,
             subscription.stop()
             while pumper.is_alive():
                 # Unblock a pump waiting on a full queue so it can see the stop.
-                try:
+                with contextlib.suppress(queue.Empty):
                     inbox.get(timeout=0.05)
-                except queue.Empty:
-                    pass
     if failure:
         raise failure[0]
     return total
@@ -148,8 +159,14 @@ def follow_projections(
             "use a sqlite:/// or postgresql:// store",
             field="url",
         )
-    if isinstance(poll_interval, bool) or not isinstance(poll_interval, int | float) or poll_interval <= 0:
-        raise InvalidInput("poll_interval must be a positive number of seconds", field="poll_interval")
+    if (
+        isinstance(poll_interval, bool)
+        or not isinstance(poll_interval, int | float)
+        or poll_interval <= 0
+    ):
+        raise InvalidInput(
+            "poll_interval must be a positive number of seconds", field="poll_interval"
+        )
     views = view_store or BroadcastService._make_views(store, _load_components())
     log = EventLog(store)
     try:

@@ -60,7 +60,11 @@ class PostgresDatabases:
         import psycopg
 
         return psycopg.connect(
-            host=str(self.socket_dir), port=self.port, user=self.user, dbname=dbname, autocommit=True
+            host=str(self.socket_dir),
+            port=self.port,
+            user=self.user,
+            dbname=dbname,
+            autocommit=True,
         )
 
     def create(self, prefix: str = "bd_test") -> str:
@@ -97,7 +101,9 @@ def embedded_postgres_server(*, durable: bool = False) -> Iterator[PostgresDatab
     server: Any = None
     try:
         try:
-            server = embedded_postgres.get_server(parent / "data", cleanup_mode="delete")
+            server = embedded_postgres.get_server(  # type: ignore[attr-defined]
+                parent / "data", cleanup_mode="delete"
+            )
             info = server.get_postmaster_info()
         except Exception as e:
             raise PostgresUnavailable(f"the embedded PostgreSQL server did not start: {e}") from e
