@@ -71,6 +71,10 @@ def _structure_datetime(value: Any, _: Any) -> datetime:
     return parsed
 
 
+def _is_frozenset(t: Any) -> bool:
+    return t is frozenset or get_origin(t) is frozenset
+
+
 def configure_converter(converter: OrjsonConverter) -> None:
     """Configure a converter for broadcast-domain values and events.
 
@@ -84,9 +88,7 @@ def configure_converter(converter: OrjsonConverter) -> None:
     configure_orjson(converter)
     converter.register_structure_hook(UUID, lambda v, _: v if isinstance(v, UUID) else UUID(v))
     converter.register_structure_hook(datetime, _structure_datetime)
-    converter.register_unstructure_hook_func(
-        lambda t: t is frozenset or get_origin(t) is frozenset, lambda v: sorted(v)
-    )
+    converter.register_unstructure_hook_func(_is_frozenset, sorted)
 
 
 def make_converter() -> OrjsonConverter:
@@ -136,7 +138,9 @@ class AttrsMapper(Mapper[UUID]):
             state=self.encode_state(event),
         )
 
-    def decode(self, topic: str, originator_id: UUID | str, version: int, state: bytes) -> ev.DomainEvent:
+    def decode(
+        self, topic: str, originator_id: UUID | str, version: int, state: bytes
+    ) -> ev.DomainEvent:
         """Rebuild one event from its stored parts."""
         fn = self._decoders.get(topic)
         if fn is None:
@@ -151,7 +155,9 @@ class AttrsMapper(Mapper[UUID]):
 
             self._decoders[topic] = fn
         data = orjson.loads(state)
-        data["originator_id"] = originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
+        data["originator_id"] = (
+            originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
+        )
         data["originator_version"] = version
         try:
             return fn(data)

@@ -191,11 +191,16 @@ class CsvProblem:
 
 @attrs.frozen
 class ImportedCsv:
-    """The good contacts of an imported file and every problem found."""
+    """The good contacts of an imported file and every problem found.
+
+    ``ignored_columns`` names the header cells that matched no known field
+    (their data was not imported), in file order.
+    """
 
     contacts: tuple[Contact, ...]
     problems: tuple[CsvProblem, ...]
     duplicates: int = 0
+    ignored_columns: tuple[str, ...] = ()
 
 
 class ViewStore(Protocol):

@@ -26,7 +26,9 @@ class SqliteMachine(BroadcastMachine):
         self._dir = tempfile.TemporaryDirectory()
         path = os.path.join(self._dir.name, "machine.db")
         return BroadcastService.open(
-            f"sqlite:///{path}", return_path="bounces@mail.example.com", signing_key=SIGNING_KEY,
+            f"sqlite:///{path}",
+            return_path="bounces@mail.example.com",
+            signing_key=SIGNING_KEY,
             clock=clock,
         )
 

@@ -28,10 +28,17 @@ def test_every_registered_topic_names_a_distinct_class() -> None:
 @given(domain_events())
 def test_view_rows_round_trip(event: DomainEvent) -> None:
     """Rows built by the fold survive encode_state/decode_state unchanged."""
-    views = fold([(1, event)]) if type(event).__name__ in ("Scheduled", "BroadcastScheduled",
-                                                            "AccountConfigured") else None
+    views = (
+        fold([(1, event)])
+        if type(event).__name__ in ("Scheduled", "BroadcastScheduled", "AccountConfigured")
+        else None
+    )
     if views is None:
         return
-    for row in [*views.recipients.values(), *views.broadcasts.values(), *views.accounts.values(),
-                *views.counts.values()]:
+    for row in [
+        *views.recipients.values(),
+        *views.broadcasts.values(),
+        *views.accounts.values(),
+        *views.counts.values(),
+    ]:
         assert decode_state(encode_state(row), type(row)) == row

@@ -59,7 +59,11 @@ def report(**kw: object) -> BounceReport:
 
 def receive(r: Recipient, rep: BounceReport, received_at: datetime) -> tuple[str, Recipient]:
     kind, events = r.receive_report(
-        rep, report_id=derive_report_id(rep), received_at=received_at, now=received_at, policy=POLICY
+        rep,
+        report_id=derive_report_id(rep),
+        received_at=received_at,
+        now=received_at,
+        policy=POLICY,
     )
     return kind, apply(r, list(events))
 
@@ -128,7 +132,9 @@ def test_failure_report_after_window_is_late_and_changes_nothing() -> None:
 
 def test_window_runs_to_received_at_not_the_time_inside_the_report() -> None:
     """A report dated inside the window but received after it is late."""
-    kind, _ = receive(succeeded(), report(reported_at=T0 + timedelta(hours=1)), T0 + timedelta(hours=30))
+    kind, _ = receive(
+        succeeded(), report(reported_at=T0 + timedelta(hours=1)), T0 + timedelta(hours=30)
+    )
     assert kind == "late"
 
 

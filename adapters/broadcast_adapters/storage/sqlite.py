@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS bd_recipients (
     state BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS bd_recipients_by_position ON bd_recipients (broadcast_id, position);
-CREATE INDEX IF NOT EXISTS bd_recipients_by_status ON bd_recipients (broadcast_id, status, position);
+CREATE INDEX IF NOT EXISTS bd_recipients_by_status
+    ON bd_recipients (broadcast_id, status, position);
 CREATE INDEX IF NOT EXISTS bd_recipients_unack ON bd_recipients (broadcast_id, position)
     WHERE unack = 1;
 CREATE TABLE IF NOT EXISTS bd_broadcasts (
@@ -89,7 +90,11 @@ _TABLES = (
 
 _IN_CHUNK = 500
 _STREAM_CHUNK = 1000
-_DUE_STATUSES = (BroadcastStatus.SCHEDULED.value, BroadcastStatus.SENDING.value, BroadcastStatus.PAUSED.value)
+_DUE_STATUSES = (
+    BroadcastStatus.SCHEDULED.value,
+    BroadcastStatus.SENDING.value,
+    BroadcastStatus.PAUSED.value,
+)
 
 
 def ts(moment: datetime | None) -> str | None:
@@ -155,8 +160,8 @@ class SqliteViewStore:
                     broadcast_ids.add(event.originator_id.hex)
             elif isinstance(event, AccountConfigured):
                 account_ids.add(event.account_id)
-        for rid, error_pos, state in self._select_in(
-            "SELECT id, error_pos, state FROM bd_recipients WHERE id IN ({marks})",
+        for error_pos, state in self._select_in(
+            "SELECT error_pos, state FROM bd_recipients WHERE id IN ({marks})",
             sorted(recipient_ids),
         ):
             r = decode_state(state, Recipient)
@@ -271,7 +276,9 @@ class SqliteViewStore:
             c = self._conn
             c.execute("BEGIN")
             try:
-                views = Views(position=int(c.execute("SELECT position FROM bd_tracking").fetchone()[0]))
+                views = Views(
+                    position=int(c.execute("SELECT position FROM bd_tracking").fetchone()[0])
+                )
                 for error_pos, state in c.execute("SELECT error_pos, state FROM bd_recipients"):
                     r = decode_state(state, Recipient)
                     views.recipients[r.id] = r
@@ -285,7 +292,9 @@ class SqliteViewStore:
                 for (state,) in c.execute("SELECT state FROM bd_accounts"):
                     a = decode_state(state, Account)
                     views.accounts[a.account_id] = a
-                for a, y, m, n in c.execute("SELECT account_id, year, month, count FROM bd_monthly"):
+                for a, y, m, n in c.execute(
+                    "SELECT account_id, year, month, count FROM bd_monthly"
+                ):
                     views.monthly[(a, y, m)] = n
                 for mid, rid in c.execute("SELECT message_id, recipient_id FROM bd_message_ids"):
                     views.message_ids[mid] = UUID(rid)
@@ -320,7 +329,9 @@ class SqliteViewStore:
         return decode_state(row[0], Recipient) if row else None
 
     def recipient_by_message_id(self, message_id: str) -> UUID | None:
-        row = self._one("SELECT recipient_id FROM bd_message_ids WHERE message_id = ?", (message_id,))
+        row = self._one(
+            "SELECT recipient_id FROM bd_message_ids WHERE message_id = ?", (message_id,)
+        )
         return UUID(row[0]) if row else None
 
     def list_broadcasts(

@@ -215,7 +215,8 @@ class EventLog:
                     f"{store.host or 'localhost'}:{store.port or 5432}: {e}"
                 ) from e
         mapper = self.app.mapper
-        assert isinstance(mapper, AttrsMapper)
+        if not isinstance(mapper, AttrsMapper):  # pragma: no cover - construct_mapper guarantees it
+            raise TypeError("the event store must use AttrsMapper")
         self.mapper: AttrsMapper = mapper
         self.recorder = self.app.recorder
 

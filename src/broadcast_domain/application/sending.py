@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from broadcast_domain.application.eventlog import VersionConflict
@@ -63,7 +64,9 @@ class Dispatcher:
         if max_messages is not None and (
             isinstance(max_messages, bool) or not isinstance(max_messages, int) or max_messages < 0
         ):
-            raise InvalidInput("max_messages must be a non-negative int or None", field="max_messages")
+            raise InvalidInput(
+                "max_messages must be a non-negative int or None", field="max_messages"
+            )
         self.svc = service
         self.transport = transport
         self.fixed_now = now
@@ -90,7 +93,9 @@ class Dispatcher:
             completed=tuple(self.completed),
         )
 
-    def _broadcast_event(self, b: Broadcast, decide: Callable[[Broadcast], list[BroadcastEvent]]) -> None:
+    def _broadcast_event(
+        self, b: Broadcast, decide: Callable[[Broadcast], list[BroadcastEvent]]
+    ) -> None:
         svc = self.svc
 
         def run() -> tuple[None, list[BroadcastEvent]]:
@@ -109,7 +114,9 @@ class Dispatcher:
             for b in views.due_broadcasts(now)
             if b.account_id == account_id
         )
-        return allowance_left(account.monthly_limit, views.monthly_count(account_id, year, month), in_flight)
+        return allowance_left(
+            account.monthly_limit, views.monthly_count(account_id, year, month), in_flight
+        )
 
     # --- the run -------------------------------------------------------------------------
 
@@ -147,29 +154,33 @@ class Dispatcher:
             due = views.due_recipients(b.id, now, size)
             if not due:
                 counts = views.counts(b.id)
-                if counts.scheduled == 0 and counts.sending == 0 and state.status is not BroadcastStatus.PAUSED:
-                    self._broadcast_event(b, lambda s: s.complete(now=now))
+                if (
+                    counts.scheduled == 0
+                    and counts.sending == 0
+                    and state.status is not BroadcastStatus.PAUSED
+                ):
+                    self._broadcast_event(b, partial(Broadcast.complete, now=now))
                     self.completed.append(b.id)
                     svc.catch_up()
                 return
             retries = [r for r in due if r.status is DeliveryStatus.SENDING]
             fresh = [r for r in due if r.status is DeliveryStatus.SCHEDULED]
-            left = self.allowance(b.account_id, account, now)
+            limited = account if account is not None and account.monthly_limit is not None else None
+            left = self.allowance(b.account_id, limited, now)
             reservation: SendsReserved | None = None
-            if left is not None:
+            if limited is not None and left is not None:
                 if len(fresh) > left:
                     fresh = fresh[:left]
                 if not fresh and not retries:
-                    assert account is not None and account.monthly_limit is not None
-                    year, month = month_of(now, account.timezone)
-                    reason = pause_reason(account.monthly_limit, year, month, account.timezone)
+                    year, month = month_of(now, limited.timezone)
+                    reason = pause_reason(limited.monthly_limit or 0, year, month, limited.timezone)
                     if state.status is not BroadcastStatus.PAUSED:
-                        self._broadcast_event(b, lambda s: s.pause(reason=reason, now=now))
+                        self._broadcast_event(b, partial(Broadcast.pause, reason=reason, now=now))
                         self.paused.append(b.id)
                         svc.catch_up()
                     return
                 if fresh:
-                    reservation = self._reservation(b.account_id, account, now, len(fresh))
+                    reservation = self._reservation(b.account_id, limited, now, len(fresh))
             elif state.status is BroadcastStatus.PAUSED:
                 return
             claim = sorted(retries + fresh, key=lambda r: r.position)
@@ -190,7 +201,9 @@ class Dispatcher:
                     self.sleep(wait)
             svc.catch_up()
 
-    def _reservation(self, account_id: str, account: Account, now: datetime, count: int) -> SendsReserved:
+    def _reservation(
+        self, account_id: str, account: Account, now: datetime, count: int
+    ) -> SendsReserved:
         year, month = month_of(now, account.timezone)
         aid = allowance_id(account_id, year, month)
         version = self.svc._log.last_version(aid)
@@ -205,7 +218,11 @@ class Dispatcher:
         )
 
     def _claim(
-        self, b: Broadcast, due: Sequence[Recipient], now: datetime, reservation: SendsReserved | None
+        self,
+        b: Broadcast,
+        due: Sequence[Recipient],
+        now: datetime,
+        reservation: SendsReserved | None,
     ) -> list[Recipient] | None:
         """Record the attempts (and the reservation) in one write; None when another writer won."""
         domain = self.svc._verp.domain
@@ -235,7 +252,7 @@ class Dispatcher:
         verp = self.svc._verp
         messages = []
         for r in claimed:
-            assert r.message_id is not None
+            message_id = r.message_id or ""  # set by the claim
             data = build_message(
                 sender=b.sender,
                 sender_name=None,
@@ -243,7 +260,7 @@ class Dispatcher:
                 subject=b.subject,
                 text_body=b.text_body,
                 html_body=b.html_body,
-                message_id=r.message_id,
+                message_id=message_id,
                 envelope_from=verp.address(r.id),
                 date=self.now(),
             )
@@ -252,7 +269,7 @@ class Dispatcher:
                     key=r.id.hex,
                     envelope_from=verp.address(r.id),
                     recipient=r.address,
-                    message_id=r.message_id,
+                    message_id=message_id,
                     data=data,
                 )
             )
@@ -282,7 +299,9 @@ class Dispatcher:
             # record each outcome on its fresh state.
             for r in claimed:
                 reply = by_key.get(r.id.hex)
-                code, text = (reply.code, reply.text) if reply else (0, "no reply from the transport")
+                code, text = (
+                    (reply.code, reply.text) if reply else (0, "no reply from the transport")
+                )
                 self._record_one(r, code, text, now)
 
     def _tally(self, code: int, r: Recipient) -> None:

@@ -14,12 +14,13 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import entry_points
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 
+from broadcast_domain.application import results_io
 from broadcast_domain.application.eventlog import (
     EventLog,
     StoreUrl,
@@ -29,14 +30,18 @@ from broadcast_domain.application.eventlog import (
 from broadcast_domain.application.memory_views import InMemoryViewStore
 from broadcast_domain.application.results import (
     BounceOutcome,
-    DispatchReport,
     BroadcastItem,
+    DispatchReport,
     ErrorPage,
+    ExportRecord,
+    HistoryEntry,
+    ImportedRecipients,
     MonthlyUsage,
     Page,
     RecipientItem,
     Summary,
 )
+from broadcast_domain.application.sending import Dispatcher
 from broadcast_domain.application.validation import (
     check_address,
     check_header_field,
@@ -74,8 +79,14 @@ from broadcast_domain.errors import (
     UnknownBroadcast,
     UnknownRecipient,
 )
-from broadcast_domain.application.sending import Dispatcher
-from broadcast_domain.ports import AddressBook, MailTransport, OutgoingMessage, TransportReply, ViewStore
+from broadcast_domain.ports import (
+    AddressBook,
+    CsvCodec,
+    MailTransport,
+    OutgoingMessage,
+    TransportReply,
+    ViewStore,
+)
 from broadcast_domain.projections.views import (
     Views,
     estimated_completion,
@@ -138,6 +149,7 @@ class BroadcastService:
         policy: DeliveryPolicy | None = None,
         components: Any = None,
         address_book: AddressBook | None = None,
+        csv_codec: CsvCodec | None = None,
     ) -> None:
         self._log = log
         self._views = views
@@ -146,6 +158,7 @@ class BroadcastService:
         self.policy = policy or DeliveryPolicy()
         self._components = components
         self.address_book = address_book
+        self._csv_codec = csv_codec
         self._catch_up_lock = threading.Lock()
         self._sleep: Callable[[float], None] = time.sleep
 
@@ -163,6 +176,7 @@ class BroadcastService:
         policy: DeliveryPolicy | None = None,
         view_store: ViewStore | None = None,
         address_book: AddressBook | None = None,
+        csv_codec: CsvCodec | None = None,
     ) -> BroadcastService:
         """Open (creating on first use) the store at ``url`` and return the facade.
 
@@ -172,7 +186,9 @@ class BroadcastService:
         if not isinstance(bounce_window, timedelta) or bounce_window <= timedelta(0):
             raise InvalidInput("bounce_window must be a positive timedelta", field="bounce_window")
         if clock is not None and not callable(clock):
-            raise InvalidInput("clock must be a callable returning an aware datetime", field="clock")
+            raise InvalidInput(
+                "clock must be a callable returning an aware datetime", field="clock"
+            )
         store = parse_store_url(url)
         verp = Verp(return_path, signing_key)
         pol = attrs.evolve(policy or DeliveryPolicy(), bounce_window=bounce_window)
@@ -187,6 +203,7 @@ class BroadcastService:
             policy=pol,
             components=components,
             address_book=address_book,
+            csv_codec=csv_codec,
         )
 
     @staticmethod
@@ -292,7 +309,9 @@ class BroadcastService:
         """Set an account's monthly limit (None: unlimited), time zone and send rate (msg/s)."""
         _require_text(account_id, "account_id")
         if monthly_limit is not None and (
-            not isinstance(monthly_limit, int) or isinstance(monthly_limit, bool) or monthly_limit < 0
+            not isinstance(monthly_limit, int)
+            or isinstance(monthly_limit, bool)
+            or monthly_limit < 0
         ):
             raise InvalidInput(
                 f"monthly_limit must be a non-negative int or None, got {monthly_limit!r}",
@@ -337,7 +356,8 @@ class BroadcastService:
         now = self.now()
         account = self._views.account(account_id)
         paused = [
-            b for b in self._views.due_broadcasts(now)
+            b
+            for b in self._views.due_broadcasts(now)
             if b.account_id == account_id and b.status is BroadcastStatus.PAUSED
         ]
         if not paused:
@@ -348,7 +368,11 @@ class BroadcastService:
         if left is not None and left == 0:
             return
         for b in paused:
-            self._decide_and_put(lambda b=b: (None, self._load_broadcast(b.id).resume(now=now)))
+
+            def decide(bid: UUID = b.id) -> tuple[None, list[BroadcastEvent]]:
+                return None, self._load_broadcast(bid).resume(now=now)
+
+            self._decide_and_put(decide)
 
     def account(self, account_id: str) -> Account | None:
         """An account's configuration (None when never configured)."""
@@ -400,7 +424,9 @@ class BroadcastService:
             if isinstance(source, AddressBookSource) and self.address_book is not None:
                 recipients = self.address_book.contacts(source.address_book_id)
             else:
-                raise InvalidInput("recipients must be given (a list of Contact)", field="recipients")
+                raise InvalidInput(
+                    "recipients must be given (a list of Contact)", field="recipients"
+                )
         contacts, _duplicates = fold_contacts(recipients)
         if not contacts:
             raise InvalidInput("a broadcast needs at least one recipient", field="recipients")
@@ -450,7 +476,9 @@ class BroadcastService:
     def cancel_broadcast(self, broadcast_id: UUID, *, actor: Any) -> None:
         """Cancel a broadcast whose sending has not started (inbox OPERATOR or above)."""
         first = self._load_broadcast(broadcast_id)
-        who = require_inbox_role(actor, first.inbox_id, InboxRole.OPERATOR, "cancelling a broadcast")
+        who = require_inbox_role(
+            actor, first.inbox_id, InboxRole.OPERATOR, "cancelling a broadcast"
+        )
         now = self.now()
 
         def decide() -> tuple[None, list[BroadcastEvent]]:
@@ -462,8 +490,14 @@ class BroadcastService:
         """A broadcast's state (subject, source, status ...)."""
         return self._viewed_broadcast(broadcast_id)
 
-    def summary(self, broadcast_id: UUID) -> Summary:
-        """The status bar: counts, unacknowledged errors and, while sending, the estimate."""
+    def summary(self, broadcast_id: UUID, as_of: datetime | None = None) -> Summary:
+        """The status bar: counts, unacknowledged errors and, while sending, the estimate.
+
+        With ``as_of`` (aware), the status bar as it stood at that moment, replayed
+        from the event log (cost: the stretch of the log the broadcast spans).
+        """
+        if as_of is not None:
+            return results_io.summary_as_of(self, broadcast_id, as_of)
         b = self._viewed_broadcast(broadcast_id)
         c = self._views.counts(b.id)
         eta = (
@@ -503,7 +537,9 @@ class BroadcastService:
             BroadcastView.SENT: frozenset({BroadcastStatus.SENT}),
         }[view]
         self.catch_up()
-        rows, total = self._views.list_broadcasts(inbox_id, statuses, (page - 1) * per_page, per_page)
+        rows, total = self._views.list_broadcasts(
+            inbox_id, statuses, (page - 1) * per_page, per_page
+        )
         items = []
         for b in rows:
             c = self._views.counts(b.id)
@@ -538,7 +574,11 @@ class BroadcastService:
         by the monthly limit in this call) and ``.completed``.
         """
         return Dispatcher(
-            self, transport, now=now, max_messages=max_messages, sleep=self._sleep,
+            self,
+            transport,
+            now=now,
+            max_messages=max_messages,
+            sleep=self._sleep,
             on_progress=on_progress,
         ).run()
 
@@ -552,7 +592,7 @@ class BroadcastService:
             first_name=r.first_name,
             company=r.company,
             status=r.status,
-            detail_message=r.error_detail or "",
+            detail_message=r.detail_message,
             acknowledged_at=r.acknowledged_at,
             status_updated_at=r.status_updated_at,
             contact_id=r.contact_id,
@@ -590,6 +630,80 @@ class BroadcastService:
             raise UnknownRecipient(f"broadcast {bid} has no recipient {address!r}")
         return events
 
+    def recipient_history(self, broadcast_id: UUID, address: str) -> list[HistoryEntry]:
+        """The recipient's events, oldest first, each with a description and its cause."""
+        return results_io.recipient_history(self, broadcast_id, address)
+
+    # --- CSV in and out ------------------------------------------------------------------
+
+    def _csv(self) -> CsvCodec:
+        if self._csv_codec is None:
+            factory = getattr(self._components, "csv_codec", None)
+            if factory is None:
+                raise BroadcastError(
+                    "reading and writing CSV needs the broadcast_adapters package, which ships "
+                    "in the broadcast-domain distribution; reinstall it or pass csv_codec= to "
+                    "BroadcastService.open"
+                )
+            self._csv_codec = factory()
+        return self._csv_codec
+
+    def parse_recipient_csv(
+        self,
+        data: bytes,
+        *,
+        max_rows: int = results_io.DEFAULT_MAX_ROWS,
+        max_bytes: int = results_io.DEFAULT_MAX_BYTES,
+    ) -> ImportedRecipients:
+        """Read a recipient CSV (UTF-8 or CP932): ``.contacts`` and ``.problems`` (line, reason).
+
+        Raises CsvImportError, importing nothing, when the file as a whole is unusable.
+        """
+        return results_io.parse_recipient_csv(
+            self._csv(), data, max_rows=max_rows, max_bytes=max_bytes
+        )
+
+    def export_results_csv(
+        self,
+        broadcast_id: UUID,
+        out: BinaryIO,
+        *,
+        actor: Any,
+        encoding: str = "utf-8-sig",
+        headers: str = "ja",
+    ) -> int:
+        """Stream the result CSV (one row per recipient) to ``out``; return the rows written.
+
+        Needs address-book ADMIN+ (address-book source) or inbox OPERATOR+ (CSV
+        source), checked before anything is written. Records ResultsExported.
+        """
+        return results_io.export_results_csv(
+            self, broadcast_id, out, actor=actor, encoding=encoding, headers=headers
+        )
+
+    def export_unacknowledged_errors_csv(
+        self,
+        broadcast_id: UUID,
+        out: BinaryIO,
+        *,
+        actor: Any,
+        encoding: str = "utf-8-sig",
+        headers: str = "ja",
+        as_of: int | None = None,
+    ) -> int:
+        """Stream the unacknowledged errors recorded up to ``as_of`` (default: now) as CSV."""
+        return results_io.export_unacknowledged_errors_csv(
+            self, broadcast_id, out, actor=actor, encoding=encoding, headers=headers, as_of=as_of
+        )
+
+    def results_file_name(self, broadcast_id: UUID, kind: str = "results") -> str:
+        """The download name of the result (or ``kind="errors"``) CSV; safe, never empty."""
+        return results_io.results_file_name(self, broadcast_id, kind)
+
+    def export_history(self, broadcast_id: UUID) -> list[ExportRecord]:
+        """Who exported the results or errors of the broadcast, when, as of which position."""
+        return results_io.export_history(self, broadcast_id)
+
     # --- reports -------------------------------------------------------------------------
 
     def _correlate(self, report: BounceReport) -> UUID | None:
@@ -605,30 +719,47 @@ class BroadcastService:
             return self._views.recipient_by_message_id(mid)
         return None
 
-    def record_bounce(self, report: BounceReport, received_at: datetime | None = None) -> BounceOutcome:
+    def record_bounce(
+        self, report: BounceReport, received_at: datetime | None = None
+    ) -> BounceOutcome:
         """Take in one normalised report: applied, duplicate, late, unmatched or ignored."""
         if not isinstance(report, BounceReport):
             raise InvalidInput("report must be a BounceReport", field="report")
         require_aware(report.reported_at, "report.reported_at")
-        received = require_aware(received_at, "received_at") if received_at is not None else self.now()
+        received = (
+            require_aware(received_at, "received_at") if received_at is not None else self.now()
+        )
         received = received.astimezone(UTC)
         report_id = derive_report_id(report)
         rid = self._correlate(report)
         if rid is None:
-            return BounceOutcome(kind="unmatched", report=report, report_id=report_id,
-                                 detail="no valid VERP token or known Message-ID")
+            return BounceOutcome(
+                kind="unmatched",
+                report=report,
+                report_id=report_id,
+                detail="no valid VERP token or known Message-ID",
+            )
         now = self.now()
 
         def decide() -> tuple[BounceOutcome, Sequence[RecipientEvent]]:
             state = self._load_recipient(rid)
             if state is None:
-                return BounceOutcome(kind="unmatched", report=report, report_id=report_id,
-                                     detail="the token names no recipient in this store"), []
+                return BounceOutcome(
+                    kind="unmatched",
+                    report=report,
+                    report_id=report_id,
+                    detail="the token names no recipient in this store",
+                ), []
             kind, events = state.receive_report(
                 report, report_id=report_id, received_at=received, now=now, policy=self.policy
             )
-            return BounceOutcome(kind=kind, report=report, report_id=report_id,
-                                 broadcast_id=state.broadcast_id, address=state.address), events
+            return BounceOutcome(
+                kind=kind,
+                report=report,
+                report_id=report_id,
+                broadcast_id=state.broadcast_id,
+                address=state.address,
+            ), events
 
         return self._decide_and_put(decide)
 
@@ -638,7 +769,9 @@ class BroadcastService:
         """The month's send count (delivered recipients by first outcome) against the limit."""
         _require_text(account_id, "account_id")
         if not (isinstance(year, int) and isinstance(month, int) and 1 <= month <= 12):
-            raise InvalidInput(f"year/month {year!r}/{month!r} is not a calendar month", field="month")
+            raise InvalidInput(
+                f"year/month {year!r}/{month!r} is not a calendar month", field="month"
+            )
         self.catch_up()
         account = self._views.account(account_id)
         return MonthlyUsage(
@@ -658,12 +791,20 @@ class BroadcastService:
         b = self._viewed_broadcast(broadcast_id)
         page, per_page = _check_paging(page, per_page)
         as_of = self._views.position()
-        rows, total = self._views.error_page(b.id, as_of=as_of, offset=(page - 1) * per_page, limit=per_page)
+        rows, total = self._views.error_page(
+            b.id, as_of=as_of, offset=(page - 1) * per_page, limit=per_page
+        )
         return ErrorPage(
-            items=[self._item(r) for r in rows], total=total, page=page, per_page=per_page, as_of=as_of
+            items=[self._item(r) for r in rows],
+            total=total,
+            page=page,
+            per_page=per_page,
+            as_of=as_of,
         )
 
-    def acknowledge_errors(self, broadcast_id: UUID, *, actor: Any, as_of: int | None = None) -> int:
+    def acknowledge_errors(
+        self, broadcast_id: UUID, *, actor: Any, as_of: int | None = None
+    ) -> int:
         """Acknowledge every unacknowledged error recorded up to ``as_of`` (all pages).
 
         Returns how many were acknowledged. Errors recorded after ``as_of`` stay
@@ -674,7 +815,9 @@ class BroadcastService:
         if as_of is None:
             as_of = self._views.position()
         if isinstance(as_of, bool) or not isinstance(as_of, int) or as_of < 0:
-            raise InvalidInput("as_of must be the .as_of of an unacknowledged_errors() page", field="as_of")
+            raise InvalidInput(
+                "as_of must be the .as_of of an unacknowledged_errors() page", field="as_of"
+            )
         now = self.now()
         total = 0
         for _ in range(_MAX_RETRIES):
@@ -691,7 +834,9 @@ class BroadcastService:
             except VersionConflict:
                 continue
             total += len(batch)
-        raise ConcurrencyConflict("acknowledging errors kept conflicting with other writers; try again")
+        raise ConcurrencyConflict(
+            "acknowledging errors kept conflicting with other writers; try again"
+        )
 
     def acknowledge_error(self, broadcast_id: UUID, address: str, *, actor: Any) -> bool:
         """Acknowledge one recipient's error; False when it was already acknowledged.
@@ -754,7 +899,9 @@ def _check_paging(page: object, per_page: object) -> tuple[int, int]:
     if isinstance(page, bool) or not isinstance(page, int) or page < 1:
         raise InvalidInput(f"page must be an int >= 1, got {page!r}", field="page")
     if isinstance(per_page, bool) or not isinstance(per_page, int) or not 1 <= per_page <= 1000:
-        raise InvalidInput(f"per_page must be an int from 1 to 1000, got {per_page!r}", field="per_page")
+        raise InvalidInput(
+            f"per_page must be an int from 1 to 1000, got {per_page!r}", field="per_page"
+        )
     return page, per_page
 
 
@@ -774,8 +921,11 @@ def compare_views(expected: Views, actual: Views, limit: int = 100) -> list[str]
     cmp("broadcast", expected.broadcasts, actual.broadcasts)
     cmp("counts", expected.counts, actual.counts)
     cmp("account", expected.accounts, actual.accounts)
-    cmp("monthly", {k: v for k, v in expected.monthly.items() if v},
-        {k: v for k, v in actual.monthly.items() if v})
+    cmp(
+        "monthly",
+        {k: v for k, v in expected.monthly.items() if v},
+        {k: v for k, v in actual.monthly.items() if v},
+    )
     cmp("message_id", expected.message_ids, actual.message_ids)
     cmp("error_position", expected.error_positions, actual.error_positions)
     if expected.position != actual.position:

@@ -49,11 +49,15 @@ def check_address(address: str, field: str) -> str:
     try:
         result = validate_email(addr, check_deliverability=False)
     except EmailNotValidError as e:
-        raise InvalidInput(f"{field}: {addr!r} is not a valid e-mail address: {e}", field=field) from None
+        raise InvalidInput(
+            f"{field}: {addr!r} is not a valid e-mail address: {e}", field=field
+        ) from None
     return result.normalized
 
 
-def fold_contacts(contacts: Iterable[Contact], field: str = "recipients") -> tuple[list[Contact], int]:
+def fold_contacts(
+    contacts: Iterable[Contact], field: str = "recipients"
+) -> tuple[list[Contact], int]:
     """Validate every contact and fold duplicates by normalised address (first kept).
 
     Returns the kept contacts in order and how many duplicates were dropped. The
@@ -77,7 +81,11 @@ def fold_contacts(contacts: Iterable[Contact], field: str = "recipients") -> tup
             duplicates += 1
             continue
         seen.add(key)
-        kept.append(contact if address == contact.address else Contact(
-            address, contact.last_name, contact.first_name, contact.company, contact.contact_id
-        ))
+        kept.append(
+            contact
+            if address == contact.address
+            else Contact(
+                address, contact.last_name, contact.first_name, contact.company, contact.contact_id
+            )
+        )
     return kept, duplicates

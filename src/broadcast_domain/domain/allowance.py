@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-__all__ = ["allowance_left", "allowance_id", "pause_reason"]
+__all__ = ["allowance_id", "allowance_left", "pause_reason"]
 
 _ALLOWANCE_NS = uuid5(NAMESPACE_URL, "urn:broadcast-domain:allowance")
 

@@ -95,12 +95,18 @@ class Broadcast:
 
     def on_sending_started(self, e: SendingStarted) -> Broadcast:
         return attrs.evolve(
-            self, version=e.originator_version, status=BroadcastStatus.SENDING, started_at=e.timestamp
+            self,
+            version=e.originator_version,
+            status=BroadcastStatus.SENDING,
+            started_at=e.timestamp,
         )
 
     def on_completed(self, e: BroadcastCompleted) -> Broadcast:
         return attrs.evolve(
-            self, version=e.originator_version, status=BroadcastStatus.SENT, completed_at=e.timestamp
+            self,
+            version=e.originator_version,
+            status=BroadcastStatus.SENT,
+            completed_at=e.timestamp,
         )
 
     def on_cancelled(self, e: BroadcastCancelled) -> Broadcast:
@@ -108,7 +114,10 @@ class Broadcast:
 
     def on_paused(self, e: BroadcastPaused) -> Broadcast:
         return attrs.evolve(
-            self, version=e.originator_version, status=BroadcastStatus.PAUSED, paused_reason=e.reason
+            self,
+            version=e.originator_version,
+            status=BroadcastStatus.PAUSED,
+            paused_reason=e.reason,
         )
 
     def on_resumed(self, e: BroadcastResumed) -> Broadcast:
@@ -133,7 +142,11 @@ class Broadcast:
                 "sending has not started can be cancelled"
             )
         oid, v = self._next()
-        return [BroadcastCancelled(originator_id=oid, originator_version=v, timestamp=now, cancelled_by=by)]
+        return [
+            BroadcastCancelled(
+                originator_id=oid, originator_version=v, timestamp=now, cancelled_by=by
+            )
+        ]
 
     def is_due(self, now: datetime) -> bool:
         """Has its time come (and is it neither finished, cancelled nor paused)?"""
@@ -147,7 +160,9 @@ class Broadcast:
         if self.status is BroadcastStatus.SENDING:
             return []
         if self.status is not BroadcastStatus.SCHEDULED:
-            raise InvalidTransition(f"broadcast {self.id} is {self.status.value}; cannot start sending")
+            raise InvalidTransition(
+                f"broadcast {self.id} is {self.status.value}; cannot start sending"
+            )
         oid, v = self._next()
         return [SendingStarted(originator_id=oid, originator_version=v, timestamp=now)]
 
@@ -164,10 +179,16 @@ class Broadcast:
         """Pause for the monthly allowance (nothing when already paused for that reason)."""
         if self.status is BroadcastStatus.PAUSED and self.paused_reason == reason:
             return []
-        if self.status not in (BroadcastStatus.SCHEDULED, BroadcastStatus.SENDING, BroadcastStatus.PAUSED):
+        if self.status not in (
+            BroadcastStatus.SCHEDULED,
+            BroadcastStatus.SENDING,
+            BroadcastStatus.PAUSED,
+        ):
             raise InvalidTransition(f"broadcast {self.id} is {self.status.value}; cannot pause")
         oid, v = self._next()
-        return [BroadcastPaused(originator_id=oid, originator_version=v, timestamp=now, reason=reason)]
+        return [
+            BroadcastPaused(originator_id=oid, originator_version=v, timestamp=now, reason=reason)
+        ]
 
     def resume(self, *, now: datetime) -> list[BroadcastEvent]:
         """PAUSED -> SCHEDULED or SENDING."""
@@ -176,12 +197,19 @@ class Broadcast:
         oid, v = self._next()
         return [BroadcastResumed(originator_id=oid, originator_version=v, timestamp=now)]
 
-    def record_export(self, *, by: str, kind: str, as_of: int, rows: int, now: datetime) -> list[BroadcastEvent]:
+    def record_export(
+        self, *, by: str, kind: str, as_of: int, rows: int, now: datetime
+    ) -> list[BroadcastEvent]:
         """Record who downloaded what, as of which position."""
         oid, v = self._next()
         return [
             ResultsExported(
-                originator_id=oid, originator_version=v, timestamp=now,
-                exported_by=by, kind=kind, as_of=as_of, rows=rows,
+                originator_id=oid,
+                originator_version=v,
+                timestamp=now,
+                exported_by=by,
+                kind=kind,
+                as_of=as_of,
+                rows=rows,
             )
         ]

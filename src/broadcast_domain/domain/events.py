@@ -9,7 +9,7 @@ state (``apply``): that is the aggregate's one mutator, with no isinstance ladde
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from uuid import UUID
 
 import attrs
@@ -33,9 +33,9 @@ __all__ = [
     "ErrorAcknowledged",
     "ResultsExported",
     "Scheduled",
-    "Sent",
     "SendingStarted",
     "SendsReserved",
+    "Sent",
     "Succeeded",
 ]
 
@@ -49,6 +49,16 @@ class DomainEvent:
     timestamp: datetime
 
     aggregate: ClassVar[str] = ""
+
+
+S = TypeVar("S")
+
+
+def _existing(state: S | None) -> S:
+    # Only a creation event may apply to no state; anything else is a corrupt history.
+    if state is None:
+        raise ValueError("event applied before its aggregate's creation event")
+    return state
 
 
 # --- Recipient events ------------------------------------------------------------------
@@ -93,8 +103,7 @@ class Sent(RecipientEvent):
     lease_until: datetime
 
     def apply(self, state: Recipient | None) -> Recipient:
-        assert state is not None
-        return state.on_sent(self)
+        return _existing(state).on_sent(self)
 
 
 @attrs.frozen(kw_only=True)
@@ -106,8 +115,7 @@ class Succeeded(RecipientEvent):
     reply_text: str
 
     def apply(self, state: Recipient | None) -> Recipient:
-        assert state is not None
-        return state.on_succeeded(self)
+        return _existing(state).on_succeeded(self)
 
 
 @attrs.frozen(kw_only=True)
@@ -120,8 +128,7 @@ class Deferred(RecipientEvent):
     retry_at: datetime
 
     def apply(self, state: Recipient | None) -> Recipient:
-        assert state is not None
-        return state.on_deferred(self)
+        return _existing(state).on_deferred(self)
 
 
 @attrs.frozen(kw_only=True)
@@ -137,8 +144,7 @@ class Bounced(RecipientEvent):
     received_at: datetime
 
     def apply(self, state: Recipient | None) -> Recipient:
-        assert state is not None
-        return state.on_bounced(self)
+        return _existing(state).on_bounced(self)
 
 
 @attrs.frozen(kw_only=True)
@@ -148,8 +154,7 @@ class ErrorAcknowledged(RecipientEvent):
     acknowledged_by: str
 
     def apply(self, state: Recipient | None) -> Recipient:
-        assert state is not None
-        return state.on_acknowledged(self)
+        return _existing(state).on_acknowledged(self)
 
 
 @attrs.frozen(kw_only=True)
@@ -161,8 +166,7 @@ class Complained(RecipientEvent):
     received_at: datetime
 
     def apply(self, state: Recipient | None) -> Recipient:
-        assert state is not None
-        return state.on_complained(self)
+        return _existing(state).on_complained(self)
 
 
 # --- Broadcast events ------------------------------------------------------------------
@@ -206,8 +210,7 @@ class SendingStarted(BroadcastEvent):
     """The first message of the broadcast is being handed over."""
 
     def apply(self, state: Broadcast | None) -> Broadcast:
-        assert state is not None
-        return state.on_sending_started(self)
+        return _existing(state).on_sending_started(self)
 
 
 @attrs.frozen(kw_only=True)
@@ -215,8 +218,7 @@ class BroadcastCompleted(BroadcastEvent):
     """No recipient is still scheduled or sending: the broadcast is SENT."""
 
     def apply(self, state: Broadcast | None) -> Broadcast:
-        assert state is not None
-        return state.on_completed(self)
+        return _existing(state).on_completed(self)
 
 
 @attrs.frozen(kw_only=True)
@@ -226,8 +228,7 @@ class BroadcastCancelled(BroadcastEvent):
     cancelled_by: str
 
     def apply(self, state: Broadcast | None) -> Broadcast:
-        assert state is not None
-        return state.on_cancelled(self)
+        return _existing(state).on_cancelled(self)
 
 
 @attrs.frozen(kw_only=True)
@@ -237,8 +238,7 @@ class BroadcastPaused(BroadcastEvent):
     reason: str
 
     def apply(self, state: Broadcast | None) -> Broadcast:
-        assert state is not None
-        return state.on_paused(self)
+        return _existing(state).on_paused(self)
 
 
 @attrs.frozen(kw_only=True)
@@ -246,8 +246,7 @@ class BroadcastResumed(BroadcastEvent):
     """Sending may go on: the limit was raised or the month turned."""
 
     def apply(self, state: Broadcast | None) -> Broadcast:
-        assert state is not None
-        return state.on_resumed(self)
+        return _existing(state).on_resumed(self)
 
 
 @attrs.frozen(kw_only=True)
@@ -260,8 +259,7 @@ class ResultsExported(BroadcastEvent):
     rows: int
 
     def apply(self, state: Broadcast | None) -> Broadcast:
-        assert state is not None
-        return state.on_exported(self)
+        return _existing(state).on_exported(self)
 
 
 # --- Account events --------------------------------------------------------------------

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from broadcast_domain.domain.values import Actor, AddressBookRole, AddressBookSource, InboxRole, Source
+from broadcast_domain.domain.values import (
+    Actor,
+    AddressBookRole,
+    AddressBookSource,
+    InboxRole,
+    Source,
+)
 from broadcast_domain.errors import InvalidInput, PermissionDenied
 
 __all__ = ["require_export", "require_inbox_role"]

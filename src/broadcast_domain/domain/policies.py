@@ -29,5 +29,5 @@ class DeliveryPolicy:
 
     def retry_delay(self, attempt: int) -> timedelta:
         """The wait after failed attempt number ``attempt`` (1-based)."""
-        delay = self.backoff * (2 ** max(0, attempt - 1))
+        delay: timedelta = self.backoff * (2 ** max(0, attempt - 1))
         return min(delay, self.max_backoff)

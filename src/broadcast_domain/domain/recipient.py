@@ -36,7 +36,7 @@ from broadcast_domain.errors import InvalidTransition
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-__all__ = ["ReportOutcome", "Recipient", "recipient_id"]
+__all__ = ["Recipient", "ReportOutcome", "recipient_id"]
 
 _RECIPIENT_NS = uuid5(NAMESPACE_URL, "urn:broadcast-domain:recipient")
 
@@ -99,6 +99,7 @@ class Recipient:
     error_source: str | None = None
     error_status: str | None = None
     error_detail: str | None = None
+    last_reply: str | None = None
     error_permanent: bool | None = None
     error_rank: tuple[bool, str, str] | None = None
     acknowledged_at: datetime | None = None
@@ -154,6 +155,7 @@ class Recipient:
             lease_until=None,
             retry_at=None,
             succeeded_at=e.timestamp,
+            last_reply=f"{e.reply_code} {e.reply_text}".strip(),
             first_outcome_at=self.first_outcome_at or e.timestamp,
             status_updated_at=e.timestamp,
         )
@@ -164,7 +166,7 @@ class Recipient:
             version=e.originator_version,
             lease_until=None,
             retry_at=e.retry_at,
-            error_detail=f"{e.reply_code} {e.reply_text}".strip(),
+            last_reply=f"{e.reply_code} {e.reply_text}".strip() if e.reply_code else e.reply_text,
             status_updated_at=e.timestamp,
         )
 
@@ -178,7 +180,9 @@ class Recipient:
             lease_until=None,
             retry_at=None,
             first_outcome_at=self.first_outcome_at or e.timestamp,
-            status_updated_at=e.timestamp if replace else self.status_updated_at,
+            # The error's time is the dominant report's own time, not when this copy
+            # arrived, so duplicates arriving at other times leave the same state.
+            status_updated_at=e.reported_at if replace else self.status_updated_at,
             error_source=e.source if replace else self.error_source,
             error_status=e.status if replace else self.error_status,
             error_detail=e.diagnostic if replace else self.error_detail,
@@ -204,6 +208,13 @@ class Recipient:
         )
 
     # --- queries -------------------------------------------------------------------------
+
+    @property
+    def detail_message(self) -> str:
+        """What the user sees as 詳細メッセージ: the error's diagnostic, else the last reply."""
+        if self.status is DeliveryStatus.ERROR:
+            return self.error_detail or ""
+        return self.last_reply or ""
 
     @property
     def unacknowledged_error(self) -> bool:
@@ -295,9 +306,7 @@ class Recipient:
                     timestamp=now,
                     source="retries",
                     status=str(code) if code else "4.4.7",
-                    diagnostic=(
-                        f"gave up after {self.attempts} attempts; last reply: {detail}"
-                    ),
+                    diagnostic=(f"gave up after {self.attempts} attempts; last reply: {detail}"),
                     permanent=False,
                     report_id=f"retries:{self.id.hex}:{self.attempts}",
                     reported_at=now,

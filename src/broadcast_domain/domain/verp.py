@@ -28,7 +28,8 @@ class Verp:
         local, sep, domain = return_path.rpartition("@")
         if not sep or not local or not domain or any(c in return_path for c in "\r\n +"):
             raise InvalidInput(
-                f"return_path {return_path!r} must be a plain address like bounces@mail.example.com",
+                f"return_path {return_path!r} must be a plain address "
+                "like bounces@mail.example.com",
                 field="return_path",
             )
         if not isinstance(signing_key, bytes | bytearray) or len(signing_key) < 16:
@@ -67,7 +68,12 @@ class Verp:
         payload, mac = raw[:16], raw[16:]
         if not hmac.compare_digest(mac, self._mac(payload)):
             return None
-        return UUID(bytes=payload)
+        # Base32's last character carries unused bits: accept only the canonical
+        # spelling, so a changed character never verifies.
+        recipient = UUID(bytes=payload)
+        if self.token(recipient) != text.lower():
+            return None
+        return recipient
 
     def token_from_address(self, address: str) -> str | None:
         """Extract the token from ``local+TOKEN@domain`` when local and domain are ours."""

@@ -68,7 +68,10 @@ class BroadcastMachine(RuleBasedStateMachine):
     def make_service(self, clock: FakeClock) -> BroadcastService:
         """The service under test; override to use another store."""
         return BroadcastService.open(
-            "memory://", return_path="bounces@mail.example.com", signing_key=SIGNING_KEY, clock=clock
+            "memory://",
+            return_path="bounces@mail.example.com",
+            signing_key=SIGNING_KEY,
+            clock=clock,
         )
 
     def make_transport(self) -> ScriptedTransport:
@@ -105,7 +108,9 @@ class BroadcastMachine(RuleBasedStateMachine):
             subject="お知らせ",
             text_body="本文",
             source=AddressBookSource("book-1"),
-            recipients=[Contact(a, last_name="山田", first_name=str(i)) for i, a in enumerate(addresses)],
+            recipients=[
+                Contact(a, last_name="山田", first_name=str(i)) for i, a in enumerate(addresses)
+            ],
             scheduled_at=self.clock() + timedelta(minutes=delay),
             actor=ACTOR,
         )
@@ -195,7 +200,9 @@ class BroadcastMachine(RuleBasedStateMachine):
         state = Recipient.fold(self.svc.history(bid, address))  # type: ignore[arg-type]
         assert state is not None
         if state.status is DeliveryStatus.ERROR:
-            assert self.svc.acknowledge_error(bid, address, actor=ACTOR) == (state.acknowledged_at is None)
+            assert self.svc.acknowledge_error(bid, address, actor=ACTOR) == (
+                state.acknowledged_at is None
+            )
         else:
             try:
                 self.svc.acknowledge_error(bid, address, actor=ACTOR)
@@ -239,7 +246,7 @@ class BroadcastMachine(RuleBasedStateMachine):
             assert s.delivered == s.succeeded + s.errors
             assert s.scheduled + s.sending + s.delivered == s.recipients == len(addresses)
             states = [Recipient.fold(self.svc.history(bid, a)) for a in addresses]  # type: ignore[arg-type]
-            tally = {st_: 0 for st_ in DeliveryStatus}
+            tally = dict.fromkeys(DeliveryStatus, 0)
             unack = 0
             for state in states:
                 assert state is not None

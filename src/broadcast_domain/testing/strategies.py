@@ -55,7 +55,9 @@ def addresses(draw: Any) -> str:
 
 
 japanese_names = st.text(
-    alphabet=st.sampled_from(list("山田佐藤鈴木高橋田中伊藤渡辺太郎花子一郎次郎さくらアイウエオｱｲｳｴｵ")),
+    alphabet=st.sampled_from(
+        list("山田佐藤鈴木高橋田中伊藤渡辺太郎花子一郎次郎さくらアイウエオｱｲｳｴｵ")
+    ),
     min_size=0,
     max_size=6,
 )
@@ -111,7 +113,9 @@ def bounce_reports(
         action=draw(
             actions
             if actions is not None
-            else st.sampled_from(["failed", "failed", "failed", "delayed", "autoreply", "complaint"])
+            else st.sampled_from(
+                ["failed", "failed", "failed", "delayed", "autoreply", "complaint"]
+            )
         ),
     )
 
@@ -132,7 +136,8 @@ def domain_events(draw: Any) -> ev.DomainEvent:
     """Any event of any type, with arbitrary (type-correct) field values."""
     base = _base(draw)
     kind = draw(st.sampled_from(sorted(_BUILDERS)))
-    return _BUILDERS[kind](draw, base)
+    event: ev.DomainEvent = _BUILDERS[kind](draw, base)
+    return event
 
 
 def _sched(draw: Any, base: dict[str, Any]) -> ev.DomainEvent:
@@ -199,10 +204,17 @@ _BUILDERS: dict[str, Any] = {
     "BroadcastPaused": lambda d, b: ev.BroadcastPaused(**b, reason=d(_text)),
     "BroadcastResumed": lambda d, b: ev.BroadcastResumed(**b),
     "ResultsExported": lambda d, b: ev.ResultsExported(
-        **b, exported_by=d(_text), kind=d(_text), as_of=d(st.integers(0, 10**9)), rows=d(st.integers(0, 10**6))
+        **b,
+        exported_by=d(_text),
+        kind=d(_text),
+        as_of=d(st.integers(0, 10**9)),
+        rows=d(st.integers(0, 10**6)),
     ),
     "SendsReserved": lambda d, b: ev.SendsReserved(
-        **b, account_id=d(_text), year=d(st.integers(2000, 2100)), month=d(st.integers(1, 12)),
+        **b,
+        account_id=d(_text),
+        year=d(st.integers(2000, 2100)),
+        month=d(st.integers(1, 12)),
         count=d(st.integers(1, 10**6)),
     ),
     "AccountConfigured": lambda d, b: ev.AccountConfigured(
