@@ -44,7 +44,9 @@ class PostgresMachine(BroadcastMachine):
 
     def make_service(self, clock: FakeClock) -> BroadcastService:
         return BroadcastService.open(
-            self.databases(), return_path="bounces@mail.example.com", signing_key=SIGNING_KEY,
+            self.databases(),
+            return_path="bounces@mail.example.com",
+            signing_key=SIGNING_KEY,
             clock=clock,
         )
 
