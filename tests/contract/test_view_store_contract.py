@@ -1,8 +1,7 @@
-"""The ViewStore contract on the in-memory store, SQLite and (when configured) PostgreSQL."""
+"""The ViewStore contract on the in-memory store, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import os
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
@@ -15,9 +14,7 @@ from broadcast_domain.application.eventlog import parse_store_url
 from broadcast_domain.application.memory_views import InMemoryViewStore
 from broadcast_domain.ports import ViewStore
 from broadcast_domain.testing.contracts import ViewStoreContract
-
-# Where a PostgreSQL view store is tested: set this to a scratch database's URL.
-POSTGRES_URL_VARIABLE = "BROADCAST_TEST_POSTGRES_URL"
+from broadcast_domain.testing.postgres import PostgresDatabases
 
 
 class TestInMemoryViewStore(ViewStoreContract):
@@ -35,21 +32,19 @@ class TestSqliteViewStore(ViewStoreContract):
         return SqliteViewStore(str(folder / "views.db"))
 
 
-class TestComposedViewStore(ViewStoreContract):
-    """The view store the composition root builds for a store URL keeps the contract.
+@pytest.mark.postgres
+class TestPostgresViewStore(ViewStoreContract):
+    """PostgresViewStore, built by the composition root for a postgresql:// URL, keeps the contract.
 
-    Runs on PostgreSQL when ``BROADCAST_TEST_POSTGRES_URL`` names a scratch
-    database (it is reset before each example) and the composition root knows
-    PostgreSQL; skipped otherwise.
+    One fresh database per test; every example starts from ``reset()``.
     """
 
+    @pytest.fixture(autouse=True)
+    def _database(self, postgres_databases: PostgresDatabases) -> None:
+        self._url = postgres_databases()
+
     def make_store(self, stack: ExitStack) -> ViewStore:
-        url = os.environ.get(POSTGRES_URL_VARIABLE)
-        if not url:
-            pytest.skip(f"set {POSTGRES_URL_VARIABLE} to test a PostgreSQL view store")
-        try:
-            store: ViewStore = components().view_store(parse_store_url(url))
-        except NotImplementedError as exc:
-            pytest.skip(str(exc))
+        store: ViewStore = components().view_store(parse_store_url(self._url))
+        stack.callback(store.close)
         store.reset()
         return store

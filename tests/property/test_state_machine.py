@@ -1,15 +1,17 @@
-"""The rule-based state machine on memory:// (subclassed) and on SQLite files (run_machine)."""
+"""The rule-based state machine on memory://, on SQLite files and on PostgreSQL."""
 
 from __future__ import annotations
 
 import itertools
 from pathlib import Path
 
+import pytest
 from hypothesis import settings
 
 from broadcast_domain import BroadcastService
 from broadcast_domain.testing.clock import FakeClock
 from broadcast_domain.testing.machine import SIGNING_KEY, BroadcastMachine, run_machine
+from broadcast_domain.testing.postgres import PostgresDatabases
 
 
 class MemoryMachine(BroadcastMachine):
@@ -36,3 +38,20 @@ def test_spec_invariants_hold_on_sqlite_files(tmp_path: Path) -> None:
         open_sqlite, settings=settings(max_examples=25, stateful_step_count=25, deadline=None)
     )
     assert next(serial) >= 1
+
+
+@pytest.mark.postgres
+def test_spec_invariants_hold_on_postgres(postgres_databases: PostgresDatabases) -> None:
+    """Every SPEC 2 invariant and the replay equality hold on PostgreSQL, a database per run."""
+
+    def open_postgres(clock: FakeClock) -> BroadcastService:
+        return BroadcastService.open(
+            postgres_databases(),
+            return_path="bounces@mail.example.com",
+            signing_key=SIGNING_KEY,
+            clock=clock,
+        )
+
+    run_machine(
+        open_postgres, settings=settings(max_examples=15, stateful_step_count=20, deadline=None)
+    )
