@@ -214,7 +214,7 @@ def _stderr() -> Console:
 class _Group(click.Group):
     """A click group whose errors are one ``Error:`` line, never a traceback."""
 
-    def main(  # type: ignore[override]
+    def main(
         self,
         args: Sequence[str] | None = None,
         prog_name: str | None = None,
@@ -329,14 +329,19 @@ def status(ctx: click.Context, broadcast_id: str) -> None:
         show_status(svc, bid, _stdout())
 
 
-def show_status(svc: BroadcastService, bid: UUID, out: Console) -> None:
-    """Print the status table of ``bid`` and the month's send count against the limit."""
+def show_status(
+    svc: BroadcastService, bid: UUID, out: Console, *, month_of: datetime | None = None
+) -> None:
+    """Print the status table of ``bid`` and the send count of the month of ``month_of``.
+
+    ``month_of`` defaults to now; the month is the account's (its time zone).
+    """
     b = svc.broadcast(bid)
     zone = account_zone(svc, b.account_id)
     summary = svc.summary(bid)
     out.print(status_table(summary, title=f"{b.subject} ({bid})", zone=zone))
-    now = svc.now().astimezone(zone)
-    usage = svc.monthly_usage(b.account_id, year=now.year, month=now.month)
+    moment = (month_of or svc.now()).astimezone(zone)
+    usage = svc.monthly_usage(b.account_id, year=moment.year, month=moment.month)
     out.print(f"Monthly count: {usage_line(usage)}")
 
 

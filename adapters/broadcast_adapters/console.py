@@ -41,6 +41,9 @@ class RateColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
         """The current rate, or a dash before there is one."""
         speed = task.finished_speed or task.speed
+        if speed is None and task.elapsed:
+            # rich's moving estimate needs two samples; one batch gives an average.
+            speed = task.completed / task.elapsed
         if speed is None:
             return Text(f"- {self.unit}/s", style="progress.data.speed")
         return Text(f"{speed:,.0f} {self.unit}/s", style="progress.data.speed")
@@ -63,7 +66,13 @@ def progress_bar(console: Console, unit: str) -> Iterator[Progress]:
         refresh_per_second=4,
     )
     with progress:
-        yield progress
+        try:
+            yield progress
+        except BaseException:
+            # A failed run ends with its one error line, not a half-full bar above it.
+            for task in progress.task_ids:
+                progress.update(task, visible=False)
+            raise
 
 
 def _local(moment: datetime | None, zone: ZoneInfo) -> str:

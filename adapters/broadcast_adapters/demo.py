@@ -340,6 +340,7 @@ def run_demo(
             out.print(f"Broadcast {bid}: {len(imported.contacts):,} recipients scheduled")
 
         with steps.step(f"Sending through SMTP to 127.0.0.1:{sink.port}"):
+            sending_started = clock()
             first = _dispatch(svc, transport, err, "Sending", len(imported.contacts))
             out.print(_dispatch_line(first))
 
@@ -358,7 +359,8 @@ def run_demo(
             out.print(table)
 
         with steps.step("Status"):
-            cli.show_status(svc, bid, out)
+            # The month the recipients were delivered in, whatever the clock says now.
+            cli.show_status(svc, bid, out, month_of=sending_started)
 
         with steps.step("Exports"):
             for errors_only in (False, True):
@@ -430,4 +432,5 @@ def _feed_reports(
 
 
 def _record(svc: BroadcastService, dsn: DemoDsn) -> list[BounceOutcome]:
-    return [svc.record_bounce(dsn.report)]
+    # The raw message goes through the same parser and correlation as `ingest`.
+    return svc.record_bounce_message(dsn.raw)
