@@ -92,8 +92,7 @@ _SCHEMA: tuple[LiteralString, ...] = (
 )
 
 _TABLES: LiteralString = (
-    "bd_recipients, bd_broadcasts, bd_counts, bd_accounts, bd_monthly, bd_message_ids, "
-    "bd_unmatched"
+    "bd_recipients, bd_broadcasts, bd_counts, bd_accounts, bd_monthly, bd_message_ids, bd_unmatched"
 )
 _STREAM_CHUNK = 1000
 _DUE_STATUSES = [

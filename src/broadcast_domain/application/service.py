@@ -916,9 +916,7 @@ class BroadcastService:
 
     # --- rebuild and verify --------------------------------------------------------------
 
-    def rebuild_projections(
-        self, *, on_progress: Callable[[int, int], None] | None = None
-    ) -> int:
+    def rebuild_projections(self, *, on_progress: Callable[[int, int], None] | None = None) -> int:
         """Drop every projection and replay the whole log; return the position reached.
 
         ``on_progress(position, last)`` is called after each applied batch, with
