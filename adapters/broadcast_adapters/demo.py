@@ -17,13 +17,11 @@ window (24 h) pass in an instant.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from email.utils import format_datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -45,6 +43,7 @@ from broadcast_domain import (
     InboxRole,
 )
 from broadcast_domain.testing.clock import FakeClock
+from broadcast_domain.testing.reports import report_on, verp_token_of
 from broadcast_domain.testing.smtp_server import ReceivedMessage, SmtpSink
 
 __all__ = ["DemoPlan", "demo_contacts", "dsn_for", "run_demo"]
@@ -116,24 +115,14 @@ def demo_contacts(count: int) -> DemoPlan:
     return DemoPlan(tuple(contacts), frozenset(rejected), frozenset(deferred))
 
 
-def _verp_token(envelope_from: str) -> str | None:
-    local = envelope_from.strip("<>").rpartition("@")[0]
-    _, plus, token = local.partition("+")
-    return token if plus and token else None
-
-
-def _original_headers(data: bytes) -> str:
-    head = data.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0]
-    return head.decode("utf-8", "replace")
-
-
 @attrs.frozen
 class DemoDsn:
     """A delivery status notification about one message the local server accepted."""
 
     received: ReceivedMessage
     status: str
-    diagnostic: str
+    reply_code: str
+    text: str
     action: str
     arrival: datetime
     mta: str = "mx.example.net"
@@ -144,10 +133,10 @@ class DemoDsn:
         return BounceReport(
             recipient=self.received.recipient,
             status=self.status,
-            diagnostic=self.diagnostic,
+            diagnostic=f"{self.reply_code} {self.status} {self.text}",
             permanent=self.status.startswith("5"),
             reported_at=self.arrival,
-            verp_token=_verp_token(self.received.envelope_from),
+            verp_token=verp_token_of(self.received.envelope_from),
             message_id=self.received.message_id,
             action=self.action,
             source="dsn",
@@ -157,66 +146,29 @@ class DemoDsn:
     @property
     def raw(self) -> bytes:
         """The RFC 3464 message, addressed to the VERP return path it bounces to."""
-        rcpt = self.received.recipient
-        seed = f"{self.received.message_id}|{self.status}|{self.action}".encode()
-        tag = hashlib.sha256(seed).hexdigest()[:16]
-        return (
-            f"From: Mail Delivery System <MAILER-DAEMON@{self.mta}>\n"
-            f"To: {self.received.envelope_from}\n"
-            "Subject: Undelivered Mail Returned to Sender\n"
-            f"Date: {format_datetime(self.arrival.astimezone(UTC))}\n"
-            f"Message-ID: <dsn.{tag}@{self.mta}>\n"
-            "Auto-Submitted: auto-replied\n"
-            "MIME-Version: 1.0\n"
-            "Content-Type: multipart/report; report-type=delivery-status;\n"
-            ' boundary="=_dsn_boundary"\n'
-            "\n"
-            "--=_dsn_boundary\n"
-            "Content-Type: text/plain; charset=us-ascii\n"
-            "\n"
-            f"This is the mail system at host {self.mta}.\n"
-            "I'm sorry to have to inform you that your message could not\n"
-            "be delivered to one or more recipients.\n"
-            "\n"
-            "--=_dsn_boundary\n"
-            "Content-Type: message/delivery-status\n"
-            "\n"
-            f"Reporting-MTA: dns; {self.mta}\n"
-            f"Arrival-Date: {format_datetime(self.arrival.astimezone(UTC))}\n"
-            "\n"
-            f"Final-Recipient: rfc822; {rcpt}\n"
-            f"Original-Recipient: rfc822; {rcpt}\n"
-            f"Action: {self.action}\n"
-            f"Status: {self.status}\n"
-            f"Remote-MTA: dns; {self.mta}\n"
-            f"Diagnostic-Code: smtp; {self.diagnostic}\n"
-            "\n"
-            "--=_dsn_boundary\n"
-            "Content-Type: text/rfc822-headers\n"
-            "\n"
-            f"{_original_headers(self.received.data)}\n"
-            "\n"
-            "--=_dsn_boundary--\n"
-        ).encode()
+        written = attrs.evolve(self.report, diagnostic=self.text)
+        return report_on(self.received, written, reply_code=self.reply_code, line_ending="\n")
 
 
 def dsn_for(received: ReceivedMessage, *, kind: str, arrival: datetime) -> DemoDsn:
     """A DSN of one of the demo's kinds: ``unknown``, ``full`` or ``delayed``."""
     rcpt = received.recipient
     if kind == "full":
-        return DemoDsn(received, "5.2.2", f"552 5.2.2 <{rcpt}>: Mailbox full", "failed", arrival)
+        return DemoDsn(received, "5.2.2", "552", f"<{rcpt}>: Mailbox full", "failed", arrival)
     if kind == "delayed":
         return DemoDsn(
             received,
             "4.4.1",
-            f"451 4.4.1 <{rcpt}>: Connection timed out, still trying",
+            "451",
+            f"<{rcpt}>: Connection timed out, still trying",
             "delayed",
             arrival,
         )
     return DemoDsn(
         received,
         "5.1.1",
-        f"550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown in virtual mailbox table",
+        "550",
+        f"<{rcpt}>: Recipient address rejected: User unknown in virtual mailbox table",
         "failed",
         arrival,
     )

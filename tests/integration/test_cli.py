@@ -231,7 +231,7 @@ def test_ingest_a_maildir_records_the_bounces_and_marks_them_done(
 ) -> None:
     """ingest --maildir applies a DSN, reports its duplicate, and empties new/."""
     [message] = store.transport.sent_to("full@example.net")
-    dsn = build_dsn(message, status="5.2.2", diagnostic="smtp; 552 5.2.2 Mailbox full")
+    dsn = build_dsn(message, status="5.2.2", reply_code="552", diagnostic="Mailbox full")
     box = _maildir(tmp_path / "Maildir", [dsn, dsn])
     result = run("--db", store.url, "ingest", "--maildir", str(box))
     assert result.exit_code == 0, result.output

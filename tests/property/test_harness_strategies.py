@@ -14,9 +14,10 @@ from broadcast_adapters.bounces.parser import parse_bounce
 from broadcast_adapters.csv_io import CsvCodec
 from broadcast_domain import BounceReport, BroadcastService
 from broadcast_domain.codec import AttrsMapper
+from broadcast_domain.ports import OutgoingMessage
 from broadcast_domain.projections.views import fold
 from broadcast_domain.testing.histories import History
-from broadcast_domain.testing.reports import report_message
+from broadcast_domain.testing.reports import failure_report, report_message, report_on
 from broadcast_domain.testing.strategies import (
     RecipientCsvFile,
     addresses,
@@ -75,6 +76,50 @@ def test_parser_reads_complaints_and_autoreplies_back(report: BounceReport) -> N
     [got] = parsed.reports
     assert (got.action, got.recipient) == (report.action, report.recipient.lower())
     assert ORIGINAL_ID in parsed.original_message_ids
+
+
+@given(
+    bounce_reports(actions=st.sampled_from(["failed", "delayed"])),
+    addresses(),
+    st.sampled_from(["\r\n", "\n", "\r"]),
+    st.booleans(),
+    st.sampled_from([None, "552", "421"]),
+)
+def test_a_report_on_a_delivery_names_it_and_quotes_its_headers(
+    report: BounceReport,
+    other: str,
+    line_ending: str,
+    verp: bool,
+    reply_code: str | None,
+) -> None:
+    """report_on goes to the VERP sender or plain return path and quotes the delivery's id."""
+    assume(not _CODE_LIKE.search(report.diagnostic))
+    assume(_parseable_address(report.recipient) and _parseable_address(other))
+    assume(other.lower() != report.recipient.lower())
+    delivery = OutgoingMessage(
+        key="k1",
+        envelope_from=VERP,
+        recipient=report.recipient,
+        message_id=ORIGINAL_ID,
+        data=f"From: news@example.com\r\nMessage-ID: {ORIGINAL_ID}\r\n\r\nbody\r\n".encode(),
+    )
+    also = failure_report(other, reported_at=report.reported_at, action=report.action)
+    raw = report_on(
+        delivery,
+        report,
+        verp=verp,
+        line_ending=line_ending,
+        reply_code=reply_code,
+        also=[also],
+    )
+    parsed = parse_bounce(raw)
+    got = {r.recipient: r for r in parsed.reports}
+    assert set(got) == {report.recipient.lower(), other.lower()}
+    if reply_code is not None:
+        assert {r.reply_code for r in parsed.reports} == {reply_code}
+    assert ORIGINAL_ID in parsed.original_message_ids
+    assert (VERP in parsed.envelope_candidates) == verp
+    assert (b"\n" in raw) == (line_ending != "\r")
 
 
 @given(addresses())

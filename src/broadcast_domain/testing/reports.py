@@ -20,6 +20,12 @@ What a parser should read back (our own parser does, and a test holds it to it):
 - the message's ``Date`` is ``report.reported_at`` to the second;
 - the ``To``/``Delivered-To`` headers carry ``verp_address`` and the original
   part carries ``original_message_id``, for correlation.
+
+:func:`report_on` answers one delivery a transport really received (an
+``OutgoingMessage`` from ``ScriptedTransport.sent``, or a ``ReceivedMessage``
+from ``SmtpSink``): the report goes to the delivery's VERP envelope sender (or,
+with ``verp=False``, to the plain return path, so that only the quoted
+original's Message-ID can correlate it) and quotes the delivery's own headers.
 """
 
 from __future__ import annotations
@@ -27,9 +33,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from typing import Literal
+from typing import Literal, Protocol
 
 from broadcast_domain.domain.values import BounceReport
 from broadcast_domain.errors import InvalidInput
@@ -37,11 +44,16 @@ from broadcast_domain.errors import InvalidInput
 __all__ = [
     "CHARSETS",
     "DSN_ACTIONS",
+    "LINE_ENDINGS",
     "ORIGINAL_FORMS",
+    "Delivery",
     "OriginalForm",
     "dsn_message",
     "failure_report",
+    "header_block",
+    "plain_return_path",
     "report_message",
+    "report_on",
     "verp_token_of",
 ]
 
@@ -54,6 +66,23 @@ CHARSETS = ("utf-8", "iso-2022-jp", "shift_jis", "us-ascii")
 
 DSN_ACTIONS = frozenset({"failed", "delayed", "delivered", "relayed", "expanded"})
 """Report actions a DSN can carry (RFC 3464 section 2.3.3)."""
+
+LINE_ENDINGS = ("\r\n", "\n", "\r")
+"""Line endings a report can be written with: CRLF (as sent), LF (as stored), bare CR (old Macs)."""
+
+
+class Delivery(Protocol):
+    """One message as a transport received it (``OutgoingMessage``, ``ReceivedMessage``)."""
+
+    @property
+    def envelope_from(self) -> str: ...
+    @property
+    def recipient(self) -> str: ...
+    @property
+    def message_id(self) -> str | None: ...
+    @property
+    def data(self) -> bytes: ...
+
 
 _ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
 _REPLY = re.compile(r"[245]\d\d")
@@ -149,11 +178,31 @@ def _digest(report: BounceReport, *extra: str) -> str:
     return hashlib.sha256(material.encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
 
+def header_block(raw: bytes) -> str:
+    """The header block of a raw message (what a DSN quotes as ``text/rfc822-headers``)."""
+    head = raw.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0]
+    return head.decode("utf-8", "replace")
+
+
+def _quoted_message(raw: bytes) -> str:
+    """The whole of a raw message with LF line ends, for a ``message/rfc822`` part."""
+    text = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").decode("utf-8", "replace")
+    return text.removesuffix("\n")
+
+
 def _original_part(
-    report: BounceReport, original: OriginalForm, sender: str, original_message_id: str | None
+    report: BounceReport,
+    original: OriginalForm,
+    sender: str,
+    original_message_id: str | None,
+    quote: bytes | None,
 ) -> list[str]:
     if original == "none":
         return []
+    if quote is not None:
+        if original == "headers":
+            return ["Content-Type: text/rfc822-headers", "", header_block(quote), ""]
+        return ["Content-Type: message/rfc822", "", _quoted_message(quote)]
     headers = [
         f"From: {sender}",
         f"To: {report.recipient}",
@@ -177,20 +226,42 @@ def _original_part(
     ]
 
 
+def _check_report(report: object, field: str) -> BounceReport:
+    if not isinstance(report, BounceReport):
+        raise InvalidInput(f"{field} must be a BounceReport", field=field)
+    if not (report.recipient.isascii() and "@" in report.recipient):
+        raise InvalidInput(
+            f"{field}.recipient {report.recipient!r} must be an ASCII address for a report e-mail",
+            field=f"{field}.recipient",
+        )
+    return report
+
+
 def _check_common(report: BounceReport, line_ending: str, charset: str, original: str) -> None:
     if not isinstance(report, BounceReport):
         raise InvalidInput("report must be a BounceReport", field="report")
-    if line_ending not in ("\r\n", "\n"):
-        raise InvalidInput("line_ending must be '\\r\\n' or '\\n'", field="line_ending")
+    if line_ending not in LINE_ENDINGS:
+        raise InvalidInput("line_ending must be '\\r\\n', '\\n' or '\\r'", field="line_ending")
     if charset not in CHARSETS:
         raise InvalidInput(f"charset must be one of {', '.join(CHARSETS)}", field="charset")
     if original not in ORIGINAL_FORMS:
         raise InvalidInput(f"original must be one of {', '.join(ORIGINAL_FORMS)}", field="original")
-    if not (report.recipient.isascii() and "@" in report.recipient):
+    _check_report(report, "report")
+
+
+def _check_dsn_action(report: BounceReport, field: str) -> None:
+    if report.action not in DSN_ACTIONS:
         raise InvalidInput(
-            f"report.recipient {report.recipient!r} must be an ASCII address for a report e-mail",
-            field="report.recipient",
+            f"{field}.action {report.action!r} is not a DSN action "
+            f"({', '.join(sorted(DSN_ACTIONS))}); "
+            "use report_message() for complaints and auto-replies",
+            field=f"{field}.action",
         )
+
+
+def _finish(text: str, line_ending: str) -> bytes:
+    # UTF-8 only matters for a quoted original that is not ASCII; what is written here is.
+    return text.replace("\n", line_ending).encode("utf-8")
 
 
 def _assemble(headers: list[str], parts: list[list[str]], boundary: str, line_ending: str) -> bytes:
@@ -198,8 +269,28 @@ def _assemble(headers: list[str], parts: list[list[str]], boundary: str, line_en
     for part in parts:
         lines += [f"--{boundary}", *part, ""]
     lines.append(f"--{boundary}--")
-    text = "\n".join(lines) + "\n"
-    return text.replace("\n", line_ending).encode("ascii")
+    return _finish("\n".join(lines) + "\n", line_ending)
+
+
+def _recipient_fields(
+    report: BounceReport, charset: str, date: str, reply_code: str | None
+) -> list[str]:
+    """The per-recipient fields of a ``message/delivery-status`` part for one report."""
+    status, reply = _codes(report.status)
+    reply = reply_code or reply
+    domain = report.recipient.rpartition("@")[2] or "example.net"
+    fields = [
+        f"Final-Recipient: rfc822; {report.recipient}",
+        f"Original-Recipient: rfc822;{report.recipient}",
+        f"Action: {report.action}",
+        f"Status: {status}",
+        f"Remote-MTA: dns; {report.remote_mta or 'mx.' + domain}",
+        "Diagnostic-Code: smtp; "
+        + _header_value(f"{reply} {status} {_collapse(report.diagnostic)}".strip(), charset),
+    ]
+    if report.action == "delayed":
+        fields.append(f"Will-Retry-Until: {date}")
+    return fields
 
 
 def dsn_message(
@@ -211,6 +302,9 @@ def dsn_message(
     line_ending: str = "\r\n",
     charset: str = "utf-8",
     original: OriginalForm = "headers",
+    quote: bytes | None = None,
+    reply_code: str | None = None,
+    also: Sequence[BounceReport] = (),
 ) -> bytes:
     """An RFC 3464 ``multipart/report`` DSN about ``report``, as a receiving MTA sends it.
 
@@ -218,20 +312,27 @@ def dsn_message(
     enhanced status code or an SMTP reply code. ``verp_address`` (default
     ``bounces@mail.example.com``) is where the DSN is addressed;
     ``original_message_id`` (``<id@host>``) goes in the original's headers.
-    ``line_ending`` is CRLF or LF, ``charset`` one of :data:`CHARSETS`,
-    ``original`` one of :data:`ORIGINAL_FORMS`. Bad arguments raise InvalidInput.
+    ``line_ending`` is one of :data:`LINE_ENDINGS`, ``charset`` one of
+    :data:`CHARSETS`, ``original`` one of :data:`ORIGINAL_FORMS`. ``quote``, the
+    raw original as sent, is quoted (its header block, or all of it) instead of a
+    made-up original from ``sender``. ``reply_code`` (``552``) is the SMTP reply
+    the diagnostics give, instead of the one the status class implies.
+    ``also`` adds a per-recipient block for each further report (a DSN about
+    several recipients). Bad arguments raise InvalidInput.
     """
     _check_common(report, line_ending, charset, original)
-    if report.action not in DSN_ACTIONS:
+    _check_dsn_action(report, "report")
+    for i, other in enumerate(also):
+        _check_dsn_action(_check_report(other, f"also[{i}]"), f"also[{i}]")
+    if reply_code is not None and not _REPLY.fullmatch(reply_code):
         raise InvalidInput(
-            f"report.action {report.action!r} is not a DSN action "
-            f"({', '.join(sorted(DSN_ACTIONS))}); "
-            "use report_message() for complaints and auto-replies",
-            field="report.action",
+            f"reply_code {reply_code!r} is not an SMTP reply code (550)", field="reply_code"
         )
-    status, reply = _codes(report.status)
+    reply = reply_code or _codes(report.status)[1]
     to = verp_address or "bounces@mail.example.com"
-    digest = _digest(report, to, original_message_id or "", charset, original)
+    # What the earlier options give is digested as it always was, so their DSNs stay the same.
+    extra = [reply_code or "", *(other.recipient for other in also)] if reply_code or also else []
+    digest = _digest(report, to, original_message_id or "", charset, original, *extra)
     boundary = f"dsn-{digest[:16]}"
     date = format_datetime(report.reported_at.astimezone(UTC))
     diagnostic = _collapse(report.diagnostic)
@@ -264,21 +365,13 @@ def dsn_message(
         "",
         f"Reporting-MTA: dns; {_REPORTING_MTA}",
         f"Arrival-Date: {date}",
-        "",
-        f"Final-Recipient: rfc822; {report.recipient}",
-        f"Original-Recipient: rfc822;{report.recipient}",
-        f"Action: {report.action}",
-        f"Status: {status}",
-        f"Remote-MTA: dns; {report.remote_mta or 'mx.' + domain}",
-        "Diagnostic-Code: smtp; "
-        + _header_value(f"{reply} {status} {diagnostic}".strip(), charset),
     ]
-    if delayed:
-        fields.append(f"Will-Retry-Until: {date}")
+    for each in (report, *also):
+        fields += ["", *_recipient_fields(each, charset, date, reply_code)]
     parts = [
         _text_part(notice, charset, "Notification"),
         fields,
-        _original_part(report, original, sender, original_message_id),
+        _original_part(report, original, sender, original_message_id, quote),
     ]
     return _assemble(headers, [p for p in parts if p], boundary, line_ending)
 
@@ -292,6 +385,9 @@ def report_message(
     line_ending: str = "\r\n",
     charset: str = "utf-8",
     original: OriginalForm = "headers",
+    quote: bytes | None = None,
+    reply_code: str | None = None,
+    also: Sequence[BounceReport] = (),
 ) -> bytes:
     """The raw e-mail for any report: a DSN, an ARF complaint or an auto-reply.
 
@@ -299,6 +395,8 @@ def report_message(
     naming the recipient in ``Original-Rcpt-To`` (``report.feedback_type``, default
     ``abuse``); an auto-reply becomes an RFC 3834 message from the recipient with
     ``Auto-Submitted: auto-replied`` and ``In-Reply-To: original_message_id``.
+    ``quote`` is as for :func:`dsn_message` (an auto-reply quotes nothing);
+    ``reply_code`` and ``also`` are for DSNs only.
     """
     if report.action in DSN_ACTIONS:
         return dsn_message(
@@ -309,8 +407,17 @@ def report_message(
             line_ending=line_ending,
             charset=charset,
             original=original,
+            quote=quote,
+            reply_code=reply_code,
+            also=also,
         )
     _check_common(report, line_ending, charset, original)
+    if reply_code is not None or also:
+        raise InvalidInput(
+            f"reply_code and also are for DSNs; a report with action {report.action!r} "
+            "takes neither",
+            field="reply_code" if reply_code is not None else "also",
+        )
     to = verp_address or "bounces@mail.example.com"
     digest = _digest(report, to, original_message_id or "", charset, original)
     date = format_datetime(report.reported_at.astimezone(UTC))
@@ -334,8 +441,7 @@ def report_message(
         ]
         if original_message_id:
             headers.append(f"In-Reply-To: {original_message_id}")
-        text = "\n".join([*headers, "", body]) + "\n"
-        return text.replace("\n", line_ending).encode("ascii")
+        return _finish("\n".join([*headers, "", body]) + "\n", line_ending)
     if report.action != "complaint":
         raise InvalidInput(
             f"report.action {report.action!r} is not one of failed, delayed, delivered, relayed, "
@@ -364,9 +470,46 @@ def report_message(
     parts = [
         _text_part("This is an e-mail abuse report.", charset, "Notification"),
         feedback,
-        _original_part(report, original, sender, original_message_id),
+        _original_part(report, original, sender, original_message_id, quote),
     ]
     return _assemble(headers, [p for p in parts if p], boundary, line_ending)
+
+
+def report_on(
+    delivery: Delivery,
+    report: BounceReport,
+    *,
+    verp: bool = True,
+    line_ending: str = "\r\n",
+    charset: str = "utf-8",
+    original: OriginalForm = "headers",
+    reply_code: str | None = None,
+    also: Sequence[BounceReport] = (),
+) -> bytes:
+    """The raw report e-mail (any action, as :func:`report_message`) answering one delivery.
+
+    It is addressed to the delivery's envelope sender (its VERP address) or, with
+    ``verp=False``, to :func:`plain_return_path` of it; it quotes the delivery's
+    own headers (or, with ``original="message"``, all of it) and names its
+    Message-ID (an auto-reply in ``In-Reply-To``).
+    """
+    return report_message(
+        report,
+        verp_address=delivery.envelope_from if verp else plain_return_path(delivery.envelope_from),
+        original_message_id=delivery.message_id,
+        line_ending=line_ending,
+        charset=charset,
+        original=original,
+        quote=delivery.data,
+        reply_code=reply_code,
+        also=also,
+    )
+
+
+def plain_return_path(address: str) -> str:
+    """A VERP address ``local+TOKEN@domain`` without its token: ``local@domain``."""
+    local, _, domain = address.rpartition("@")
+    return f"{local.split('+', 1)[0]}@{domain}"
 
 
 def verp_token_of(address: str) -> str | None:
