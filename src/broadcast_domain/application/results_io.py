@@ -70,7 +70,7 @@ from broadcast_domain.domain.recipient import Recipient
 from broadcast_domain.domain.values import BroadcastStatus, require_aware
 from broadcast_domain.errors import BroadcastError, CsvExportError, InvalidInput
 from broadcast_domain.ports import CsvCodec, ImportedCsv
-from broadcast_domain.projections.views import Views, estimated_completion, project
+from broadcast_domain.projections.views import Counts, Views, estimated_completion, project
 
 if TYPE_CHECKING:
     from broadcast_domain.application.service import BroadcastService
@@ -409,6 +409,28 @@ def content_disposition(file_name: str) -> str:
 # --- the past status bar -----------------------------------------------------------------
 
 
+def summary_of(b: Broadcast, c: Counts, now: datetime) -> Summary:
+    """The status bar of ``b`` from its counts; the completion estimate only while it sends."""
+    eta = (
+        estimated_completion(c, now)
+        if b.status in (BroadcastStatus.SENDING, BroadcastStatus.PAUSED)
+        else None
+    )
+    return Summary(
+        broadcast_id=b.id,
+        status=b.status,
+        recipients=c.recipients,
+        scheduled=c.scheduled,
+        sending=c.sending,
+        succeeded=c.succeeded,
+        errors=c.errors,
+        delivered=c.delivered,
+        unacknowledged_errors=c.unacknowledged,
+        estimated_completion_at=eta,
+        paused_reason=b.paused_reason,
+    )
+
+
 def summary_as_of(svc: BroadcastService, broadcast_id: object, as_of: datetime) -> Summary:
     """The status bar as it stood at ``as_of``, replayed from the event log."""
     require_aware(as_of, "as_of")
@@ -427,25 +449,7 @@ def summary_as_of(svc: BroadcastService, broadcast_id: object, as_of: datetime) 
     start = max(span.first_position - 1, 0)
     stop = span.last_position or svc._views.position()
     views = _replay_recipients(svc, bid, moment, start, stop)
-    c = views.counts_for(bid)
-    eta = (
-        estimated_completion(c, moment)
-        if state.status in (BroadcastStatus.SENDING, BroadcastStatus.PAUSED)
-        else None
-    )
-    return Summary(
-        broadcast_id=bid,
-        status=state.status,
-        recipients=c.recipients,
-        scheduled=c.scheduled,
-        sending=c.sending,
-        succeeded=c.succeeded,
-        errors=c.errors,
-        delivered=c.delivered,
-        unacknowledged_errors=c.unacknowledged,
-        estimated_completion_at=eta,
-        paused_reason=state.paused_reason,
-    )
+    return summary_of(state, views.counts_for(bid), moment)
 
 
 def _replay_recipients(

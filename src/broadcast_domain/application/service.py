@@ -93,7 +93,6 @@ from broadcast_domain.ports import (
 )
 from broadcast_domain.projections.views import (
     Views,
-    estimated_completion,
     fold,
     keyword_key,
 )
@@ -508,25 +507,7 @@ class BroadcastService:
         if as_of is not None:
             return results_io.summary_as_of(self, broadcast_id, as_of)
         b = self._viewed_broadcast(broadcast_id)
-        c = self._views.counts(b.id)
-        eta = (
-            estimated_completion(c, self.now())
-            if b.status in (BroadcastStatus.SENDING, BroadcastStatus.PAUSED)
-            else None
-        )
-        return Summary(
-            broadcast_id=b.id,
-            status=b.status,
-            recipients=c.recipients,
-            scheduled=c.scheduled,
-            sending=c.sending,
-            succeeded=c.succeeded,
-            errors=c.errors,
-            delivered=c.delivered,
-            unacknowledged_errors=c.unacknowledged,
-            estimated_completion_at=eta,
-            paused_reason=b.paused_reason,
-        )
+        return results_io.summary_of(b, self._views.counts(b.id), self.now())
 
     def list_broadcasts(
         self,
