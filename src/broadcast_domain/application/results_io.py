@@ -219,20 +219,41 @@ def _address_at(items: Callable[[], Iterable[RecipientItem]], row: int) -> str |
 
 def _export(
     svc: BroadcastService,
-    b: Broadcast,
+    broadcast_id: object,
+    out: object,
     *,
-    who: str,
+    actor: object,
+    encoding: object,
+    headers: object,
+    as_of: object,
     kind: str,
-    as_of: int,
-    items: Callable[[], Iterable[RecipientItem]],
-    out: BinaryIO,
-    header: tuple[str, ...],
-    encoding: str,
+    doing: str,
+    recipients: Callable[[UUID, int], Iterable[Recipient]],
 ) -> int:
+    """Write ``recipients(broadcast id, as_of)`` as result rows and record the export."""
+    b = svc._viewed_broadcast(broadcast_id)
+    who = require_export(actor, b.inbox_id, b.source, doing)
+    header = _header_row(headers)
+    target = _check_out(out)
+    enc = _check_encoding(encoding)
+    position = svc._views.position()
+    if as_of is None:
+        as_of = position
+    if isinstance(as_of, bool) or not isinstance(as_of, int) or not 0 <= as_of <= position:
+        raise InvalidInput(
+            f"as_of must be the .as_of of an unacknowledged_errors() page (0 to {position}), "
+            f"got {as_of!r}",
+            field="as_of",
+        )
+    upto = as_of
+
+    def items() -> Iterator[RecipientItem]:
+        return map(svc._item, recipients(b.id, upto))
+
     zone = _zone_of(svc, b.account_id)
     rows = (_result_row(item, zone) for item in items())
     try:
-        written = svc._csv().write_rows(rows, out, header=header, encoding=encoding)
+        written = svc._csv().write_rows(rows, target, header=header, encoding=enc)
     except CsvExportError as exc:
         address = _address_at(items, exc.row)
         whose = f" (recipient {address})" if address else ""
@@ -247,7 +268,7 @@ def _export(
         lambda: (
             None,
             svc._load_broadcast(b.id).record_export(
-                by=who, kind=kind, as_of=as_of, rows=written, now=now
+                by=who.user_id, kind=kind, as_of=upto, rows=written, now=now
             ),
         )
     )
@@ -264,26 +285,17 @@ def export_results_csv(
     headers: object,
 ) -> int:
     """Write one row per recipient (position order); return the data rows written."""
-    b = svc._viewed_broadcast(broadcast_id)
-    who = require_export(actor, b.inbox_id, b.source, "exporting the results")
-    header = _header_row(headers)
-    target = _check_out(out)
-    enc = _check_encoding(encoding)
-    as_of = svc._views.position()
-
-    def items() -> Iterator[RecipientItem]:
-        return map(svc._item, svc._views.iter_recipients(b.id))
-
     return _export(
         svc,
-        b,
-        who=who.user_id,
+        broadcast_id,
+        out,
+        actor=actor,
+        encoding=encoding,
+        headers=headers,
+        as_of=None,
         kind="results",
-        as_of=as_of,
-        items=items,
-        out=target,
-        header=header,
-        encoding=enc,
+        doing="exporting the results",
+        recipients=lambda bid, _as_of: svc._views.iter_recipients(bid),
     )
 
 
@@ -298,34 +310,17 @@ def export_unacknowledged_errors_csv(
     as_of: object,
 ) -> int:
     """Write the errors recorded up to ``as_of`` that are still unacknowledged."""
-    b = svc._viewed_broadcast(broadcast_id)
-    who = require_export(actor, b.inbox_id, b.source, "exporting the unacknowledged errors")
-    header = _header_row(headers)
-    target = _check_out(out)
-    enc = _check_encoding(encoding)
-    position = svc._views.position()
-    if as_of is None:
-        as_of = position
-    if isinstance(as_of, bool) or not isinstance(as_of, int) or not 0 <= as_of <= position:
-        raise InvalidInput(
-            f"as_of must be the .as_of of an unacknowledged_errors() page (0 to {position}), "
-            f"got {as_of!r}",
-            field="as_of",
-        )
-
-    def items() -> Iterator[RecipientItem]:
-        return map(svc._item, svc._views.iter_unacknowledged(b.id, as_of))
-
     return _export(
         svc,
-        b,
-        who=who.user_id,
-        kind="errors",
+        broadcast_id,
+        out,
+        actor=actor,
+        encoding=encoding,
+        headers=headers,
         as_of=as_of,
-        items=items,
-        out=target,
-        header=header,
-        encoding=enc,
+        kind="errors",
+        doing="exporting the unacknowledged errors",
+        recipients=svc._views.iter_unacknowledged,
     )
 
 
