@@ -284,33 +284,23 @@ class Recipient:
             ]
         if 500 <= code < 600:
             return [
-                Bounced(
-                    originator_id=self.id,
-                    originator_version=version,
-                    timestamp=now,
+                self._bounced(
                     source="smtp",
                     status=str(code),
                     diagnostic=f"{code} {text}".strip(),
                     permanent=True,
-                    report_id=f"smtp:{self.id.hex}:{self.attempts}",
-                    reported_at=now,
-                    received_at=now,
+                    now=now,
                 )
             ]
         detail = f"{code} {text}".strip() if code else text
         if self.attempts >= policy.max_attempts:
             return [
-                Bounced(
-                    originator_id=self.id,
-                    originator_version=version,
-                    timestamp=now,
+                self._bounced(
                     source="retries",
                     status=str(code) if code else "4.4.7",
-                    diagnostic=(f"gave up after {self.attempts} attempts; last reply: {detail}"),
+                    diagnostic=f"gave up after {self.attempts} attempts; last reply: {detail}",
                     permanent=False,
-                    report_id=f"retries:{self.id.hex}:{self.attempts}",
-                    reported_at=now,
-                    received_at=now,
+                    now=now,
                 )
             ]
         return [
@@ -324,6 +314,32 @@ class Recipient:
                 retry_at=now + policy.retry_delay(self.attempts),
             )
         ]
+
+    def _bounced(
+        self,
+        *,
+        source: str,
+        status: str,
+        diagnostic: str,
+        permanent: bool,
+        now: datetime,
+        report_id: str | None = None,
+        reported_at: datetime | None = None,
+        received_at: datetime | None = None,
+    ) -> Bounced:
+        """The Bounced event; one decided while sending (no report) is ``source:id:attempt``."""
+        return Bounced(
+            originator_id=self.id,
+            originator_version=self.version + 1,
+            timestamp=now,
+            source=source,
+            status=status,
+            diagnostic=diagnostic,
+            permanent=permanent,
+            report_id=f"{source}:{self.id.hex}:{self.attempts}" if report_id is None else report_id,
+            reported_at=now if reported_at is None else reported_at,
+            received_at=now if received_at is None else received_at,
+        )
 
     def receive_report(
         self,
@@ -357,14 +373,12 @@ class Recipient:
         if self.succeeded_at is not None and received_at - self.succeeded_at > policy.bounce_window:
             return "late", []
         return "applied", [
-            Bounced(
-                originator_id=self.id,
-                originator_version=self.version + 1,
-                timestamp=now,
+            self._bounced(
                 source=report.source,
                 status=report.status,
                 diagnostic=report.diagnostic,
                 permanent=report.permanent,
+                now=now,
                 report_id=report_id,
                 reported_at=report.reported_at,
                 received_at=received_at,
