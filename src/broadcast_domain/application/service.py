@@ -266,6 +266,10 @@ class BroadcastService:
 
     def catch_up(self) -> int:
         """Apply every recorded event not yet in the projections; return the position."""
+        return self._apply_pending()
+
+    def _apply_pending(self, on_batch: Callable[[int], None] | None = None) -> int:
+        """catch_up, calling ``on_batch(last position of the batch)`` after each batch."""
         with self._catch_up_lock:
             while True:
                 position = self._views.position()
@@ -274,6 +278,8 @@ class BroadcastService:
                     return position
                 # False means another process applied it first: read on from its position.
                 self._views.apply(batch, expected_position=position)
+                if on_batch is not None:
+                    on_batch(batch[-1][0])
 
     # --- loading aggregates --------------------------------------------------------------
 
@@ -908,14 +914,7 @@ class BroadcastService:
         if on_progress is None:
             return self.catch_up()
         last = self._log.max_position()
-        with self._catch_up_lock:
-            while True:
-                position = self._views.position()
-                batch = self._log.read(position, _READ_CHUNK)
-                if not batch:
-                    return position
-                self._views.apply(batch, expected_position=position)
-                on_progress(batch[-1][0], max(last, batch[-1][0]))
+        return self._apply_pending(lambda reached: on_progress(reached, max(last, reached)))
 
     def _replay(self) -> Views:
         def history() -> Iterable[tuple[int, DomainEvent]]:
