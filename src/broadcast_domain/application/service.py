@@ -56,11 +56,15 @@ from broadcast_domain.domain.events import (
     BroadcastScheduled,
     DomainEvent,
     RecipientEvent,
-    Scheduled,
 )
 from broadcast_domain.domain.permissions import require_inbox_role
 from broadcast_domain.domain.policies import DeliveryPolicy
-from broadcast_domain.domain.recipient import Recipient, derive_report_id, recipient_id
+from broadcast_domain.domain.recipient import (
+    Recipient,
+    derive_report_id,
+    recipient_id,
+    schedule,
+)
 from broadcast_domain.domain.unmatched import UnmatchedMessage
 from broadcast_domain.domain.values import (
     AddressBookSource,
@@ -446,22 +450,7 @@ class BroadcastService:
             raise InvalidInput("a broadcast needs at least one recipient", field="recipients")
         now = self.now()
         bid = uuid.uuid4()
-        scheduled: list[DomainEvent] = [
-            Scheduled(
-                originator_id=recipient_id(bid, c.address),
-                originator_version=1,
-                timestamp=now,
-                broadcast_id=bid,
-                account_id=account_id,
-                address=c.address,
-                last_name=c.last_name,
-                first_name=c.first_name,
-                company=c.company,
-                contact_id=c.contact_id,
-                position=i,
-            )
-            for i, c in enumerate(contacts)
-        ]
+        scheduled: list[DomainEvent] = [*schedule(bid, account_id, contacts, now)]
         # Recipients first, the broadcast last: until its own event commits the
         # broadcast does not exist, so a crash midway leaves nothing visible or sendable.
         self._put(scheduled)

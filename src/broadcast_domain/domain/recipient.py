@@ -28,6 +28,7 @@ from broadcast_domain.domain.events import (
 from broadcast_domain.domain.policies import DeliveryPolicy
 from broadcast_domain.domain.values import (
     BounceReport,
+    Contact,
     DeliveryStatus,
     normalise_address,
 )
@@ -36,7 +37,7 @@ from broadcast_domain.errors import InvalidTransition
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-__all__ = ["Recipient", "ReportOutcome", "recipient_id"]
+__all__ = ["Recipient", "ReportOutcome", "recipient_id", "schedule"]
 
 _RECIPIENT_NS = uuid5(NAMESPACE_URL, "urn:broadcast-domain:recipient")
 
@@ -46,6 +47,31 @@ ReportOutcome = Literal["applied", "duplicate", "late", "unmatched", "ignored"]
 def recipient_id(broadcast_id: UUID, address: str) -> UUID:
     """The recipient aggregate's id: stable for a broadcast and a normalised address."""
     return uuid5(_RECIPIENT_NS, f"{broadcast_id.hex}:{normalise_address(address)}")
+
+
+def schedule(
+    broadcast_id: UUID, account_id: str, contacts: Iterable[Contact], now: datetime
+) -> list[Scheduled]:
+    """The Scheduled event that starts each recipient of a new broadcast, in position order.
+
+    ``contacts`` are already folded by normalised address (one recipient each).
+    """
+    return [
+        Scheduled(
+            originator_id=recipient_id(broadcast_id, c.address),
+            originator_version=1,
+            timestamp=now,
+            broadcast_id=broadcast_id,
+            account_id=account_id,
+            address=c.address,
+            last_name=c.last_name,
+            first_name=c.first_name,
+            company=c.company,
+            contact_id=c.contact_id,
+            position=i,
+        )
+        for i, c in enumerate(contacts)
+    ]
 
 
 def derive_report_id(report: BounceReport) -> str:

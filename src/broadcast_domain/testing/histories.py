@@ -34,12 +34,11 @@ from broadcast_domain.domain.events import (
     BroadcastScheduled,
     DomainEvent,
     RecipientEvent,
-    Scheduled,
     SendsReserved,
 )
 from broadcast_domain.domain.messages import make_message_id
 from broadcast_domain.domain.policies import DeliveryPolicy
-from broadcast_domain.domain.recipient import Recipient, derive_report_id, recipient_id
+from broadcast_domain.domain.recipient import Recipient, derive_report_id, recipient_id, schedule
 from broadcast_domain.domain.values import (
     BounceReport,
     BroadcastStatus,
@@ -176,22 +175,7 @@ class HistoryBuilder:
             raise InvalidInput("a broadcast needs at least one recipient", field="contacts")
         self._serial += 1
         bid = broadcast_id or uuid5(_BROADCAST_NS, f"{self.start.isoformat()}:{self._serial}")
-        events: list[DomainEvent] = [
-            Scheduled(
-                originator_id=recipient_id(bid, c.address),
-                originator_version=1,
-                timestamp=self.now,
-                broadcast_id=bid,
-                account_id=account_id,
-                address=c.address,
-                last_name=c.last_name,
-                first_name=c.first_name,
-                company=c.company,
-                contact_id=c.contact_id,
-                position=i,
-            )
-            for i, c in enumerate(folded.values())
-        ]
+        events: list[DomainEvent] = [*schedule(bid, account_id, folded.values(), self.now)]
         events.append(
             BroadcastScheduled(
                 originator_id=bid,
