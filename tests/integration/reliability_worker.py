@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -156,7 +156,7 @@ def listing(url: str) -> None:
 
 def main(argv: list[str]) -> None:
     role, args = argv[0], argv[1:]
-    jobs = {
+    jobs: dict[str, Callable[..., None]] = {
         "smtp-dispatch": smtp_dispatch,
         "fake-dispatch": fake_dispatch,
         "bounce": bounce,

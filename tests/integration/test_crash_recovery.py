@@ -81,7 +81,12 @@ def test_dispatcher_killed_mid_broadcast_loses_nothing_and_resends_only_in_fligh
         sink.stall(stalled, 300, at="DATA")
         log = tmp_path / "worker.log"
         child = start_worker(
-            "smtp-dispatch", url, str(sink.port), "0", str(LEASE.total_seconds()), str(BATCH),
+            "smtp-dispatch",
+            url,
+            str(sink.port),
+            "0",
+            str(LEASE.total_seconds()),
+            str(BATCH),
             log=log,
         )
         # The stalled message is on the wire once its RCPT was answered and the
