@@ -242,3 +242,16 @@ def test_only_errors_can_be_acknowledged_once(report: BounceReport) -> None:
     first = state.acknowledge(by="u", now=T0)
     assert len(first) == 1
     assert run(state, first).acknowledge(by="u", now=T0) == []
+
+
+@given(st.uuids(), st.integers(min_value=0), st.sampled_from("abcdefghijklmnopqrstuvwxyz234567"))
+def test_a_changed_verp_token_never_verifies(rid, where: int, char: str) -> None:  # type: ignore[no-untyped-def]
+    """Any single-character change of a genuine token is refused."""
+    from broadcast_domain.domain.verp import Verp
+
+    verp = Verp("bounces@mail.example.com", b"k" * 32)
+    token = verp.token(rid)
+    assert verp.verify(token) == rid
+    i = where % len(token)
+    assume(token[i] != char)
+    assert verp.verify(token[:i] + char + token[i + 1 :]) is None

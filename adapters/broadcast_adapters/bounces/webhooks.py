@@ -1,4 +1,4 @@
-"""Provider bounce webhooks normalised into ``BounceReport``s, with their signatures verified.
+"""Provider bounce webhooks normalised into ``BounceReport`` values, signatures verified.
 
 Lives here: one normaliser per provider (``SesWebhook`` for Amazon SES through
 SNS, ``SendGridWebhook``, ``MailgunWebhook``, ``PostmarkWebhook``), the ports

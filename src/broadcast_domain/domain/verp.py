@@ -68,7 +68,12 @@ class Verp:
         payload, mac = raw[:16], raw[16:]
         if not hmac.compare_digest(mac, self._mac(payload)):
             return None
-        return UUID(bytes=payload)
+        # Base32's last character carries unused bits: accept only the canonical
+        # spelling, so a changed character never verifies.
+        recipient = UUID(bytes=payload)
+        if self.token(recipient) != text.lower():
+            return None
+        return recipient
 
     def token_from_address(self, address: str) -> str | None:
         """Extract the token from ``local+TOKEN@domain`` when local and domain are ours."""
