@@ -1,7 +1,9 @@
 """A worker run in a child process by the reliability tests (not a test module).
 
 ``python reliability_worker.py ROLE STORE_URL [ARGS...]`` opens a service on
-the store with a clock fixed at ``T0 + offset`` and does one job:
+the store with a clock fixed at ``T0`` (plus an offset for smtp-dispatch) and
+does one job (the concurrency test also runs the jobs in threads on one
+service):
 
 - ``smtp-dispatch URL PORT OFFSET_S LEASE_S BATCH``: dispatch everything due
   through SmtpTransport to 127.0.0.1:PORT, BATCH messages per call, until
@@ -78,17 +80,14 @@ def smtp_dispatch(url: str, port: str, offset: str, lease: str, batch: str) -> N
     svc.close()
 
 
-def fake_dispatch(url: str, out: str) -> None:
-    svc = open_service(url, FakeClock(T0))
+def fake_dispatch(svc: BroadcastService, out: str) -> None:
     transport = RecordingTransport(Path(out))
     while svc.dispatch_due(transport, max_messages=50).sent:
         pass
     transport.close()
-    svc.close()
 
 
-def bounce(url: str) -> None:
-    svc = open_service(url, FakeClock(T0))
+def bounce(svc: BroadcastService) -> None:
     bid = _only_broadcast(svc)
     reported: set[str] = set()
     while True:
@@ -104,8 +103,7 @@ def bounce(url: str) -> None:
             pages = page.pages
             page_no += 1
             for item in page.items:
-                number = int(item.address[4:9])
-                if number % 5 or item.address in reported:
+                if int(item.address[4:9]) % 5 or item.address in reported:
                     continue
                 token = svc._verp.token(recipient_id(bid, item.address))  # type: ignore[arg-type]
                 outcome = svc.record_bounce(
@@ -123,11 +121,9 @@ def bounce(url: str) -> None:
         if done:
             break
         time.sleep(0.01)
-    svc.close()
 
 
-def acknowledge(url: str) -> None:
-    svc = open_service(url, FakeClock(T0))
+def acknowledge(svc: BroadcastService) -> None:
     bid = _only_broadcast(svc)
     while True:
         done = _sent(svc, bid)
@@ -136,11 +132,9 @@ def acknowledge(url: str) -> None:
         if done:
             break
         time.sleep(0.01)
-    svc.close()
 
 
-def listing(url: str) -> None:
-    svc = open_service(url, FakeClock(T0))
+def listing(svc: BroadcastService) -> None:
     bid = _only_broadcast(svc)
     while True:
         done = _sent(svc, bid)
@@ -151,19 +145,27 @@ def listing(url: str) -> None:
         svc.recipients(bid, keyword="山田", status=DeliveryStatus.ERROR)  # type: ignore[arg-type]
         if done:
             break
-    svc.close()
+        time.sleep(0.01)
+
+
+ROLES: dict[str, Callable[..., None]] = {
+    "fake-dispatch": fake_dispatch,
+    "bounce": bounce,
+    "acknowledge": acknowledge,
+    "list": listing,
+}
 
 
 def main(argv: list[str]) -> None:
-    role, args = argv[0], argv[1:]
-    jobs: dict[str, Callable[..., None]] = {
-        "smtp-dispatch": smtp_dispatch,
-        "fake-dispatch": fake_dispatch,
-        "bounce": bounce,
-        "acknowledge": acknowledge,
-        "list": listing,
-    }
-    jobs[role](*args)
+    role, url, args = argv[0], argv[1], argv[2:]
+    if role == "smtp-dispatch":
+        smtp_dispatch(url, *args)
+        return
+    svc = open_service(url, FakeClock(T0))
+    try:
+        ROLES[role](svc, *args)
+    finally:
+        svc.close()
 
 
 if __name__ == "__main__":
