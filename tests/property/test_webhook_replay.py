@@ -146,7 +146,7 @@ def test_signed_requests_are_accepted_only_within_the_tolerance(provider: str, o
     if abs(offset) <= tolerance:
         assert len(normalise_at(provider, offset, NOW)) == 1
     else:
-        with pytest.raises(InvalidSignature, match="stale or replayed|in the future"):
+        with pytest.raises(InvalidSignature, match=r"stale or replayed|in the future"):
             normalise_at(provider, offset, NOW)
 
 
