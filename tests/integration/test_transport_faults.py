@@ -9,7 +9,7 @@ become ERROR when the attempts are used up.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -26,6 +26,7 @@ from broadcast_domain import (
     DeliveryStatus,
 )
 from broadcast_domain.domain.events import Sent
+from broadcast_domain.ports import OutgoingMessage, TransportReply
 from broadcast_domain.testing.clock import FakeClock
 from broadcast_domain.testing.smtp_server import SmtpSink
 
@@ -173,3 +174,48 @@ def test_refused_starttls_sends_nothing_in_plain_text_and_ends_in_errors(
         assert "STARTTLS refused" in detail
     assert svc.summary(bid).status is BroadcastStatus.SENT
     assert_spec_invariants(svc, bid, addresses)
+
+
+class LostReplyTransport:
+    """SMTP to the sink, but the reply to the end of DATA is lost for some addresses
+    (the server took the message; the connection broke before its 250 arrived)."""
+
+    def __init__(self, inner: SmtpTransport, lose: set[str]) -> None:
+        self.inner = inner
+        self.lose = lose
+
+    def send(self, messages: Sequence[OutgoingMessage]) -> list[TransportReply]:
+        replies = self.inner.send(messages)
+        by_key = {m.key: m.recipient for m in messages}
+        return [
+            TransportReply(r.key, 0, "connection dropped during DATA: reply lost")
+            if by_key[r.key] in self.lose
+            else r
+            for r in replies
+        ]
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_retry_after_a_lost_reply_carries_the_same_message_id(
+    open_service: Any, clock: FakeClock
+) -> None:
+    """When the server took a message but its reply was lost, the retry is the same message
+    (same Message-ID), so the two copies are recognisably one message."""
+    svc = open_service(policy=POLICY)
+    bid = broadcast(svc, clock, GOOD[:2])
+    with SmtpSink() as sink, SmtpTransport("127.0.0.1", sink.port) as smtp:
+        transport = LostReplyTransport(smtp, {GOOD[0]})
+        svc.dispatch_due(transport)
+        assert details(svc, bid)[GOOD[0]][0] is DeliveryStatus.SENDING
+        transport.lose.clear()
+        clock.advance(POLICY.retry_delay(1))
+        svc.dispatch_due(transport)
+        copies = sink.received_for(GOOD[0])
+    assert len(copies) == 2
+    assert copies[0].message_id == copies[1].message_id
+    sent = [e.message_id for e in svc.history(bid, GOOD[0]) if isinstance(e, Sent)]
+    assert sent == [copies[0].message_id] * 2
+    assert details(svc, bid)[GOOD[0]][0] is DeliveryStatus.SUCCEEDED
+    assert_spec_invariants(svc, bid, GOOD[:2])
