@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from broadcast_adapters.csv_io import CsvCodec
 from broadcast_adapters.storage.sqlite import SqliteViewStore
 
 __all__ = ["Components", "components"]
@@ -24,6 +25,10 @@ class Components:
         if store.kind == "memory":
             return SqliteViewStore(":memory:")
         raise NotImplementedError(f"no view store for {store.kind!r} stores in this version")
+
+    def csv_codec(self) -> CsvCodec:
+        """The recipient CSV reader and result CSV writer."""
+        return CsvCodec()
 
 
 def components() -> Components:

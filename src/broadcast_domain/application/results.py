@@ -10,13 +10,17 @@ from uuid import UUID
 
 import attrs
 
-from broadcast_domain.domain.values import BounceReport, BroadcastStatus, DeliveryStatus
+from broadcast_domain.domain.values import BounceReport, BroadcastStatus, Contact, DeliveryStatus
 
 __all__ = [
     "BounceOutcome",
     "BroadcastItem",
     "DispatchReport",
     "ErrorPage",
+    "ExportRecord",
+    "HistoryEntry",
+    "ImportProblem",
+    "ImportedRecipients",
     "MonthlyUsage",
     "Page",
     "RecipientItem",
@@ -133,3 +137,64 @@ class DispatchReport:
     retried: int = 0
     paused: tuple[UUID, ...] = ()
     completed: tuple[UUID, ...] = ()
+
+
+@attrs.frozen
+class ImportProblem:
+    """A bad row of an imported recipient file: its line (the header is line 1) and why."""
+
+    line: int
+    reason: str
+
+
+@attrs.frozen
+class ImportedRecipients:
+    """What ``parse_recipient_csv`` found: the good contacts and every problem.
+
+    ``problems`` holds one entry per row left out (bad rows and duplicates), in
+    file order; ``duplicates`` counts the rows left out because their address
+    was already on an earlier line; ``ignored_columns`` names header cells that
+    matched no known field.
+    """
+
+    contacts: tuple[Contact, ...]
+    problems: tuple[ImportProblem, ...]
+    duplicates: int = 0
+    ignored_columns: tuple[str, ...] = ()
+
+    @property
+    def rows(self) -> int:
+        """Data rows read (blank lines excluded): kept contacts plus rows left out."""
+        return len(self.contacts) + len(self.problems)
+
+
+@attrs.frozen
+class HistoryEntry:
+    """One event of a recipient's delivery, described for people.
+
+    ``status`` is the recipient's delivery status after the event; ``detail`` is
+    the cause as recorded (the server's reply, the report's diagnostic); ``actor``
+    is who acted (who acknowledged), when a person did.
+    """
+
+    at: datetime
+    event: str
+    status: DeliveryStatus
+    description: str
+    detail: str = ""
+    actor: str | None = None
+
+
+@attrs.frozen
+class ExportRecord:
+    """One download of a broadcast's results (``kind="results"``) or errors (``"errors"``).
+
+    ``as_of`` is the projection position the export read from; ``rows`` the data
+    rows written.
+    """
+
+    at: datetime
+    exported_by: str
+    kind: str
+    as_of: int
+    rows: int

@@ -14,12 +14,13 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import entry_points
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 
+from broadcast_domain.application import results_io
 from broadcast_domain.application.eventlog import (
     EventLog,
     StoreUrl,
@@ -32,6 +33,9 @@ from broadcast_domain.application.results import (
     BroadcastItem,
     DispatchReport,
     ErrorPage,
+    ExportRecord,
+    HistoryEntry,
+    ImportedRecipients,
     MonthlyUsage,
     Page,
     RecipientItem,
@@ -77,6 +81,7 @@ from broadcast_domain.errors import (
 )
 from broadcast_domain.ports import (
     AddressBook,
+    CsvCodec,
     MailTransport,
     OutgoingMessage,
     TransportReply,
@@ -144,6 +149,7 @@ class BroadcastService:
         policy: DeliveryPolicy | None = None,
         components: Any = None,
         address_book: AddressBook | None = None,
+        csv_codec: CsvCodec | None = None,
     ) -> None:
         self._log = log
         self._views = views
@@ -152,6 +158,7 @@ class BroadcastService:
         self.policy = policy or DeliveryPolicy()
         self._components = components
         self.address_book = address_book
+        self._csv_codec = csv_codec
         self._catch_up_lock = threading.Lock()
         self._sleep: Callable[[float], None] = time.sleep
 
@@ -169,6 +176,7 @@ class BroadcastService:
         policy: DeliveryPolicy | None = None,
         view_store: ViewStore | None = None,
         address_book: AddressBook | None = None,
+        csv_codec: CsvCodec | None = None,
     ) -> BroadcastService:
         """Open (creating on first use) the store at ``url`` and return the facade.
 
@@ -195,6 +203,7 @@ class BroadcastService:
             policy=pol,
             components=components,
             address_book=address_book,
+            csv_codec=csv_codec,
         )
 
     @staticmethod
@@ -481,8 +490,14 @@ class BroadcastService:
         """A broadcast's state (subject, source, status ...)."""
         return self._viewed_broadcast(broadcast_id)
 
-    def summary(self, broadcast_id: UUID) -> Summary:
-        """The status bar: counts, unacknowledged errors and, while sending, the estimate."""
+    def summary(self, broadcast_id: UUID, as_of: datetime | None = None) -> Summary:
+        """The status bar: counts, unacknowledged errors and, while sending, the estimate.
+
+        With ``as_of`` (aware), the status bar as it stood at that moment, replayed
+        from the event log (cost: the stretch of the log the broadcast spans).
+        """
+        if as_of is not None:
+            return results_io.summary_as_of(self, broadcast_id, as_of)
         b = self._viewed_broadcast(broadcast_id)
         c = self._views.counts(b.id)
         eta = (
@@ -577,7 +592,7 @@ class BroadcastService:
             first_name=r.first_name,
             company=r.company,
             status=r.status,
-            detail_message=r.error_detail or "",
+            detail_message=r.detail_message,
             acknowledged_at=r.acknowledged_at,
             status_updated_at=r.status_updated_at,
             contact_id=r.contact_id,
@@ -614,6 +629,80 @@ class BroadcastService:
             self._load_broadcast(bid)
             raise UnknownRecipient(f"broadcast {bid} has no recipient {address!r}")
         return events
+
+    def recipient_history(self, broadcast_id: UUID, address: str) -> list[HistoryEntry]:
+        """The recipient's events, oldest first, each with a description and its cause."""
+        return results_io.recipient_history(self, broadcast_id, address)
+
+    # --- CSV in and out ------------------------------------------------------------------
+
+    def _csv(self) -> CsvCodec:
+        if self._csv_codec is None:
+            factory = getattr(self._components, "csv_codec", None)
+            if factory is None:
+                raise BroadcastError(
+                    "reading and writing CSV needs the broadcast_adapters package, which ships "
+                    "in the broadcast-domain distribution; reinstall it or pass csv_codec= to "
+                    "BroadcastService.open"
+                )
+            self._csv_codec = factory()
+        return self._csv_codec
+
+    def parse_recipient_csv(
+        self,
+        data: bytes,
+        *,
+        max_rows: int = results_io.DEFAULT_MAX_ROWS,
+        max_bytes: int = results_io.DEFAULT_MAX_BYTES,
+    ) -> ImportedRecipients:
+        """Read a recipient CSV (UTF-8 or CP932): ``.contacts`` and ``.problems`` (line, reason).
+
+        Raises CsvImportError, importing nothing, when the file as a whole is unusable.
+        """
+        return results_io.parse_recipient_csv(
+            self._csv(), data, max_rows=max_rows, max_bytes=max_bytes
+        )
+
+    def export_results_csv(
+        self,
+        broadcast_id: UUID,
+        out: BinaryIO,
+        *,
+        actor: Any,
+        encoding: str = "utf-8-sig",
+        headers: str = "ja",
+    ) -> int:
+        """Stream the result CSV (one row per recipient) to ``out``; return the rows written.
+
+        Needs address-book ADMIN+ (address-book source) or inbox OPERATOR+ (CSV
+        source), checked before anything is written. Records ResultsExported.
+        """
+        return results_io.export_results_csv(
+            self, broadcast_id, out, actor=actor, encoding=encoding, headers=headers
+        )
+
+    def export_unacknowledged_errors_csv(
+        self,
+        broadcast_id: UUID,
+        out: BinaryIO,
+        *,
+        actor: Any,
+        encoding: str = "utf-8-sig",
+        headers: str = "ja",
+        as_of: int | None = None,
+    ) -> int:
+        """Stream the unacknowledged errors recorded up to ``as_of`` (default: now) as CSV."""
+        return results_io.export_unacknowledged_errors_csv(
+            self, broadcast_id, out, actor=actor, encoding=encoding, headers=headers, as_of=as_of
+        )
+
+    def results_file_name(self, broadcast_id: UUID, kind: str = "results") -> str:
+        """The download name of the result (or ``kind="errors"``) CSV; safe, never empty."""
+        return results_io.results_file_name(self, broadcast_id, kind)
+
+    def export_history(self, broadcast_id: UUID) -> list[ExportRecord]:
+        """Who exported the results or errors of the broadcast, when, as of which position."""
+        return results_io.export_history(self, broadcast_id)
 
     # --- reports -------------------------------------------------------------------------
 

@@ -99,6 +99,7 @@ class Recipient:
     error_source: str | None = None
     error_status: str | None = None
     error_detail: str | None = None
+    last_reply: str | None = None
     error_permanent: bool | None = None
     error_rank: tuple[bool, str, str] | None = None
     acknowledged_at: datetime | None = None
@@ -154,6 +155,7 @@ class Recipient:
             lease_until=None,
             retry_at=None,
             succeeded_at=e.timestamp,
+            last_reply=f"{e.reply_code} {e.reply_text}".strip(),
             first_outcome_at=self.first_outcome_at or e.timestamp,
             status_updated_at=e.timestamp,
         )
@@ -164,7 +166,7 @@ class Recipient:
             version=e.originator_version,
             lease_until=None,
             retry_at=e.retry_at,
-            error_detail=f"{e.reply_code} {e.reply_text}".strip(),
+            last_reply=f"{e.reply_code} {e.reply_text}".strip() if e.reply_code else e.reply_text,
             status_updated_at=e.timestamp,
         )
 
@@ -206,6 +208,13 @@ class Recipient:
         )
 
     # --- queries -------------------------------------------------------------------------
+
+    @property
+    def detail_message(self) -> str:
+        """What the user sees as 詳細メッセージ: the error's diagnostic, else the last reply."""
+        if self.status is DeliveryStatus.ERROR:
+            return self.error_detail or ""
+        return self.last_reply or ""
 
     @property
     def unacknowledged_error(self) -> bool:

@@ -55,6 +55,11 @@ class Counts:
     unacknowledged: int = 0
     first_attempt_at: datetime | None = None
     last_outcome_at: datetime | None = None
+    # The span of log positions holding this broadcast's recipient events, so a
+    # replay of one broadcast (a past status bar) reads only that stretch of the log.
+    # 0 in rows written before these fields existed: replay from the start then.
+    first_position: int = 0
+    last_position: int = 0
 
     @property
     def delivered(self) -> int:
@@ -130,6 +135,9 @@ def _project_recipient(views: Views, event: RecipientEvent, position: int) -> No
     bid = after.broadcast_id
     counts = views.counts_for(bid)
     views.dirty_counts.add(bid)
+    if counts.first_position == 0:
+        counts.first_position = position
+    counts.last_position = max(counts.last_position, position)
     if before is None:
         counts.bump(after.status, +1)
     elif before.status is not after.status:
