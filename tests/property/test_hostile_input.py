@@ -12,7 +12,7 @@ import base64
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 import hypothesis.strategies as st
@@ -28,10 +28,12 @@ from broadcast_domain import (
     BroadcastError,
     BroadcastService,
     Contact,
+    CsvSource,
     DeliveryStatus,
     InboxRole,
     InvalidInput,
 )
+from broadcast_domain.application.results_io import content_disposition
 from broadcast_domain.application.validation import fold_contacts
 from broadcast_domain.domain.events import Sent
 from broadcast_domain.domain.messages import build_message
@@ -384,3 +386,88 @@ def test_the_message_builder_refuses_cr_or_lf_in_any_header_value(field: str, va
             date=T0,
             extra_headers={"List-Unsubscribe": value} if field == "header" else None,
         )
+
+
+# --------------------------------------------------------------------------- through the facade
+
+UNSAFE_NAME_PARTS = st.sampled_from(
+    [
+        "../",
+        "..\\",
+        "/etc/passwd",
+        "C:\\Users\\x\\",
+        "\r\n",
+        "\n",
+        "\r",
+        "\x00",
+        "\x1b[2J",
+        '"',
+        "\u202e",
+        "..",
+        ".",
+        " ",
+        "名簿",
+        "members.csv",
+        ".csv",
+        "%2e%2e%2f",
+    ]
+)
+
+
+@st.composite
+def hostile_file_names(draw: st.DrawFn) -> str:
+    parts = draw(st.lists(UNSAFE_NAME_PARTS | st.text(max_size=8), min_size=1, max_size=6))
+    return "".join(parts)
+
+
+@FUZZ
+@given(data=st.one_of(st.binary(max_size=1500), csv_files(), mutated_csv()))
+def test_parse_recipient_csv_gives_contacts_or_a_broadcast_error_and_records_nothing(
+    memory_service: BroadcastService, data: bytes
+) -> None:
+    """The facade's CSV import returns contacts fit to send to or raises a BroadcastError;
+    either way the event log does not move."""
+    svc = memory_service
+    before = svc._log.max_position()
+    try:
+        imported = svc.parse_recipient_csv(data)
+    except BroadcastError as e:
+        refused: BroadcastError | None = e
+    else:
+        refused = None
+        fold_contacts(imported.contacts)
+    assert refused is None or str(refused)
+    assert svc._log.max_position() == before
+
+
+@FUZZ
+@given(name=hostile_file_names())
+def test_hostile_csv_file_names_never_reach_a_path_or_a_header(
+    memory_service: BroadcastService, name: str
+) -> None:
+    """Whatever the imported file was called, the result file name has no directory part,
+    line break, control character or quote, and the download header has no line break."""
+    svc = memory_service
+    try:
+        bid = svc.create_broadcast(
+            account_id="acme",
+            inbox_id="support",
+            sender="news@example.com",
+            subject="s",
+            text_body="b",
+            source=CsvSource(name),
+            recipients=[Contact("a@example.com")],
+            scheduled_at=T0,
+            actor=OPERATOR,
+        )
+    except InvalidInput:
+        assume(False)
+    for kind in ("results", "errors"):
+        file_name = svc.results_file_name(bid, kind)
+        assert file_name.endswith(f"_{kind}.csv")
+        assert Path(file_name).name == file_name and PureWindowsPath(file_name).name == file_name
+        assert not any(ch in file_name for ch in '/\\"')
+        assert all(ch.isprintable() for ch in file_name)
+        assert not file_name.startswith(".")
+        header = content_disposition(file_name)
+        assert "\r" not in header and "\n" not in header
