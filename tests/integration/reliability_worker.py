@@ -14,12 +14,13 @@ service):
 - ``bounce URL``: report a failure for every fifth succeeded recipient, until
   the broadcast is sent and all of them are reported;
 - ``acknowledge URL``: acknowledge every error, until the broadcast is sent;
-- ``list URL``: page through the recipient list and the error list, until
-  the broadcast is sent.
+- ``list URL``: page through the recipient list and the error list and export
+  the result CSV, until the broadcast is sent.
 """
 
 from __future__ import annotations
 
+import io
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -143,6 +144,9 @@ def listing(svc: BroadcastService) -> None:
             svc.recipients(bid, page=n, per_page=1000)  # type: ignore[arg-type]
         svc.unacknowledged_errors(bid)  # type: ignore[arg-type]
         svc.recipients(bid, keyword="山田", status=DeliveryStatus.ERROR)  # type: ignore[arg-type]
+        out = io.BytesIO()
+        rows = svc.export_results_csv(bid, out, actor=OPERATOR)  # type: ignore[arg-type]
+        assert rows == page.total
         if done:
             break
         time.sleep(0.01)

@@ -1,6 +1,7 @@
-"""Concurrency: dispatch, bounce reports, acknowledgement and listing at once on one broadcast.
+"""Concurrency: dispatch, bounce reports, acknowledgement, listing and export at once.
 
-Four kinds of worker run together on one 2,000-recipient broadcast: as
+Four kinds of worker run together on one 2,000-recipient broadcast (the
+lister also exports the result CSV): as
 threads on one service, and as separate processes on one SQLite file (with
 two dispatchers, so that they compete for the same recipients). 2,000 rather
 than 10,000 keeps the test under half a minute on two cores; the races are
@@ -62,7 +63,7 @@ def check_end_state(url: str, out_files: list[Path]) -> None:
 
 
 def test_four_workers_as_threads_on_one_service_keep_the_invariants(tmp_path: Path) -> None:
-    """Dispatch, bounces, acknowledgement and listing in threads on one service on SQLite."""
+    """Dispatch, bounces, acknowledgement, listing and export in threads on one SQLite service."""
     url = f"sqlite:///{tmp_path / 'threads.db'}"
     svc = open_service(url, FakeClock(T0))
     create(svc, RECIPIENTS)
