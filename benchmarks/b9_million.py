@@ -94,6 +94,8 @@ def run(quick: bool) -> dict[str, Any]:
             gc.collect()
             phases[name] = round(time.perf_counter() - began, 2)
             rss[name] = round(peak_rss_mb(), 1)
+            # A full run takes long on a busy machine: show each phase as it ends.
+            print(f"B9 {name}: {phases[name]} s, peak RSS {rss[name]} MB", file=sys.stderr)
 
         began = time.perf_counter()
         bid = svc.create_broadcast(
