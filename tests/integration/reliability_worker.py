@@ -8,6 +8,8 @@ service):
 - ``smtp-dispatch URL PORT OFFSET_S LEASE_S BATCH``: dispatch everything due
   through SmtpTransport to 127.0.0.1:PORT, BATCH messages per call, until
   nothing is left (the crash test kills it midway);
+- ``create URL COUNT``: create one broadcast of COUNT recipients (the crash
+  test kills it midway);
 - ``fake-dispatch URL OUT_FILE``: dispatch through an in-process transport
   that accepts every address except those ending in 3 (refused with 550),
   writing each handed-over ``address message_id`` line to OUT_FILE;
@@ -27,7 +29,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
-from reliability_support import OPERATOR, T0, open_service
+from reliability_support import OPERATOR, T0, create, open_service
 
 from broadcast_domain import (
     BounceReport,
@@ -152,7 +154,12 @@ def listing(svc: BroadcastService) -> None:
         time.sleep(0.01)
 
 
+def create_big(svc: BroadcastService, count: str) -> None:
+    create(svc, int(count))
+
+
 ROLES: dict[str, Callable[..., None]] = {
+    "create": create_big,
     "fake-dispatch": fake_dispatch,
     "bounce": bounce,
     "acknowledge": acknowledge,

@@ -140,3 +140,29 @@ def test_dispatcher_killed_mid_broadcast_loses_nothing_and_resends_only_in_fligh
         assert all(len(set(by_address[a])) == 1 for a in twice), "a resend changed Message-ID"
         assert all(len(ids) <= 2 for ids in by_address.values())
         svc.close()
+
+
+def test_a_broadcast_killed_while_being_created_is_neither_visible_nor_sendable(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL after some recipients were written leaves no broadcast to list or send,
+    and the projections still equal a replay of the log."""
+    url = f"sqlite:///{tmp_path / 'create.db'}"
+    svc = open_service(url, FakeClock(T0))
+    log = tmp_path / "create.log"
+    child = start_worker("create", url, "30000", log=log)
+    # The recipients go in chunks of 10,000 before the broadcast's own event.
+    wait_until(lambda: svc._log.max_position() >= 10_000, child, log)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    assert svc._log.max_position() < 30_001, "the child finished before it was killed"
+    assert svc.list_broadcasts("support").total == 0
+    with SmtpSink() as sink, SmtpTransport("127.0.0.1", sink.port) as transport:
+        assert svc.dispatch_due(transport).sent == 0
+        assert sink.messages == []
+    assert svc.verify_projections() == []
+    bid = create(svc, 3)
+    assert svc.list_broadcasts("support").total == 1
+    assert svc.summary(bid).recipients == 3
+    svc.close()

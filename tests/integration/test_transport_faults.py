@@ -219,3 +219,44 @@ def test_a_retry_after_a_lost_reply_carries_the_same_message_id(
     assert sent == [copies[0].message_id] * 2
     assert details(svc, bid)[GOOD[0]][0] is DeliveryStatus.SUCCEEDED
     assert_spec_invariants(svc, bid, GOOD[:2])
+
+
+class ExplodingTransport:
+    """A host transport with a bug: its first send raises; later sends go to the sink."""
+
+    def __init__(self, inner: SmtpTransport) -> None:
+        self.inner = inner
+        self.exploded = False
+
+    def send(self, messages: Sequence[OutgoingMessage]) -> list[TransportReply]:
+        if not self.exploded:
+            self.exploded = True
+            raise RuntimeError("transport bug")
+        return self.inner.send(messages)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_transport_that_raises_leaves_its_batch_claimed_until_the_lease_then_resends(
+    open_service: Any, clock: FakeClock
+) -> None:
+    """The host transport's exception reaches the caller; the claimed recipients stay SENDING,
+    are left alone within the lease and sent once, with their Message-IDs, after it."""
+    svc = open_service(policy=POLICY)
+    bid = broadcast(svc, clock, GOOD)
+    with SmtpSink() as sink, SmtpTransport("127.0.0.1", sink.port) as smtp:
+        transport = ExplodingTransport(smtp)
+        with pytest.raises(RuntimeError, match="transport bug"):
+            svc.dispatch_due(transport)
+        assert svc.summary(bid).sending == len(GOOD)
+        claimed = {
+            a: [e.message_id for e in svc.history(bid, a) if isinstance(e, Sent)] for a in GOOD
+        }
+        assert svc.dispatch_due(transport).sent == 0
+        clock.advance(POLICY.lease)
+        assert svc.dispatch_due(transport).succeeded == len(GOOD)
+        for a in GOOD:
+            (copy,) = sink.received_for(a)
+            assert [copy.message_id] == claimed[a]
+    assert_spec_invariants(svc, bid, GOOD)
