@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from broadcast_adapters.bounces.parser import BounceMessageParser
 from broadcast_adapters.csv_io import CsvCodec
 from broadcast_adapters.storage.sqlite import SqliteViewStore
 
@@ -29,6 +30,10 @@ class Components:
     def csv_codec(self) -> CsvCodec:
         """The recipient CSV reader and result CSV writer."""
         return CsvCodec()
+
+    def bounce_parser(self) -> BounceMessageParser:
+        """The parser that reads raw bounce, DSN, ARF and auto-reply messages."""
+        return BounceMessageParser()
 
 
 def components() -> Components:

@@ -20,6 +20,7 @@ from cattrs.preconf.orjson import configure_converter as configure_orjson
 from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
 
 from broadcast_domain.domain import events as ev
+from broadcast_domain.domain import unmatched as um
 from broadcast_domain.errors import BroadcastError
 
 __all__ = [
@@ -49,6 +50,8 @@ EVENT_TYPES: dict[str, type[ev.DomainEvent]] = {
     "broadcast.ResultsExported": ev.ResultsExported,
     "account.Configured": ev.AccountConfigured,
     "allowance.SendsReserved": ev.SendsReserved,
+    "unmatched.Kept": um.BounceUnmatched,
+    "unmatched.Resolved": um.UnmatchedResolved,
 }
 """Stable topics: stored events name these, not Python module paths, so modules can move."""
 

@@ -18,6 +18,7 @@ from broadcast_domain.domain.account import Account
 from broadcast_domain.domain.broadcast import Broadcast
 from broadcast_domain.domain.events import DomainEvent
 from broadcast_domain.domain.recipient import Recipient
+from broadcast_domain.domain.unmatched import UnmatchedMessage
 from broadcast_domain.domain.values import BroadcastStatus, Contact, DeliveryStatus
 from broadcast_domain.projections.views import Counts, Views
 
@@ -290,6 +291,10 @@ class ViewStore(Protocol):
 
     def monthly_count(self, account_id: str, year: int, month: int) -> int:
         """Recipients whose first outcome fell in that month (account's time zone)."""
+        ...
+
+    def unmatched_page(self, offset: int, limit: int) -> tuple[list[UnmatchedMessage], int]:
+        """Kept, unresolved report messages, oldest received first (``unmatched_order``), and total."""
         ...
 
     def close(self) -> None:

@@ -28,6 +28,7 @@ from broadcast_domain.domain.events import (
     Scheduled,
 )
 from broadcast_domain.domain.recipient import Recipient
+from broadcast_domain.domain.unmatched import UnmatchedMessage
 from broadcast_domain.domain.values import BroadcastStatus, DeliveryStatus
 from broadcast_domain.projections.views import Counts, Views, project, recipient_search_text
 
@@ -77,6 +78,12 @@ CREATE TABLE IF NOT EXISTS bd_monthly (
     PRIMARY KEY (account_id, year, month)
 );
 CREATE TABLE IF NOT EXISTS bd_message_ids (message_id TEXT PRIMARY KEY, recipient_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS bd_unmatched (
+    id TEXT PRIMARY KEY,
+    received_at TEXT NOT NULL,
+    state BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS bd_unmatched_by_received ON bd_unmatched (received_at, id);
 """
 
 _TABLES = (
@@ -86,6 +93,7 @@ _TABLES = (
     "bd_accounts",
     "bd_monthly",
     "bd_message_ids",
+    "bd_unmatched",
 )
 
 _IN_CHUNK = 500
@@ -235,6 +243,17 @@ class SqliteViewStore:
             "INSERT OR REPLACE INTO bd_message_ids VALUES (?,?)",
             [(mid, rid.hex) for mid, rid in views.message_ids.items()],
         )
+        self._write_unmatched(views)
+
+    def _write_unmatched(self, views: Views) -> None:
+        # A resolved message is no longer in the fold's working set: its row goes.
+        kept = [views.unmatched[u] for u in views.dirty_unmatched if u in views.unmatched]
+        gone = [(u.hex,) for u in views.dirty_unmatched if u not in views.unmatched]
+        self._conn.executemany(
+            "INSERT OR REPLACE INTO bd_unmatched VALUES (?,?,?)",
+            [(m.id.hex, ts(m.received_at), encode_state(m)) for m in kept],
+        )
+        self._conn.executemany("DELETE FROM bd_unmatched WHERE id = ?", gone)
 
     def apply(self, batch: Sequence[tuple[int, DomainEvent]], *, expected_position: int) -> bool:
         if not batch:
@@ -298,6 +317,9 @@ class SqliteViewStore:
                     views.monthly[(a, y, m)] = n
                 for mid, rid in c.execute("SELECT message_id, recipient_id FROM bd_message_ids"):
                     views.message_ids[mid] = UUID(rid)
+                for (state,) in c.execute("SELECT state FROM bd_unmatched"):
+                    m = decode_state(state, UnmatchedMessage)
+                    views.unmatched[m.id] = m
             finally:
                 c.execute("COMMIT")
             return views
@@ -444,6 +466,14 @@ class SqliteViewStore:
             (account_id, year, month),
         )
         return int(row[0]) if row else 0
+
+    def unmatched_page(self, offset: int, limit: int) -> tuple[list[UnmatchedMessage], int]:
+        total = self._one("SELECT COUNT(*) FROM bd_unmatched", ())[0]
+        rows = self._all(
+            "SELECT state FROM bd_unmatched ORDER BY received_at, id LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        return [decode_state(r[0], UnmatchedMessage) for r in rows], int(total)
 
     def close(self) -> None:
         with self._lock:

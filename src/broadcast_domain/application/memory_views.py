@@ -13,8 +13,15 @@ from broadcast_domain.domain.account import Account
 from broadcast_domain.domain.broadcast import Broadcast
 from broadcast_domain.domain.events import DomainEvent
 from broadcast_domain.domain.recipient import Recipient
+from broadcast_domain.domain.unmatched import UnmatchedMessage
 from broadcast_domain.domain.values import BroadcastStatus, DeliveryStatus
-from broadcast_domain.projections.views import Counts, Views, project, recipient_search_text
+from broadcast_domain.projections.views import (
+    Counts,
+    Views,
+    project,
+    recipient_search_text,
+    unmatched_order,
+)
 
 __all__ = ["InMemoryViewStore"]
 
@@ -70,6 +77,7 @@ class InMemoryViewStore:
                 accounts=dict(v.accounts),
                 monthly=dict(v.monthly),
                 message_ids=dict(v.message_ids),
+                unmatched=dict(v.unmatched),
                 position=v.position,
             )
 
@@ -165,6 +173,11 @@ class InMemoryViewStore:
 
     def monthly_count(self, account_id: str, year: int, month: int) -> int:
         return self._views.monthly.get((account_id, year, month), 0)
+
+    def unmatched_page(self, offset: int, limit: int) -> tuple[list[UnmatchedMessage], int]:
+        with self._lock:
+            rows = sorted(self._views.unmatched.values(), key=unmatched_order)
+        return rows[offset : offset + limit], len(rows)
 
     def close(self) -> None:
         return None

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import attrs
 
 from broadcast_domain.application import results_io
+from broadcast_domain.application.bounces import BounceIntake, report_outcome
 from broadcast_domain.application.eventlog import (
     EventLog,
     StoreUrl,
@@ -60,6 +61,7 @@ from broadcast_domain.domain.events import (
 from broadcast_domain.domain.permissions import require_inbox_role
 from broadcast_domain.domain.policies import DeliveryPolicy
 from broadcast_domain.domain.recipient import Recipient, derive_report_id, recipient_id
+from broadcast_domain.domain.unmatched import UnmatchedMessage
 from broadcast_domain.domain.values import (
     AddressBookSource,
     BounceReport,
@@ -81,6 +83,8 @@ from broadcast_domain.errors import (
 )
 from broadcast_domain.ports import (
     AddressBook,
+    BounceParser,
+    BounceSource,
     CsvCodec,
     MailTransport,
     OutgoingMessage,
@@ -150,6 +154,7 @@ class BroadcastService:
         components: Any = None,
         address_book: AddressBook | None = None,
         csv_codec: CsvCodec | None = None,
+        bounce_parser: BounceParser | None = None,
     ) -> None:
         self._log = log
         self._views = views
@@ -161,6 +166,8 @@ class BroadcastService:
         self._csv_codec = csv_codec
         self._catch_up_lock = threading.Lock()
         self._sleep: Callable[[float], None] = time.sleep
+        self._bounce_parser = bounce_parser
+        self._intake: BounceIntake | None = None
 
     # --- opening -------------------------------------------------------------------------
 
@@ -177,6 +184,7 @@ class BroadcastService:
         view_store: ViewStore | None = None,
         address_book: AddressBook | None = None,
         csv_codec: CsvCodec | None = None,
+        bounce_parser: BounceParser | None = None,
     ) -> BroadcastService:
         """Open (creating on first use) the store at ``url`` and return the facade.
 
@@ -204,6 +212,7 @@ class BroadcastService:
             components=components,
             address_book=address_book,
             csv_codec=csv_codec,
+            bounce_parser=bounce_parser,
         )
 
     @staticmethod
@@ -745,26 +754,74 @@ class BroadcastService:
         now = self.now()
 
         def decide() -> tuple[BounceOutcome, Sequence[RecipientEvent]]:
-            state = self._load_recipient(rid)
-            if state is None:
-                return BounceOutcome(
-                    kind="unmatched",
-                    report=report,
-                    report_id=report_id,
-                    detail="the token names no recipient in this store",
-                ), []
-            kind, events = state.receive_report(
-                report, report_id=report_id, received_at=received, now=now, policy=self.policy
-            )
-            return BounceOutcome(
-                kind=kind,
-                report=report,
+            return report_outcome(
+                self._load_recipient(rid),
+                report,
                 report_id=report_id,
-                broadcast_id=state.broadcast_id,
-                address=state.address,
-            ), events
+                received_at=received,
+                now=now,
+                policy=self.policy,
+            )
 
         return self._decide_and_put(decide)
+
+    # --- raw report messages and the unmatched log (logic in application/bounces.py) -----
+
+    def _bounces(self) -> BounceIntake:
+        if self._intake is None:
+            parser = self._bounce_parser
+            if parser is None:
+                if self._components is None or not hasattr(self._components, "bounce_parser"):
+                    raise BroadcastError(
+                        "reading raw bounce messages needs a bounce parser: pass "
+                        "bounce_parser= to BroadcastService.open(), or install broadcast-domain "
+                        "with its broadcast_adapters package"
+                    )
+                parser = self._components.bounce_parser()
+            self._intake = BounceIntake(self, parser)
+        return self._intake
+
+    def record_bounce_message(
+        self,
+        raw: bytes,
+        received_at: datetime | None = None,
+        *,
+        envelope_recipient: str | None = None,
+    ) -> list[BounceOutcome]:
+        """Take in one raw report e-mail (DSN, plain-text bounce, ARF, auto-reply).
+
+        Returns one outcome per per-recipient report in it (one ``ignored`` when
+        it holds none). A failure report or complaint that matches no delivery is
+        ``unmatched`` and the message is kept for :meth:`retry_unmatched`.
+        ``envelope_recipient`` is the address the bounce was delivered to, when
+        the host knows it (the VERP return path).
+        """
+        return self._bounces().record_message(raw, received_at, envelope_recipient)
+
+    def ingest(
+        self,
+        source: BounceSource,
+        *,
+        received_at: datetime | None = None,
+        on_progress: Callable[[dict[str, int]], None] | None = None,
+    ) -> dict[str, int]:
+        """Record every message of a bounce source (a Maildir, an mbox ...).
+
+        Each message is marked done only after its events are committed (in
+        batches); one whose handling raises a BroadcastError is set aside, never
+        deleted. Returns counts per outcome kind plus ``set_aside`` and
+        ``messages`` (messages done); ``on_progress`` gets them after each batch.
+        """
+        return self._bounces().ingest(source, received_at=received_at, on_progress=on_progress)
+
+    def unmatched_reports(self, page: int = 1, per_page: int = 50) -> Page[UnmatchedMessage]:
+        """Kept report messages that matched no delivery yet, oldest received first."""
+        page, per_page = _check_paging(page, per_page)
+        return self._bounces().unmatched_page(page, per_page)
+
+    def retry_unmatched(self) -> list[BounceOutcome]:
+        """Correlate every kept message again; those whose reports all match leave the log."""
+        return self._bounces().retry()
 
     # --- monthly usage -------------------------------------------------------------------
 
@@ -931,6 +988,7 @@ def compare_views(expected: Views, actual: Views, limit: int = 100) -> list[str]
     )
     cmp("message_id", expected.message_ids, actual.message_ids)
     cmp("error_position", expected.error_positions, actual.error_positions)
+    cmp("unmatched", expected.unmatched, actual.unmatched)
     if expected.position != actual.position:
         diffs.append(f"position: replay={expected.position} live={actual.position}")
     return diffs

@@ -26,6 +26,7 @@ from broadcast_domain.domain.events import (
     Sent,
 )
 from broadcast_domain.domain.recipient import Recipient
+from broadcast_domain.domain.unmatched import BounceUnmatched, UnmatchedMessage, UnmatchedResolved
 from broadcast_domain.domain.values import DeliveryStatus, search_key
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "month_of",
     "project",
     "recipient_search_text",
+    "unmatched_order",
 ]
 
 MonthKey = tuple[str, int, int]
@@ -100,6 +102,8 @@ class Views:
     accounts: dict[str, Account] = attrs.field(factory=dict)
     monthly: dict[MonthKey, int] = attrs.field(factory=dict)
     message_ids: dict[str, UUID] = attrs.field(factory=dict)
+    unmatched: dict[UUID, UnmatchedMessage] = attrs.field(factory=dict)
+    dirty_unmatched: set[UUID] = attrs.field(factory=set)
     dirty_recipients: set[UUID] = attrs.field(factory=set)
     dirty_broadcasts: set[UUID] = attrs.field(factory=set)
     dirty_counts: set[UUID] = attrs.field(factory=set)
@@ -124,6 +128,7 @@ class Views:
         self.dirty_broadcasts.clear()
         self.dirty_counts.clear()
         self.dirty_accounts.clear()
+        self.dirty_unmatched.clear()
 
 
 def _project_recipient(views: Views, event: RecipientEvent, position: int) -> None:
@@ -163,6 +168,22 @@ def _project_recipient(views: Views, event: RecipientEvent, position: int) -> No
         counts.last_outcome_at = event.timestamp
 
 
+def _project_unmatched(views: Views, event: BounceUnmatched | UnmatchedResolved) -> None:
+    # The list holds unresolved messages only: a resolved one leaves it (a store deletes its row).
+    uid = event.originator_id
+    kept = event.apply(views.unmatched.get(uid))
+    if kept is None:
+        views.unmatched.pop(uid, None)
+    else:
+        views.unmatched[uid] = kept
+    views.dirty_unmatched.add(uid)
+
+
+def unmatched_order(message: UnmatchedMessage) -> tuple[datetime, str]:
+    """The unmatched list's order: oldest received first, then by id."""
+    return (message.received_at, message.id.hex)
+
+
 def project(views: Views, event: DomainEvent, position: int) -> None:
     """Apply one event, recorded at ``position``, to the views."""
     if isinstance(event, RecipientEvent):
@@ -174,6 +195,8 @@ def project(views: Views, event: DomainEvent, position: int) -> None:
     elif isinstance(event, AccountConfigured):
         views.accounts[event.account_id] = event.apply(views.accounts.get(event.account_id))
         views.dirty_accounts.add(event.account_id)
+    elif isinstance(event, BounceUnmatched | UnmatchedResolved):
+        _project_unmatched(views, event)
     views.position = max(views.position, position)
 
 

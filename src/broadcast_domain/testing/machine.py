@@ -33,6 +33,7 @@ from broadcast_domain import (
 )
 from broadcast_domain.domain.recipient import Recipient, recipient_id
 from broadcast_domain.ports import OutgoingMessage, TransportReply
+from broadcast_domain.testing.bounces import build_arf, build_auto_reply, build_dsn
 from broadcast_domain.testing.clock import FakeClock
 
 __all__ = ["BroadcastMachine", "ScriptedTransport"]
@@ -87,6 +88,7 @@ class BroadcastMachine(RuleBasedStateMachine):
         self.reports: list[tuple[BounceReport, Any, str]] = []
         self.seen_error: set[UUID] = set()
         self.limit: int | None = None
+        self.forged: set[bytes] = set()
 
     def teardown(self) -> None:
         self.svc.close()
@@ -186,6 +188,52 @@ class BroadcastMachine(RuleBasedStateMachine):
             assert outcome.kind == "duplicate"
         elif first in ("late", "ignored"):
             assert outcome.kind == first
+
+    @precondition(lambda self: bool(self.transport.sent))
+    @rule(
+        data=st.data(),
+        how=st.sampled_from(["verp", "message_id", "forged", "arf", "autoreply", "delayed"]),
+        received_offset=st.sampled_from([0, 60, 25 * 3600]),
+    )
+    def raw_bounce(self, data: st.DataObject, how: str, received_offset: int) -> None:
+        m = data.draw(st.sampled_from(self.transport.sent))
+        if how == "arf":
+            raw = build_arf(m)
+        elif how == "autoreply":
+            raw = build_auto_reply(m)
+        else:
+            raw = build_dsn(
+                m,
+                verp=how != "message_id",
+                action="delayed" if how == "delayed" else "failed",
+                status="4.4.1" if how == "delayed" else "5.1.1",
+            )
+        if how == "forged":
+            # Another delivery's MAC under this token, and an unknown Message-ID.
+            token = m.envelope_from.partition("+")[2].partition("@")[0]
+            raw = raw.replace(token.encode(), token[:26].encode() + b"a" * (len(token) - 26))
+            raw = raw.replace(m.message_id.encode(), b"<forged@attacker.example>")
+        received = self.clock() + timedelta(seconds=received_offset)
+        outcomes = self.svc.record_bounce_message(raw, received_at=received)
+        assert len(outcomes) == 1
+        kind = outcomes[0].kind
+        if how == "forged":
+            assert kind == "unmatched"
+            self.forged.add(raw)
+        elif how in ("autoreply", "delayed"):
+            assert kind == "ignored"
+        else:
+            assert kind in ("applied", "duplicate", "late")
+            assert outcomes[0].address == m.recipient
+
+    @precondition(lambda self: bool(self.forged))
+    @rule()
+    def retry_unmatched(self) -> None:
+        assert {o.kind for o in self.svc.retry_unmatched()} == {"unmatched"}
+
+    @invariant()
+    def forged_reports_and_only_those_are_kept(self) -> None:
+        assert self.svc.unmatched_reports(per_page=1000).total == len(self.forged)
 
     @rule(bid=broadcasts)
     def acknowledge(self, bid: UUID) -> None:

@@ -12,6 +12,7 @@ from uuid import UUID
 from hypothesis import strategies as st
 
 from broadcast_domain.domain import events as ev
+from broadcast_domain.domain import unmatched as um
 from broadcast_domain.domain.values import BounceReport, Contact
 
 __all__ = [
@@ -217,6 +218,14 @@ _BUILDERS: dict[str, Any] = {
         month=d(st.integers(1, 12)),
         count=d(st.integers(1, 10**6)),
     ),
+    "BounceUnmatched": lambda d, b: um.BounceUnmatched(
+        **b,
+        raw=d(st.binary(max_size=200)),
+        received_at=d(aware_datetimes()),
+        reason=d(_text),
+        envelope_recipient=d(st.none() | addresses()),
+    ),
+    "UnmatchedResolved": lambda d, b: um.UnmatchedResolved(**b, outcome=d(_text)),
     "AccountConfigured": lambda d, b: ev.AccountConfigured(
         **b,
         account_id=d(_text),
