@@ -10,6 +10,8 @@ service):
   nothing is left (the crash test kills it midway);
 - ``create URL COUNT``: create one broadcast of COUNT recipients (the crash
   test kills it midway);
+- ``ingest URL MAILDIR``: ingest every bounce in the Maildir (the crash test
+  kills it midway);
 - ``fake-dispatch URL OUT_FILE``: dispatch through an in-process transport
   that accepts every address except those ending in 3 (refused with 550),
   writing each handed-over ``address message_id`` line to OUT_FILE;
@@ -158,7 +160,14 @@ def create_big(svc: BroadcastService, count: str) -> None:
     create(svc, int(count))
 
 
+def ingest(svc: BroadcastService, folder: str) -> None:
+    from broadcast_adapters.bounces.sources import MaildirSource
+
+    svc.ingest(MaildirSource(folder))
+
+
 ROLES: dict[str, Callable[..., None]] = {
+    "ingest": ingest,
     "create": create_big,
     "fake-dispatch": fake_dispatch,
     "bounce": bounce,

@@ -1,4 +1,4 @@
-"""Crash recovery: a dispatcher killed with SIGKILL mid-broadcast loses nothing.
+"""Crash recovery: processes killed with SIGKILL mid-way lose nothing and apply nothing twice.
 
 The dispatcher runs in a child process on a SQLite file and sends over real
 SMTP to an SmtpSink in this process. One address stalls at DATA, so the child
@@ -6,11 +6,16 @@ is reliably mid-batch when it is killed: some messages of its last claimed
 batch have reached the sink, one is on the wire, the rest are claimed but
 unsent. A fresh dispatcher then finishes the broadcast: the in-flight ones
 only after the lease, and with their original Message-IDs.
+
+The same for a process creating a broadcast (killed between its recipients'
+chunks) and for bounce ingestion from a Maildir (killed after its first
+batch committed).
 """
 
 from __future__ import annotations
 
 import collections
+import mailbox
 import os
 import signal
 import subprocess
@@ -29,10 +34,14 @@ from reliability_support import (
     transport_outcomes,
 )
 
+from broadcast_adapters.bounces.sources import MaildirSource
 from broadcast_adapters.smtp import SmtpTransport
 from broadcast_domain import DeliveryPolicy, DeliveryStatus
+from broadcast_domain.domain.events import Bounced
 from broadcast_domain.domain.recipient import Recipient
+from broadcast_domain.testing.bounces import build_dsn
 from broadcast_domain.testing.clock import FakeClock
+from broadcast_domain.testing.fakes import FakeTransport
 from broadcast_domain.testing.smtp_server import SmtpSink
 
 WORKER = Path(__file__).with_name("reliability_worker.py")
@@ -165,4 +174,46 @@ def test_a_broadcast_killed_while_being_created_is_neither_visible_nor_sendable(
     bid = create(svc, 3)
     assert svc.list_broadcasts("support").total == 1
     assert svc.summary(bid).recipients == 3
+    svc.close()
+
+
+def test_bounce_ingestion_killed_midway_loses_nothing_and_applies_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL during ingest from a Maildir, then a second run: every DSN is applied to its
+    recipient exactly once (copies and re-read messages are duplicates) and none is left."""
+    url = f"sqlite:///{tmp_path / 'ingest.db'}"
+    clock = FakeClock(T0)
+    svc = open_service(url, clock)
+    count = 600
+    bid = create(svc, count)
+    transport = FakeTransport()
+    assert svc.dispatch_due(transport).succeeded == count
+    folder = tmp_path / "bounces"
+    box = mailbox.Maildir(folder, create=True)
+    # Every recipient bounces once; the first 60 DSNs arrive twice.
+    for message in [*transport.sent, *transport.sent[:60]]:
+        box.add(mailbox.MaildirMessage(build_dsn(message)))
+    base = svc._log.max_position()
+
+    log = tmp_path / "ingest.log"
+    child = start_worker("ingest", url, str(folder), log=log)
+    wait_until(lambda: svc._log.max_position() > base, child, log)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    left = len(list(MaildirSource(folder)))
+    assert 0 < left < count + 60, "the kill was meant to land mid-way"
+
+    second = svc.ingest(MaildirSource(folder))
+    assert second["messages"] == left
+    assert second["set_aside"] == 0
+    assert list(MaildirSource(folder)) == []
+    addresses = [address(i) for i in range(count)]
+    for a in addresses:
+        bounced = [e for e in svc.history(bid, a) if isinstance(e, Bounced)]
+        assert len(bounced) == 1, f"{a} has {len(bounced)} bounces"
+    s = svc.summary(bid)
+    assert (s.errors, s.succeeded) == (count, 0)
+    assert_spec_invariants(svc, bid, addresses)
     svc.close()
