@@ -35,11 +35,12 @@ from broadcast_domain import (
 )
 from broadcast_domain.application.results_io import content_disposition
 from broadcast_domain.application.validation import fold_contacts
-from broadcast_domain.domain.events import Sent
+from broadcast_domain.domain.events import RecipientEvent, Sent
 from broadcast_domain.domain.messages import build_message
 from broadcast_domain.domain.recipient import recipient_id
 from broadcast_domain.domain.verp import Verp
 from broadcast_domain.ports import ImportedCsv
+from broadcast_domain.testing.bounces import build_dsn
 from broadcast_domain.testing.clock import FakeClock
 from broadcast_domain.testing.fakes import FakeTransport
 
@@ -471,3 +472,125 @@ def test_hostile_csv_file_names_never_reach_a_path_or_a_header(
         assert not file_name.startswith(".")
         header = content_disposition(file_name)
         assert "\r" not in header and "\n" not in header
+
+
+# --------------------------------------------------------------------------- raw bounce messages
+
+KINDS = {"applied", "duplicate", "late", "unmatched", "ignored"}
+
+
+def _broken_mime(dsn: bytes, how: str, size: int) -> bytes:
+    """``dsn`` damaged in one of the ways hostile or broken mailers damage messages."""
+    head, _, body = dsn.partition(b"\n\n")
+    if how == "no-boundary":
+        return dsn.replace(b'; boundary="=_dsn_="', b"")
+    if how == "unterminated":
+        return dsn[: dsn.rindex(b"--=_dsn_=--")]
+    if how == "huge-header":
+        return b"X-Huge: " + b"a" * size * 1000 + b"\n" + dsn
+    if how == "many-headers":
+        return b"".join(b"X-N%d: v\n" % i for i in range(size * 20)) + dsn
+    if how == "folded-forever":
+        return b"Subject: x\n" + b" y\n" * (size * 50) + dsn
+    if how == "nested":
+        wrapped = dsn
+        for _ in range(min(size, 200)):
+            wrapped = b"Content-Type: message/rfc822\n\n" + wrapped
+        return b"MIME-Version: 1.0\n" + wrapped
+    if how == "bad-base64":
+        return dsn.replace(
+            b"Content-Type: message/delivery-status\n",
+            b"Content-Type: message/delivery-status\nContent-Transfer-Encoding: base64\n",
+        )
+    if how == "bad-charset":
+        return dsn.replace(b"charset=us-ascii", b"charset=x-no-such-charset").replace(
+            b"This is the mail system.", "これは\udcff".encode("utf-8", "surrogateescape")
+        )
+    if how == "huge-recipient":
+        return dsn.replace(
+            b"Final-Recipient: rfc822; ", b"Final-Recipient: rfc822; " + b"x" * size * 500
+        )
+    if how == "nul-bytes":
+        return dsn.replace(b"Status: ", b"Status: \x00")
+    return head + b"\n\n" + body[: size % max(1, len(body))]
+
+
+@pytest.fixture(scope="module")
+def dispatched() -> Iterator[tuple[BroadcastService, Any, list[Any]]]:
+    """A memory service whose four recipients were handed over, with the messages sent."""
+    clock = FakeClock(T0)
+    svc = BroadcastService.open(
+        "memory://", return_path=RETURN_PATH, signing_key=KEY_A, clock=clock
+    )
+    bid = svc.create_broadcast(
+        account_id="acme",
+        inbox_id="support",
+        sender="news@example.com",
+        subject="s",
+        text_body="b",
+        source=AddressBookSource("book-1"),
+        recipients=[Contact(a) for a in ADDRESSES],
+        scheduled_at=T0,
+        actor=OPERATOR,
+    )
+    transport = FakeTransport()
+    svc.dispatch_due(transport)
+    yield svc, bid, transport.sent
+    svc.close()
+
+
+@FUZZ
+@given(
+    how=st.sampled_from(
+        [
+            "no-boundary",
+            "unterminated",
+            "huge-header",
+            "many-headers",
+            "folded-forever",
+            "nested",
+            "bad-base64",
+            "bad-charset",
+            "huge-recipient",
+            "nul-bytes",
+            "cut",
+        ]
+    ),
+    size=st.integers(1, 1000),
+    index=st.integers(0, len(ADDRESSES) - 1),
+)
+def test_broken_mime_and_huge_headers_give_outcomes_or_a_broadcast_error(
+    dispatched: Any, how: str, size: int, index: int
+) -> None:
+    """A DSN with broken MIME, huge or countless headers or deep nesting gives outcomes or a
+    BroadcastError; an error records nothing, and nothing but an applied report changes a
+    recipient."""
+    svc, _bid, sent = dispatched
+    raw = _broken_mime(build_dsn(sent[index], diagnostic="smtp; 552 5.2.2 full"), how, size)
+    before = svc._log.max_position()
+    try:
+        outcomes = svc.record_bounce_message(raw)
+    except BroadcastError as e:
+        refused: BroadcastError | None = e
+    else:
+        refused = None
+    if refused is not None:
+        assert str(refused)
+        assert svc._log.max_position() == before
+        return
+    assert outcomes and {o.kind for o in outcomes} <= KINDS
+    if not any(o.kind == "applied" for o in outcomes):
+        new = svc._log.read(before, 100)
+        assert not any(isinstance(e, RecipientEvent) for _, e in new)
+
+
+@pytest.mark.parametrize("raw", [None, "text, not bytes", 42])
+def test_a_raw_bounce_that_is_not_bytes_is_invalid_input_and_records_nothing(
+    dispatched: Any, raw: Any
+) -> None:
+    """Anything but bytes is refused with InvalidInput before anything is recorded."""
+    svc, _bid, _sent = dispatched
+    before = svc._log.max_position()
+    with pytest.raises(InvalidInput):
+        svc.record_bounce_message(raw)
+    assert svc._log.max_position() == before
