@@ -13,6 +13,9 @@ from collections.abc import Mapping
 
 from hypothesis import HealthCheck, settings
 
+# The PostgreSQL fixtures: one embedded server per session, a database per test.
+pytest_plugins = ["conftest_postgres"]
+
 # No deadlines anywhere: a shared two-core machine makes per-example timing
 # noise, and a deadline would turn that noise into flaky failures.
 settings.register_profile("dev", max_examples=50, deadline=None)

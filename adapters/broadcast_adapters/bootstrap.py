@@ -25,6 +25,11 @@ class Components:
             return SqliteViewStore(store.path)
         if store.kind == "memory":
             return SqliteViewStore(":memory:")
+        if store.kind == "postgresql":
+            # Imported here so that psycopg stays an optional extra (broadcast-domain[postgres]).
+            from broadcast_adapters.storage.postgres import PostgresViewStore
+
+            return PostgresViewStore.from_url(store)
         raise NotImplementedError(f"no view store for {store.kind!r} stores in this version")
 
     def csv_codec(self) -> CsvCodec:

@@ -15,6 +15,7 @@ __all__ = [
     "InvalidTransition",
     "PermissionDenied",
     "QuotaExceeded",
+    "StoreUnavailable",
     "UnknownBroadcast",
     "UnknownRecipient",
 ]
@@ -79,3 +80,7 @@ class CsvExportError(BroadcastError):
 
 class InvalidSignature(BroadcastError):
     """A webhook or VERP signature is missing, wrong or stale; nothing was recorded."""
+
+
+class StoreUnavailable(BroadcastError):
+    """The store named by the URL cannot be reached or opened (server down, wrong credentials)."""

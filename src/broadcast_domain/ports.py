@@ -294,7 +294,7 @@ class ViewStore(Protocol):
         ...
 
     def unmatched_page(self, offset: int, limit: int) -> tuple[list[UnmatchedMessage], int]:
-        """Kept, unresolved report messages, oldest received first (``unmatched_order``), and total."""
+        """Kept, unresolved report messages, oldest received first, and their total."""
         ...
 
     def close(self) -> None:

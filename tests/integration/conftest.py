@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -20,14 +19,6 @@ OPERATOR = Actor(
 )
 
 ServiceFactory = Callable[..., BroadcastService]
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh store URL of each kind."""
-    if request.param == "memory":
-        return "memory://"
-    return f"sqlite:///{tmp_path / 'broadcasts.db'}"
 
 
 @pytest.fixture

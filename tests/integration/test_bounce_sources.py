@@ -1,4 +1,9 @@
-"""Maildir and mbox bounce sources on real folders and files in a temporary directory."""
+"""Maildir and mbox specifics on real folders and files in a temporary directory.
+
+What every BounceSource must do is checked by the contract in
+tests/contract/test_bounce_source_contract.py; this module holds what is
+particular to each format (flags, sidecar files, From-quoting, appended mail).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from broadcast_adapters.bounces.sources import MaildirSource, MboxSource
-from broadcast_domain.errors import BroadcastError, InvalidInput
-from broadcast_domain.ports import BounceSource
+from broadcast_domain.errors import InvalidInput
 
 
 def _message(n: int) -> bytes:
@@ -38,26 +42,6 @@ def mbox(tmp_path: Path) -> Path:
     box.flush()
     box.close()
     return path
-
-
-def _bodies(source: BounceSource) -> list[bytes]:
-    return sorted(item.raw.replace(b"\r\n", b"\n") for item in source)
-
-
-def test_maildir_source_conforms_to_the_port(maildir: Path) -> None:
-    """MaildirSource is a BounceSource."""
-    assert isinstance(MaildirSource(maildir), BounceSource)
-
-
-def test_maildir_yields_every_new_message_until_marked_done(maildir: Path) -> None:
-    """Unmarked messages are yielded again on every pass; marked ones never again."""
-    source = MaildirSource(maildir)
-    first = list(source)
-    assert _bodies(source) == sorted(_message(n) for n in range(3))
-    assert [i.key for i in MaildirSource(maildir)] == [i.key for i in first]
-    source.mark_done(first[0].key)
-    remaining = [i.key for i in MaildirSource(maildir)]
-    assert remaining == [i.key for i in first[1:]]
 
 
 def test_maildir_done_message_moves_to_cur_with_the_seen_flag(maildir: Path) -> None:
@@ -89,38 +73,10 @@ def test_maildir_set_aside_keeps_the_message_and_its_reason(maildir: Path) -> No
     assert item.key not in [i.key for i in MaildirSource(maildir)]
 
 
-def test_maildir_crash_before_mark_done_loses_nothing(maildir: Path) -> None:
-    """A consumer that dies after reading but before marking sees every message again."""
-    seen = [i.key for i in MaildirSource(maildir)]
-    # The "process" dies here: nothing was marked. A new one starts.
-    again = MaildirSource(maildir)
-    keys = [i.key for i in again]
-    assert keys == seen
-    for key in keys[:2]:
-        again.mark_done(key)
-    assert [i.key for i in MaildirSource(maildir)] == keys[2:]
-
-
 def test_maildir_rejects_a_folder_that_is_not_a_maildir(tmp_path: Path) -> None:
     """A folder without new/ and cur/ is refused with a BroadcastError naming it."""
     with pytest.raises(InvalidInput, match="not a Maildir"):
         MaildirSource(tmp_path)
-
-
-def test_maildir_unknown_key_is_a_clear_error(maildir: Path) -> None:
-    """Marking a key the folder does not hold raises InvalidInput."""
-    with pytest.raises(BroadcastError, match="no message"):
-        MaildirSource(maildir).mark_done("nope")
-
-
-def test_mbox_source_conforms_to_the_port(mbox: Path) -> None:
-    """MboxSource is a BounceSource."""
-    assert isinstance(MboxSource(mbox), BounceSource)
-
-
-def test_mbox_yields_the_messages_without_separator_lines(mbox: Path) -> None:
-    """Each yielded message is the stored message, with From-quoting undone."""
-    assert _bodies(MboxSource(mbox)) == sorted(_message(n) for n in range(3))
 
 
 def test_mbox_done_keys_survive_a_restart_and_the_file_is_untouched(mbox: Path) -> None:

@@ -28,6 +28,7 @@ from broadcast_domain import (
 )
 from broadcast_domain.testing.clock import FakeClock
 from broadcast_domain.testing.machine import ScriptedTransport
+from broadcast_domain.testing.reports import failure_report, verp_token_of
 
 ServiceFactory = Any
 RETURN_PATH = "bounces@mail.example.com"
@@ -127,26 +128,14 @@ def test_bounce_by_verp_within_window_then_late(svc: BroadcastService, clock: Fa
     bid = create(svc, clock, n=2)
     t = ScriptedTransport()
     svc.dispatch_due(t)
-    token = t.sent[0].envelope_from.split("+", 1)[1].split("@")[0]
-    rep = BounceReport(
-        recipient="user0@example.com",
-        status="5.1.1",
-        diagnostic="no such user",
-        permanent=True,
-        reported_at=clock(),
-        verp_token=token,
+    rep = failure_report(
+        "user0@example.com", reported_at=clock(), verp_token=verp_token_of(t.sent[0].envelope_from)
     )
     out = svc.record_bounce(rep, received_at=clock() + timedelta(hours=23))
     assert out.kind == "applied" and out.address == "user0@example.com"
     assert svc.record_bounce(rep, received_at=clock() + timedelta(hours=23)).kind == "duplicate"
-    token1 = t.sent[1].envelope_from.split("+", 1)[1].split("@")[0]
-    late = BounceReport(
-        recipient="user1@example.com",
-        status="5.1.1",
-        diagnostic="x",
-        permanent=True,
-        reported_at=clock(),
-        verp_token=token1,
+    late = failure_report(
+        "user1@example.com", reported_at=clock(), verp_token=verp_token_of(t.sent[1].envelope_from)
     )
     assert svc.record_bounce(late, received_at=clock() + timedelta(hours=25)).kind == "late"
     s = svc.summary(bid)
@@ -162,33 +151,14 @@ def test_forged_token_and_unknown_message_id_are_unmatched(
     create(svc, clock, n=1)
     t = ScriptedTransport()
     svc.dispatch_due(t)
-    token = t.sent[0].envelope_from.split("+", 1)[1].split("@")[0]
+    token = verp_token_of(t.sent[0].envelope_from)
+    assert token is not None
     forged = token[:-1] + ("a" if token[-1] != "a" else "b")
     before = positions(svc)
     for rep in (
-        BounceReport(
-            recipient="user0@example.com",
-            status="5.1.1",
-            diagnostic="x",
-            permanent=True,
-            reported_at=clock(),
-            verp_token=forged,
-        ),
-        BounceReport(
-            recipient="user0@example.com",
-            status="5.1.1",
-            diagnostic="x",
-            permanent=True,
-            reported_at=clock(),
-            message_id="<nobody@example.com>",
-        ),
-        BounceReport(
-            recipient="user0@example.com",
-            status="5.1.1",
-            diagnostic="x",
-            permanent=True,
-            reported_at=clock(),
-        ),
+        failure_report("user0@example.com", reported_at=clock(), verp_token=forged),
+        failure_report("user0@example.com", reported_at=clock(), message_id="<nobody@example.com>"),
+        failure_report("user0@example.com", reported_at=clock()),
     ):
         assert svc.record_bounce(rep).kind == "unmatched"
     assert positions(svc) == before
@@ -199,11 +169,10 @@ def test_bounce_by_message_id(svc: BroadcastService, clock: FakeClock) -> None:
     bid = create(svc, clock, n=1)
     t = ScriptedTransport()
     svc.dispatch_due(t)
-    rep = BounceReport(
-        recipient="user0@example.com",
+    rep = failure_report(
+        "user0@example.com",
         status="5.2.2",
         diagnostic="mailbox full",
-        permanent=True,
         reported_at=clock(),
         message_id=t.sent[0].message_id,
     )
@@ -314,8 +283,9 @@ def test_bad_input_is_named_and_records_nothing(
 ) -> None:
     """Each bad input raises InvalidInput saying what and where, and records nothing."""
     before = positions(svc)
+    bad: dict[str, Any] = {field: change}
     with pytest.raises(InvalidInput, match=match):
-        create(svc, clock, **{field: change})
+        create(svc, clock, **bad)
     assert positions(svc) == before
 
 

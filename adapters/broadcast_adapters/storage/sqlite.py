@@ -387,15 +387,16 @@ class SqliteViewStore:
             "ORDER BY position LIMIT ?",
             (bid, limit),
         )
-        if len(rows) < limit:
-            rows += self._all(
-                "SELECT state FROM bd_recipients WHERE broadcast_id = ? AND status = 'sending' "
-                "AND due_at <= ? ORDER BY position LIMIT ?",
-                (bid, ts(now), limit - len(rows)),
-            )
+        # The first `limit` by position of the union is within the first `limit` of each part;
+        # two index-ordered queries avoid scanning the rows already sent.
+        rows += self._all(
+            "SELECT state FROM bd_recipients WHERE broadcast_id = ? AND status = 'sending' "
+            "AND due_at <= ? ORDER BY position LIMIT ?",
+            (bid, ts(now), limit),
+        )
         found = [decode_state(r[0], Recipient) for r in rows]
         found.sort(key=lambda r: r.position)
-        return found
+        return found[:limit]
 
     def recipient_page(
         self,

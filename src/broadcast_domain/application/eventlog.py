@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 from uuid import UUID
 
 import attrs
@@ -16,9 +16,9 @@ from eventsourcing.persistence import IntegrityError, Mapper, RecordConflictErro
 
 from broadcast_domain.codec import AttrsMapper
 from broadcast_domain.domain.events import DomainEvent
-from broadcast_domain.errors import InvalidInput
+from broadcast_domain.errors import InvalidInput, StoreUnavailable
 
-__all__ = ["EventLog", "StoreUrl", "VersionConflict", "parse_store_url"]
+__all__ = ["POSTGRES_OPTIONS", "EventLog", "StoreUrl", "VersionConflict", "parse_store_url"]
 
 
 class VersionConflict(Exception):
@@ -37,6 +37,28 @@ class StoreUrl:
     user: str = ""
     password: str = ""
     dbname: str = ""
+    #: Extra settings from the URL's query string (PostgreSQL: schema, pool_size ...).
+    options: tuple[tuple[str, str], ...] = ()
+
+    def option(self, name: str, default: str = "") -> str:
+        """The value of a query-string setting, or ``default``."""
+        for key, value in self.options:
+            if key == name:
+                return value
+        return default
+
+
+#: Query-string settings a postgresql:// URL may carry, and what each does.
+POSTGRES_OPTIONS = {
+    "host": "a host name, or the directory of the server's unix socket",
+    "port": "the TCP port (or the socket file's number), 5432 by default",
+    "schema": "the schema holding the events and the projections (public by default)",
+    "pool_size": "connections each process keeps open (2 by default)",
+    "max_overflow": "extra connections a busy process may open (8 by default)",
+    "connect_timeout": "seconds to wait for a connection (30 by default)",
+    "lock_timeout": "seconds a write waits for the events table lock (0: no limit)",
+}
+_INT_OPTIONS = ("port", "pool_size", "max_overflow", "connect_timeout", "lock_timeout")
 
 
 def parse_store_url(url: str) -> StoreUrl:
@@ -58,19 +80,63 @@ def parse_store_url(url: str) -> StoreUrl:
             raise InvalidInput("sqlite URL needs a file: 'sqlite:///broadcasts.db'", field="url")
         return StoreUrl(kind="sqlite", url=url, path=path)
     if scheme in ("postgresql", "postgres"):
-        parts = urlsplit(url)
-        return StoreUrl(
-            kind="postgresql",
-            url=url,
-            host=unquote(parts.hostname or ""),
-            port=parts.port,
-            user=unquote(parts.username or ""),
-            password=unquote(parts.password or ""),
-            dbname=unquote(parts.path.lstrip("/")),
-        )
+        return _parse_postgres_url(url)
     raise InvalidInput(
         f"store URL scheme {scheme!r} is not supported; use memory://, sqlite:/// or postgresql://",
         field="url",
+    )
+
+
+def _parse_postgres_url(url: str) -> StoreUrl:
+    # urlsplit().hostname lower-cases, which would break a socket directory path,
+    # so the network location is split by hand.
+    parts = urlsplit(url)
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    host, port_text = hostport, ""
+    if hostport.startswith("["):
+        host, _, rest = hostport[1:].partition("]")
+        port_text = rest.lstrip(":")
+    elif ":" in hostport:
+        host, _, port_text = hostport.rpartition(":")
+    options: dict[str, str] = {}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key not in POSTGRES_OPTIONS:
+            raise InvalidInput(
+                f"postgresql URL setting {key!r} is not understood; known settings: "
+                + ", ".join(sorted(POSTGRES_OPTIONS)),
+                field="url",
+            )
+        options[key] = value
+    host = options.pop("host", "") or unquote(host)
+    port_text = options.pop("port", "") or port_text
+    for key, value in [("port", port_text), *options.items()]:
+        if key in _INT_OPTIONS and value and not (value.isdigit() and int(value) < 2**31):
+            raise InvalidInput(
+                f"postgresql URL setting {key}={value!r} must be a non-negative whole number",
+                field="url",
+            )
+    schema = options.get("schema", "")
+    if schema and not (schema.isidentifier() and len(schema) <= 63):
+        raise InvalidInput(
+            f"postgresql URL schema {schema!r} must be a plain identifier (letters, digits, _)",
+            field="url",
+        )
+    dbname = unquote(parts.path.lstrip("/"))
+    if not dbname:
+        raise InvalidInput(
+            "postgresql URL needs a database name: 'postgresql://user:password@host:5432/dbname'",
+            field="url",
+        )
+    return StoreUrl(
+        kind="postgresql",
+        url=url,
+        host=host,
+        port=int(port_text) if port_text else None,
+        user=unquote(user),
+        password=unquote(password),
+        dbname=dbname,
+        options=tuple(sorted(options.items())),
     )
 
 
@@ -92,6 +158,8 @@ def _env_for(store: StoreUrl) -> dict[str, str]:
             "SQLITE_DBNAME": store.path,
             "SQLITE_LOCK_TIMEOUT": "60",
         }
+    # Prefixed with the application's name, so that stray BROADCASTS_POSTGRES_*
+    # variables in the environment cannot point the URL somewhere else.
     env = {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
         "POSTGRES_DBNAME": store.dbname,
@@ -99,8 +167,36 @@ def _env_for(store: StoreUrl) -> dict[str, str]:
         "POSTGRES_PORT": str(store.port or 5432),
         "POSTGRES_USER": store.user,
         "POSTGRES_PASSWORD": store.password,
+        "POSTGRES_SCHEMA": store.option("schema", "public"),
+        "POSTGRES_POOL_SIZE": store.option("pool_size", "2"),
+        "POSTGRES_MAX_OVERFLOW": store.option("max_overflow", "8"),
+        "POSTGRES_CONNECT_TIMEOUT": store.option("connect_timeout", "30"),
+        "POSTGRES_LOCK_TIMEOUT": store.option("lock_timeout", "0"),
+        # Created below under an advisory lock, so two processes opening a fresh
+        # database at once do not race on CREATE TABLE / CREATE TYPE.
+        "CREATE_TABLE": "no",
     }
-    return env
+    prefix = _App.name.upper() + "_"
+    return {prefix + key: value for key, value in env.items()}
+
+
+#: The advisory lock key that serialises schema creation (events and projections).
+SCHEMA_LOCK_KEY = 0x62645F736368  # "bd_sch"
+
+
+def _create_postgres_tables(app: Application[UUID], schema: str) -> None:
+    recorder: Any = app.recorder
+    datastore = recorder.datastore
+    # Hold a session lock on one pooled connection while create_table() uses
+    # another: the pool keeps at least two (pool_size + max_overflow).
+    with datastore.get_connection() as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_KEY,))
+        try:
+            if schema != "public":
+                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            recorder.create_table()
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))
 
 
 class EventLog:
@@ -109,6 +205,15 @@ class EventLog:
     def __init__(self, store: StoreUrl, env: dict[str, str] | None = None) -> None:
         self.store = store
         self.app = _App(env={**_env_for(store), **(env or {})})
+        if store.kind == "postgresql":
+            try:
+                _create_postgres_tables(self.app, store.option("schema", "public"))
+            except Exception as e:
+                self.app.close()
+                raise StoreUnavailable(
+                    f"cannot open the PostgreSQL store {store.dbname!r} on "
+                    f"{store.host or 'localhost'}:{store.port or 5432}: {e}"
+                ) from e
         mapper = self.app.mapper
         if not isinstance(mapper, AttrsMapper):  # pragma: no cover - construct_mapper guarantees it
             raise TypeError("the event store must use AttrsMapper")
@@ -121,9 +226,43 @@ class EventLog:
             return
         stored = [self.mapper.to_stored_event(e) for e in events]
         try:
-            self.recorder.insert_events(stored)
+            if self.store.kind == "postgresql":
+                self._insert_postgres(stored)
+            else:
+                self.recorder.insert_events(stored)
         except (IntegrityError, RecordConflictError) as e:
             raise VersionConflict(str(e)) from e
+
+    def _insert_postgres(self, stored: Sequence[Any]) -> None:
+        """eventsourcing's PostgreSQL write, as one statement over arrays.
+
+        Same table lock and NOTIFY as ``PostgresApplicationRecorder.insert_events``
+        (so commit order stays notification order), but one INSERT ... SELECT FROM
+        unnest() instead of a pipelined executemany: with a few thousand events
+        the pipeline deadlocks on its RETURNING rows (the server blocks writing
+        results the client is not yet reading), and one statement is faster too.
+        """
+        from psycopg.sql import SQL, Identifier
+
+        recorder: Any = self.recorder
+        table = SQL("{}.{}").format(
+            Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name)
+        )
+        insert = SQL(
+            "INSERT INTO {} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[])"
+        ).format(table)
+        columns = (
+            [s.originator_id for s in stored],
+            [s.originator_version for s in stored],
+            [s.topic for s in stored],
+            [s.state for s in stored],
+        )
+        with recorder.datastore.get_connection() as conn, conn.transaction():
+            for statement in recorder.lock_table_statements:
+                conn.execute(statement)
+            conn.execute(SQL("NOTIFY {}").format(Identifier(recorder.channel_name)))
+            conn.execute(insert, columns)
 
     def get(self, aggregate_id: UUID) -> list[DomainEvent]:
         """One aggregate's events, oldest first."""

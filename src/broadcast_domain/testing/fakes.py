@@ -1,20 +1,28 @@
 """In-memory fakes of the ports, for tests of the application layer.
 
-FakeTransport answers per recipient address like a mail server would
-(250 by default, 550, 451 a number of times, or no reply at all for a dropped
-connection) and records everything it was given.
+- :class:`FakeTransport` (MailTransport) answers per recipient address like a
+  mail server would (250 by default, 550, 451 a number of times, or no reply at
+  all for a dropped connection) and records everything it was given;
+- :class:`FakeBounceSource` (BounceSource) yields raw messages from a list and
+  records what was marked done and what was set aside (and why);
+- :class:`FakeAddressBook` (AddressBook) holds contacts per address book id;
+- the clock is :class:`broadcast_domain.testing.clock.FakeClock`.
+
+Each passes the same contract tests as the real adapters
+(:mod:`broadcast_domain.testing.contracts`).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 
+from broadcast_domain.domain.values import Contact
 from broadcast_domain.errors import InvalidInput
-from broadcast_domain.ports import OutgoingMessage, TransportReply
+from broadcast_domain.ports import IncomingBounce, OutgoingMessage, TransportReply
 
-__all__ = ["FakeTransport"]
+__all__ = ["FakeAddressBook", "FakeBounceSource", "FakeTransport"]
 
 ACCEPT_TEXT = "2.0.0 OK: queued"
 REJECT_TEXT = "5.1.1 Recipient address rejected: User unknown"
@@ -132,3 +140,101 @@ class FakeTransport:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class FakeBounceSource:
+    """A BounceSource over raw messages held in memory.
+
+    Keys are ``msg-1``, ``msg-2`` ... in the order messages were added.
+    ``done`` lists the keys marked done (in order, once each), ``aside`` maps
+    each key set aside to its reason and ``aside_messages`` keeps those
+    messages: nothing is ever deleted. :meth:`reopen` gives a second instance
+    over the same storage, as a new process would see it.
+    """
+
+    def __init__(self, messages: Iterable[bytes] = ()) -> None:
+        self._lock = threading.Lock()
+        self._messages: dict[str, bytes] = {}
+        self.done: list[str] = []
+        self.aside: dict[str, str] = {}
+        self.aside_messages: dict[str, bytes] = {}
+        for raw in messages:
+            self.add(raw)
+
+    def add(self, raw: bytes) -> str:
+        """Deliver one more message into the source; return its key."""
+        if not isinstance(raw, bytes | bytearray):
+            raise InvalidInput(
+                f"a bounce message must be bytes, got {type(raw).__name__}", field="raw"
+            )
+        with self._lock:
+            key = f"msg-{len(self._messages) + 1}"
+            self._messages[key] = bytes(raw)
+            return key
+
+    def reopen(self) -> FakeBounceSource:
+        """Another instance over the same messages and marks (shared, like a folder on disk)."""
+        other = FakeBounceSource.__new__(FakeBounceSource)
+        other._lock = self._lock
+        other._messages = self._messages
+        other.done = self.done
+        other.aside = self.aside
+        other.aside_messages = self.aside_messages
+        return other
+
+    def __iter__(self) -> Iterator[IncomingBounce]:
+        """Messages neither done nor set aside, in the order they were added."""
+        with self._lock:
+            hidden = set(self.done) | set(self.aside)
+            pending = [(k, raw) for k, raw in self._messages.items() if k not in hidden]
+        for key, raw in pending:
+            yield IncomingBounce(key=key, raw=raw)
+
+    def _known(self, key: str) -> None:
+        if key not in self._messages:
+            raise InvalidInput(f"no message {key!r} in this FakeBounceSource", field="key")
+
+    def mark_done(self, key: str) -> None:
+        """Never yield the message again; idempotent."""
+        with self._lock:
+            self._known(key)
+            if key not in self.done:
+                self.done.append(key)
+
+    def set_aside(self, key: str, reason: str) -> None:
+        """Keep the message and its reason aside; it is not yielded again."""
+        with self._lock:
+            self._known(key)
+            self.aside[key] = reason
+            self.aside_messages[key] = self._messages[key]
+
+
+class FakeAddressBook:
+    """An AddressBook in memory: contacts per address book id, in the order given."""
+
+    def __init__(self, books: Mapping[str, Iterable[Contact]] | None = None) -> None:
+        self._books: dict[str, list[Contact]] = {}
+        self.requests: list[str] = []
+        for book_id, contacts in (books or {}).items():
+            self.put(book_id, contacts)
+
+    def put(self, address_book_id: str, contacts: Iterable[Contact]) -> None:
+        """Replace the book's contacts."""
+        listed = list(contacts)
+        for index, contact in enumerate(listed):
+            if not isinstance(contact, Contact):
+                raise InvalidInput(
+                    f"contacts[{index}] must be a Contact, got {type(contact).__name__}",
+                    field=f"contacts[{index}]",
+                )
+        self._books[address_book_id] = listed
+
+    def contacts(self, address_book_id: str) -> Iterable[Contact]:
+        """Every contact of the book in the book's order; an unknown book is InvalidInput."""
+        self.requests.append(address_book_id)
+        if address_book_id not in self._books:
+            raise InvalidInput(
+                f"no address book {address_book_id!r}; known: {sorted(self._books)}",
+                field="address_book_id",
+            )
+        return list(self._books[address_book_id])

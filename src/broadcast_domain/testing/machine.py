@@ -3,22 +3,61 @@
 It interleaves broadcast creation, dispatches (with 250 / 451 / 550 / dropped
 replies), bounce reports (duplicated, out of order, inside and outside the
 bounce window), acknowledgements, cancellations and limit changes, and after
-every step checks the invariants and that every projection equals a plain fold
-over ``history()``. Hosts run it against their own store or transport by
-subclassing and overriding :meth:`BroadcastMachine.make_service` (and
-:meth:`make_transport`).
+every step checks these invariants:
+
+1. counts are never negative; ``delivered == succeeded + errors`` and
+   ``scheduled + sending + delivered == recipients`` == the recipients created;
+2. the summary's counts equal a tally of the recipients' states folded from
+   ``history()``, and so does the unacknowledged error count;
+3. a recipient once in ``ERROR`` never turns back;
+4. the recipient list shows each recipient's folded status and acknowledgement;
+5. ``verify_projections()`` finds no difference between the live projections
+   and a replay of the log;
+6. the monthly counts, summed over months, equal the delivered recipients
+   (each counted once);
+
+and, inside the rules: a dispatch's ``sent == succeeded + errors + retried``
+and never more than ``max_messages``; under a monthly limit new claims never
+take the month's count plus in-flight past it; a report about an unsent
+recipient is ``unmatched``; a report recorded again is a ``duplicate`` (or
+``late``/``ignored`` as the first time); acknowledging all errors as of a
+page leaves none; only an ``ERROR`` can be acknowledged, and only once;
+only a ``SCHEDULED`` broadcast can be cancelled.
+
+Hosts run it against their own store in one of two ways::
+
+    # a helper: one call in a test function
+    def test_my_store_keeps_the_rules(tmp_path):
+        run_machine(lambda clock: BroadcastService.open(my_url(tmp_path), ..., clock=clock))
+
+    # or by subclassing, for pytest to collect
+    class MyStoreMachine(BroadcastMachine):
+        def make_service(self, clock):
+            return BroadcastService.open(MY_URL, ..., clock=clock)
+
+    TestMyStore = MyStoreMachine.TestCase
+
+The service must use the given clock (the machine moves it) and start empty.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
+from hypothesis import settings as Settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from broadcast_domain import (
     Actor,
@@ -36,7 +75,7 @@ from broadcast_domain.ports import OutgoingMessage, TransportReply
 from broadcast_domain.testing.bounces import build_arf, build_auto_reply, build_dsn
 from broadcast_domain.testing.clock import FakeClock
 
-__all__ = ["BroadcastMachine", "ScriptedTransport"]
+__all__ = ["BroadcastMachine", "ScriptedTransport", "run_machine"]
 
 ACTOR = Actor("operator-1", inbox_roles={"inbox": InboxRole.OPERATOR})
 SIGNING_KEY = b"machine-signing-key-0123456789ab"
@@ -62,7 +101,13 @@ class ScriptedTransport:
 
 
 class BroadcastMachine(RuleBasedStateMachine):
-    """Random interleavings of everything that can happen to broadcasts."""
+    """Random interleavings of everything that can happen to broadcasts.
+
+    The invariants it checks are listed in the module docstring. Override
+    :meth:`make_service` to run it on another store and :meth:`make_transport`
+    for another scripted transport (it must honour ``replies``, as
+    :class:`ScriptedTransport` does).
+    """
 
     broadcasts = Bundle("broadcasts")
 
@@ -336,3 +381,25 @@ class BroadcastMachine(RuleBasedStateMachine):
 def checksum(text: str) -> int:
     """A stable small hash, for scripted choices."""
     return zlib.crc32(text.encode())
+
+
+def run_machine(
+    factory: Callable[[FakeClock], BroadcastService],
+    *,
+    settings: Settings | None = None,
+) -> None:
+    """Run :class:`BroadcastMachine` against services built by ``factory(clock)``.
+
+    ``factory`` is called once per run with the machine's clock and must return
+    a service on an empty store that uses that clock; the machine closes it.
+    ``settings`` (hypothesis) bounds the runs, e.g.
+    ``settings(max_examples=25, stateful_step_count=25)``; by default the active
+    profile's. Raises the first invariant violation found, with its steps.
+    """
+
+    class _Machine(BroadcastMachine):
+        def make_service(self, clock: FakeClock) -> BroadcastService:
+            return factory(clock)
+
+    _Machine.__name__ = _Machine.__qualname__ = "BroadcastMachine"
+    run_state_machine_as_test(_Machine, settings=settings)

@@ -1,28 +1,47 @@
-"""Hypothesis strategies for broadcast-domain values, reports and events.
+"""Hypothesis strategies for broadcast-domain values, reports, raw messages, files and histories.
 
-Use them to test a host's code against this library, as our own suite does.
+Use them to test a host's code against this library, as our own suite does:
+
+- values: :func:`addresses`, :func:`contacts`, :data:`japanese_names`,
+  :data:`latin_names`, :func:`aware_datetimes`, :data:`status_codes`;
+- reports: :func:`bounce_reports` (normalised), :func:`dsn_messages` (the raw
+  RFC 3464 e-mail about a given report, in its variants);
+- files: :func:`recipient_csv_files` (a recipient CSV in each supported
+  encoding and header language, with the contacts and the bad lines an import
+  must find);
+- events: :func:`domain_events` (any event, arbitrary fields) and
+  :func:`histories` (whole histories valid by construction, written by the real
+  aggregates' command methods).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import attrs
 from hypothesis import strategies as st
 
 from broadcast_domain.domain import events as ev
 from broadcast_domain.domain import unmatched as um
-from broadcast_domain.domain.values import BounceReport, Contact
+from broadcast_domain.domain.values import BounceReport, Contact, normalise_address
+from broadcast_domain.testing.histories import History, HistoryBuilder
+from broadcast_domain.testing.reports import CHARSETS, ORIGINAL_FORMS, dsn_message
 
 __all__ = [
+    "RecipientCsvFile",
     "addresses",
     "aware_datetimes",
     "bounce_reports",
     "contacts",
     "domain_events",
+    "dsn_messages",
+    "histories",
     "japanese_names",
     "latin_names",
+    "recipient_csv_files",
     "status_codes",
 ]
 
@@ -234,6 +253,298 @@ _BUILDERS: dict[str, Any] = {
         send_rate=d(st.none() | st.floats(min_value=0.1, max_value=1000)),
     ),
 }
+
+
+# --------------------------------------------------------------------------- raw reports
+
+
+@st.composite
+def dsn_messages(
+    draw: Any,
+    report: BounceReport,
+    *,
+    verp_address: str | None = None,
+    original_message_id: str | None = None,
+) -> bytes:
+    """The raw RFC 3464 DSN about ``report``, in a drawn variant.
+
+    Variants: CRLF or LF line endings; the notice (and a non-ASCII diagnostic)
+    in UTF-8, ISO-2022-JP, Shift_JIS or US-ASCII (UTF-8 where the charset
+    cannot hold the text); the original as ``text/rfc822-headers``, as a whole
+    ``message/rfc822`` or left out. See :func:`broadcast_domain.testing.reports.dsn_message`
+    for the layout and for what a parser must read back.
+    """
+    return dsn_message(
+        report,
+        verp_address=verp_address,
+        original_message_id=original_message_id,
+        line_ending=draw(st.sampled_from(["\r\n", "\n"])),
+        charset=draw(st.sampled_from(CHARSETS)),
+        original=draw(st.sampled_from(ORIGINAL_FORMS)),
+    )
+
+
+# --------------------------------------------------------------------------- CSV files
+
+
+@attrs.frozen
+class RecipientCsvFile:
+    """A recipient CSV file and what a correct import of it gives.
+
+    ``data`` is the file; ``contacts`` the good rows' contacts in file order
+    (first occurrence of each address); ``problem_lines`` the line numbers (the
+    header is line 1) of the rows an import must report and leave out, in file
+    order; ``duplicates`` how many of those repeat an earlier address.
+    ``encoding`` is ``utf-8``, ``utf-8-sig`` (with a BOM) or ``cp932``;
+    ``headers`` is ``ja`` or ``en``.
+    """
+
+    data: bytes
+    contacts: tuple[Contact, ...]
+    problem_lines: tuple[int, ...]
+    duplicates: int
+    encoding: str
+    headers: str
+
+
+_CSV_HEADERS = {
+    "ja": {"last_name": "姓", "first_name": "名", "address": "宛先", "company": "会社名"},
+    "en": {
+        "last_name": "last_name",
+        "first_name": "first_name",
+        "address": "email",
+        "company": "company",
+    },
+}
+_BAD_ADDRESSES = [
+    "not-an-address",
+    "a@@example.jp",
+    "山田@",
+    "user@",
+    "@example.jp",
+    "a b@example.jp",
+]
+_CSV_COMPANIES = [
+    "",
+    "ACME",
+    "株式会社テスト",
+    "ＡＣＭＥ",
+    "Ümlaut GmbH",
+    'ACME, "Japan" Ltd.',
+    "=SUM(A1)",
+]
+_FULLWIDTH = {cp: cp + 0xFEE0 for cp in range(0x21, 0x7F)}
+
+
+def _csv_cell(value: str) -> str:
+    if any(ch in value for ch in ',"\r\n'):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def _encodable(text: str, encoding: str) -> bool:
+    try:
+        return text.encode(encoding).decode(encoding) == text
+    except UnicodeError:
+        return False
+
+
+@st.composite
+def _csv_contact(draw: Any, encoding: str) -> Contact:
+    names = (
+        japanese_names
+        if encoding == "cp932"
+        else draw(st.sampled_from([japanese_names, latin_names]))
+    )
+    companies = [c for c in _CSV_COMPANIES if _encodable(c, encoding)]
+    return Contact(
+        draw(addresses()),
+        last_name=draw(names),
+        first_name=draw(names),
+        company=draw(st.sampled_from(companies)),
+    )
+
+
+@st.composite
+def recipient_csv_files(
+    draw: Any,
+    *,
+    encodings: Sequence[str] = ("utf-8", "utf-8-sig", "cp932"),
+    max_rows: int = 12,
+    bad_rows: bool = True,
+) -> RecipientCsvFile:
+    """A recipient CSV file as users send them, with its expected import.
+
+    Drawn: the encoding (UTF-8, UTF-8 with BOM, CP932), Japanese or English
+    headers in any column order, CRLF or LF, Japanese and Latin names (CP932
+    files only hold what CP932 can), companies with commas, quotes and
+    formula-like text, addresses sometimes typed in full-width letters; and,
+    unless ``bad_rows`` is False, a few bad rows at drawn places (an empty
+    address, an invalid address, a wrong field count, a repeated address in
+    another case) whose line numbers are in ``problem_lines``.
+    """
+    encoding = draw(st.sampled_from(list(encodings)))
+    language = draw(st.sampled_from(["ja", "en"]))
+    fields = draw(st.permutations(["last_name", "first_name", "address", "company"]))
+    ending = draw(st.sampled_from(["\r\n", "\n"]))
+    good = draw(
+        st.lists(
+            _csv_contact(encoding),
+            min_size=1,
+            max_size=max_rows,
+            unique_by=lambda c: normalise_address(c.address),
+        )
+    )
+    # Each row: (cells, contact it yields or None, is a duplicate).
+    rows: list[tuple[list[str], Contact | None, bool]] = []
+    for contact in good:
+        address = contact.address
+        typed = address.translate(_FULLWIDTH)
+        if draw(st.booleans()) and _encodable(typed, encoding):
+            address = typed
+        values = {
+            "last_name": contact.last_name,
+            "first_name": contact.first_name,
+            "address": address,
+            "company": contact.company,
+        }
+        rows.append(([values[f] for f in fields], contact, False))
+    if bad_rows:
+        for _ in range(draw(st.integers(0, 3))):
+            at = draw(st.integers(0, len(rows)))
+            kind = draw(st.sampled_from(["empty", "invalid", "width", "duplicate"]))
+            earlier = [c for _, c, dup in rows[:at] if c is not None and not dup]
+            cells = ["x"] * len(fields)
+            duplicate = False
+            if kind == "duplicate" and earlier:
+                cells[fields.index("address")] = draw(st.sampled_from(earlier)).address.upper()
+                duplicate = True
+            elif kind == "width":
+                cells = [*cells, "extra"] if draw(st.booleans()) else cells[:-1]
+                if "address" in fields[: len(cells)]:
+                    cells[fields.index("address")] = "x@example.jp"
+            elif kind == "invalid":
+                bad = [a for a in _BAD_ADDRESSES if _encodable(a, encoding)]
+                cells[fields.index("address")] = draw(st.sampled_from(bad))
+            else:
+                cells[fields.index("address")] = ""
+            rows.insert(at, (cells, None, duplicate))
+    header = [_CSV_HEADERS[language][f] for f in fields]
+    lines = [",".join(_csv_cell(c) for c in header)]
+    lines += [",".join(_csv_cell(c) for c in cells) for cells, _, _ in rows]
+    text = ending.join(lines) + ending
+    return RecipientCsvFile(
+        data=text.encode(encoding),
+        contacts=tuple(c for _, c, _ in rows if c is not None),
+        problem_lines=tuple(i + 2 for i, (_, c, _) in enumerate(rows) if c is None),
+        duplicates=sum(1 for _, _, dup in rows if dup),
+        encoding=encoding,
+        headers=language,
+    )
+
+
+# --------------------------------------------------------------------------- histories
+
+_TIMEZONES = ["UTC", "Asia/Tokyo", "America/New_York"]
+# Weighted towards sending and replies so that histories get past SCHEDULED.
+_COMMANDS = [
+    *["start"] * 3,
+    *["attempt"] * 6,
+    *["reply"] * 6,
+    *["report"] * 4,
+    *["acknowledge"] * 2,
+    *["resume"] * 2,
+    *["complete"] * 2,
+    *["advance"] * 2,
+    "create",
+    "configure",
+    "cancel",
+    "export",
+]
+_STEPS = [
+    timedelta(minutes=1),
+    timedelta(minutes=11),
+    timedelta(hours=6),
+    timedelta(hours=25),
+    timedelta(days=31),
+]
+
+
+@st.composite
+def histories(
+    draw: Any, *, max_broadcasts: int = 3, max_recipients: int = 4, max_steps: int = 40
+) -> History:
+    """A whole history, as (position, event) pairs, that the library could have written.
+
+    Random commands (create, configure the account, start sending, attempt,
+    reply 250/451/550/0, reports of every action received inside and outside
+    the bounce window, acknowledge, cancel, resume, complete, export, let time
+    pass; a drawn monthly limit pauses broadcasts as the dispatcher would)
+    drive the real aggregates through
+    :class:`~broadcast_domain.testing.histories.HistoryBuilder`; what their
+    rules refuse records nothing.
+    """
+    h = HistoryBuilder(draw(aware_datetimes(datetime(2025, 1, 1), datetime(2030, 1, 1))))
+    if draw(st.booleans()):
+        h.configure_account(
+            "acme",
+            monthly_limit=draw(st.none() | st.integers(0, 8)),
+            timezone=draw(st.sampled_from(_TIMEZONES)),
+        )
+    people = st.lists(contacts(), min_size=1, max_size=max_recipients)
+    bids = [
+        h.create_broadcast(
+            draw(people), scheduled_at=h.now + timedelta(minutes=draw(st.sampled_from([0, 0, 30])))
+        )
+    ]
+    for _ in range(draw(st.integers(0, max_steps))):
+        command = draw(st.sampled_from(_COMMANDS))
+        bid = draw(st.sampled_from(bids))
+        address = draw(st.sampled_from(h.addresses(bid)))
+        if command == "create" and len(bids) < max_broadcasts:
+            bids.append(
+                h.create_broadcast(
+                    draw(people), inbox_id=draw(st.sampled_from(["support", "sales"]))
+                )
+            )
+        elif command == "configure":
+            h.configure_account(
+                "acme",
+                monthly_limit=draw(st.none() | st.integers(0, 8)),
+                timezone=draw(st.sampled_from(_TIMEZONES)),
+            )
+        elif command == "start":
+            h.start_sending(bid)
+        elif command == "attempt":
+            due = [a for a in h.addresses(bid) if h.recipient(bid, a).is_due(h.now)]
+            h.attempt(bid, draw(st.sampled_from(due)) if due else address)
+        elif command == "reply":
+            waiting = [a for a in h.addresses(bid) if h.recipient(bid, a).lease_until]
+            address = draw(st.sampled_from(waiting)) if waiting else address
+            code = draw(st.sampled_from([250, 250, 451, 550, 0]))
+            h.reply(bid, address, code, "dropped" if code == 0 else f"{code} reply")
+        elif command == "report":
+            report = draw(
+                bounce_reports(
+                    recipient=address,
+                    reported_at=st.just(h.now - timedelta(minutes=draw(st.integers(0, 90)))),
+                )
+            )
+            late = draw(st.sampled_from([timedelta(0), timedelta(0), timedelta(hours=30)]))
+            h.report(bid, address, report, received_at=h.now + late if late else None)
+        elif command == "acknowledge":
+            h.acknowledge(bid, address)
+        elif command == "cancel":
+            h.cancel(bid)
+        elif command == "resume":
+            h.resume(bid)
+        elif command == "complete":
+            h.complete(bid)
+        elif command == "export":
+            h.export(bid)
+        elif command == "advance":
+            h.advance(draw(st.sampled_from(_STEPS)))
+    return h.history
 
 
 def uuid_of(n: int) -> UUID:
