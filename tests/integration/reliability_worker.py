@@ -15,8 +15,9 @@ service):
 - ``fake-dispatch URL OUT_FILE``: dispatch through an in-process transport
   that accepts every address except those ending in 3 (refused with 550),
   writing each handed-over ``address message_id`` line to OUT_FILE;
-- ``bounce URL``: report a failure for every fifth succeeded recipient, until
-  the broadcast is sent and all of them are reported;
+- ``bounce URL``: report a failure for every fifth succeeded recipient (half as
+  raw DSN e-mails, half as normalised reports), until the broadcast is sent
+  and all of them are reported;
 - ``acknowledge URL``: acknowledge every error, until the broadcast is sent;
 - ``list URL``: page through the recipient list and the error list and export
   the result CSV, until the broadcast is sent.
@@ -30,6 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from reliability_support import OPERATOR, T0, create, open_service
 
@@ -40,8 +42,10 @@ from broadcast_domain import (
     DeliveryPolicy,
     DeliveryStatus,
 )
+from broadcast_domain.domain.events import Sent
 from broadcast_domain.domain.recipient import recipient_id
 from broadcast_domain.ports import OutgoingMessage, TransportReply
+from broadcast_domain.testing.bounces import build_dsn
 from broadcast_domain.testing.clock import FakeClock
 
 
@@ -92,6 +96,20 @@ def fake_dispatch(svc: BroadcastService, out: str) -> None:
     transport.close()
 
 
+def _dsn(svc: BroadcastService, bid: Any, address: str) -> bytes:
+    """A DSN about the message handed over for ``address``, sent to its VERP address."""
+    sent = [e for e in svc.history(bid, address) if isinstance(e, Sent)][-1]
+    rid = recipient_id(bid, address)
+    message = OutgoingMessage(
+        key=rid.hex,
+        envelope_from=svc._verp.address(rid),
+        recipient=address,
+        message_id=sent.message_id,
+        data=f"Message-ID: {sent.message_id}\r\nTo: {address}\r\n\r\nbody\r\n".encode(),
+    )
+    return build_dsn(message, status="5.2.2", diagnostic="smtp; 552 5.2.2 mailbox full")
+
+
 def bounce(svc: BroadcastService) -> None:
     bid = _only_broadcast(svc)
     reported: set[str] = set()
@@ -108,20 +126,26 @@ def bounce(svc: BroadcastService) -> None:
             pages = page.pages
             page_no += 1
             for item in page.items:
-                if int(item.address[4:9]) % 5 or item.address in reported:
+                number = int(item.address[4:9])
+                if number % 5 or item.address in reported:
                     continue
-                token = svc._verp.token(recipient_id(bid, item.address))  # type: ignore[arg-type]
-                outcome = svc.record_bounce(
-                    BounceReport(
-                        recipient=item.address,
-                        status="5.2.2",
-                        diagnostic="552 5.2.2 mailbox full",
-                        permanent=True,
-                        reported_at=T0,
-                        verp_token=token,
+                rid = recipient_id(bid, item.address)  # type: ignore[arg-type]
+                if number % 10:
+                    # Half arrive as raw DSN e-mails, as a bounce mailbox delivers them.
+                    outcomes = svc.record_bounce_message(_dsn(svc, bid, item.address))
+                    assert [o.kind for o in outcomes] == ["applied"], outcomes
+                else:
+                    outcome = svc.record_bounce(
+                        BounceReport(
+                            recipient=item.address,
+                            status="5.2.2",
+                            diagnostic="552 5.2.2 mailbox full",
+                            permanent=True,
+                            reported_at=T0,
+                            verp_token=svc._verp.token(rid),
+                        )
                     )
-                )
-                assert outcome.kind == "applied", outcome
+                    assert outcome.kind == "applied", outcome
                 reported.add(item.address)
         if done:
             break
