@@ -33,6 +33,7 @@ from broadcast_domain.domain.events import (
     Scheduled,
 )
 from broadcast_domain.domain.recipient import Recipient
+from broadcast_domain.domain.unmatched import UnmatchedMessage
 from broadcast_domain.domain.values import BroadcastStatus, DeliveryStatus
 from broadcast_domain.errors import StoreUnavailable
 from broadcast_domain.projections.views import Counts, Views, project, recipient_search_text
@@ -83,10 +84,13 @@ _SCHEMA: tuple[LiteralString, ...] = (
         PRIMARY KEY (account_id, year, month))""",
     """CREATE TABLE IF NOT EXISTS bd_message_ids (
         message_id TEXT PRIMARY KEY, recipient_id TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS bd_unmatched (
+        id TEXT PRIMARY KEY, received_at TIMESTAMPTZ NOT NULL, state BYTEA NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS bd_unmatched_by_received ON bd_unmatched (received_at, id)",
 )
 
 _TABLES: LiteralString = (
-    "bd_recipients, bd_broadcasts, bd_counts, bd_accounts, bd_monthly, bd_message_ids"
+    "bd_recipients, bd_broadcasts, bd_counts, bd_accounts, bd_monthly, bd_message_ids, bd_unmatched"
 )
 _STREAM_CHUNK = 1000
 _DUE_STATUSES = [
@@ -287,6 +291,18 @@ class PostgresViewStore:
                     "ON CONFLICT (message_id) DO UPDATE SET recipient_id = EXCLUDED.recipient_id",
                     message_ids,
                 )
+            # A resolved message is no longer in the fold's working set: its row goes.
+            kept = [views.unmatched[u] for u in views.dirty_unmatched if u in views.unmatched]
+            gone = [(u.hex,) for u in views.dirty_unmatched if u not in views.unmatched]
+            if kept:
+                cur.executemany(
+                    "INSERT INTO bd_unmatched VALUES (%s,%s,%s) "
+                    "ON CONFLICT (id) DO UPDATE SET "
+                    "received_at = EXCLUDED.received_at, state = EXCLUDED.state",
+                    [(m.id.hex, m.received_at, encode_state(m)) for m in kept],
+                )
+            if gone:
+                cur.executemany("DELETE FROM bd_unmatched WHERE id = %s", gone)
 
     def apply(self, batch: Sequence[tuple[int, DomainEvent]], *, expected_position: int) -> bool:
         if not batch:
@@ -339,6 +355,9 @@ class PostgresViewStore:
                     views.monthly[(a, y, m)] = int(n)
                 for mid, rid in c.execute("SELECT message_id, recipient_id FROM bd_message_ids"):
                     views.message_ids[mid] = UUID(rid)
+                for (state,) in c.execute("SELECT state FROM bd_unmatched"):
+                    m = decode_state(bytes(state), UnmatchedMessage)
+                    views.unmatched[m.id] = m
             finally:
                 c.execute("COMMIT")
             return views
@@ -487,6 +506,14 @@ class PostgresViewStore:
             (account_id, year, month),
         )
         return int(row[0]) if row else 0
+
+    def unmatched_page(self, offset: int, limit: int) -> tuple[list[UnmatchedMessage], int]:
+        total = self._one("SELECT COUNT(*) FROM bd_unmatched", ())[0]
+        rows = self._all(
+            "SELECT state FROM bd_unmatched ORDER BY received_at, id LIMIT %s OFFSET %s",
+            (limit, offset),
+        )
+        return [decode_state(bytes(r[0]), UnmatchedMessage) for r in rows], int(total)
 
     def close(self) -> None:
         with self._lock:
