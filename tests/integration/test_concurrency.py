@@ -63,9 +63,11 @@ def check_end_state(url: str, out_files: list[Path]) -> None:
         svc.close()
 
 
-def test_four_workers_as_threads_on_one_service_keep_the_invariants(tmp_path: Path) -> None:
+def test_four_workers_as_threads_on_one_service_keep_the_invariants(
+    tmp_path: Path, durable_store_url: str
+) -> None:
     """Dispatch, bounces, acknowledgement, listing and export in threads on one SQLite service."""
-    url = f"sqlite:///{tmp_path / 'threads.db'}"
+    url = durable_store_url
     svc = open_service(url, FakeClock(T0))
     create(svc, RECIPIENTS)
     out = tmp_path / "sent.txt"
@@ -85,10 +87,10 @@ def test_four_workers_as_threads_on_one_service_keep_the_invariants(tmp_path: Pa
 
 
 def test_four_kinds_of_worker_as_processes_on_one_sqlite_file_keep_the_invariants(
-    tmp_path: Path,
+    tmp_path: Path, durable_store_url: str
 ) -> None:
     """Two dispatchers, a bounce reporter, an acknowledger and a lister, each its own process."""
-    url = f"sqlite:///{tmp_path / 'processes.db'}"
+    url = durable_store_url
     svc = open_service(url, FakeClock(T0))
     create(svc, RECIPIENTS)
     svc.close()

@@ -73,11 +73,11 @@ def wait_until(condition: object, process: subprocess.Popen[bytes], log: Path) -
 
 
 def test_dispatcher_killed_mid_broadcast_loses_nothing_and_resends_only_in_flight(
-    tmp_path: Path,
+    tmp_path: Path, durable_store_url: str
 ) -> None:
     """After SIGKILL and a restart past the lease, each recipient has one outcome and
     only messages in flight at the kill reach the server twice, with the same Message-ID."""
-    url = f"sqlite:///{tmp_path / 'crash.db'}"
+    url = durable_store_url
     clock = FakeClock(T0)
     policy = DeliveryPolicy(lease=LEASE)
     svc = open_service(url, clock, policy=policy)
@@ -152,11 +152,11 @@ def test_dispatcher_killed_mid_broadcast_loses_nothing_and_resends_only_in_fligh
 
 
 def test_a_broadcast_killed_while_being_created_is_neither_visible_nor_sendable(
-    tmp_path: Path,
+    tmp_path: Path, durable_store_url: str
 ) -> None:
     """SIGKILL after some recipients were written leaves no broadcast to list or send,
     and the projections still equal a replay of the log."""
-    url = f"sqlite:///{tmp_path / 'create.db'}"
+    url = durable_store_url
     svc = open_service(url, FakeClock(T0))
     log = tmp_path / "create.log"
     child = start_worker("create", url, "30000", log=log)
@@ -178,11 +178,11 @@ def test_a_broadcast_killed_while_being_created_is_neither_visible_nor_sendable(
 
 
 def test_bounce_ingestion_killed_midway_loses_nothing_and_applies_nothing_twice(
-    tmp_path: Path,
+    tmp_path: Path, durable_store_url: str
 ) -> None:
     """SIGKILL during ingest from a Maildir, then a second run: every DSN is applied to its
     recipient exactly once (copies and re-read messages are duplicates) and none is left."""
-    url = f"sqlite:///{tmp_path / 'ingest.db'}"
+    url = durable_store_url
     clock = FakeClock(T0)
     svc = open_service(url, clock)
     count = 600
