@@ -2,7 +2,7 @@
 
 Four kinds of worker run together on one 2,000-recipient broadcast (the
 lister also exports the result CSV): as
-threads on one service, and as separate processes on one SQLite file (with
+threads on one service, and as separate processes on one store (with
 two dispatchers, so that they compete for the same recipients). 2,000 rather
 than 10,000 keeps the test under half a minute on two cores; the races are
 per batch of 50 claims, so a longer broadcast only repeats them.
@@ -66,7 +66,7 @@ def check_end_state(url: str, out_files: list[Path]) -> None:
 def test_four_workers_as_threads_on_one_service_keep_the_invariants(
     tmp_path: Path, durable_store_url: str
 ) -> None:
-    """Dispatch, bounces, acknowledgement, listing and export in threads on one SQLite service."""
+    """Dispatch, bounces, acknowledgement, listing and export in threads on one service."""
     url = durable_store_url
     svc = open_service(url, FakeClock(T0))
     create(svc, RECIPIENTS)
@@ -86,7 +86,7 @@ def test_four_workers_as_threads_on_one_service_keep_the_invariants(
     check_end_state(url, [out])
 
 
-def test_four_kinds_of_worker_as_processes_on_one_sqlite_file_keep_the_invariants(
+def test_four_kinds_of_worker_as_processes_on_one_shared_store_keep_the_invariants(
     tmp_path: Path, durable_store_url: str
 ) -> None:
     """Two dispatchers, a bounce reporter, an acknowledger and a lister, each its own process."""
