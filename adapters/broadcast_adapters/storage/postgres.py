@@ -85,7 +85,9 @@ _SCHEMA: tuple[LiteralString, ...] = (
     """CREATE TABLE IF NOT EXISTS bd_message_ids (
         message_id TEXT PRIMARY KEY, recipient_id TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS bd_unmatched (
-        id TEXT PRIMARY KEY, received_at TIMESTAMPTZ NOT NULL, state BYTEA NOT NULL)""",
+        id TEXT PRIMARY KEY,
+        received_at TIMESTAMPTZ NOT NULL,
+        state BYTEA NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS bd_unmatched_by_received ON bd_unmatched (received_at, id)",
 )
 
@@ -297,8 +299,8 @@ class PostgresViewStore:
             if kept:
                 cur.executemany(
                     "INSERT INTO bd_unmatched VALUES (%s,%s,%s) "
-                    "ON CONFLICT (id) DO UPDATE SET "
-                    "received_at = EXCLUDED.received_at, state = EXCLUDED.state",
+                    "ON CONFLICT (id) DO UPDATE SET received_at = EXCLUDED.received_at, "
+                    "state = EXCLUDED.state",
                     [(m.id.hex, m.received_at, encode_state(m)) for m in kept],
                 )
             if gone:

@@ -919,11 +919,25 @@ class BroadcastService:
 
     # --- rebuild and verify --------------------------------------------------------------
 
-    def rebuild_projections(self) -> int:
-        """Drop every projection and replay the whole log; return the position reached."""
+    def rebuild_projections(self, *, on_progress: Callable[[int, int], None] | None = None) -> int:
+        """Drop every projection and replay the whole log; return the position reached.
+
+        ``on_progress(position, last)`` is called after each applied batch, with
+        ``last`` the position of the last event recorded when the rebuild began.
+        """
         with self._catch_up_lock:
             self._views.reset()
-        return self.catch_up()
+        if on_progress is None:
+            return self.catch_up()
+        last = self._log.max_position()
+        with self._catch_up_lock:
+            while True:
+                position = self._views.position()
+                batch = self._log.read(position, _READ_CHUNK)
+                if not batch:
+                    return position
+                self._views.apply(batch, expected_position=position)
+                on_progress(batch[-1][0], max(last, batch[-1][0]))
 
     def _replay(self) -> Views:
         def history() -> Iterable[tuple[int, DomainEvent]]:
