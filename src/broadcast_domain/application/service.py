@@ -441,25 +441,28 @@ class BroadcastService:
             raise InvalidInput("a broadcast needs at least one recipient", field="recipients")
         now = self.now()
         bid = uuid.uuid4()
-        scheduled: list[DomainEvent] = [
-            Scheduled(
-                originator_id=recipient_id(bid, c.address),
-                originator_version=1,
-                timestamp=now,
-                broadcast_id=bid,
-                account_id=account_id,
-                address=c.address,
-                last_name=c.last_name,
-                first_name=c.first_name,
-                company=c.company,
-                contact_id=c.contact_id,
-                position=i,
-            )
-            for i, c in enumerate(contacts)
-        ]
         # Recipients first, the broadcast last: until its own event commits the
         # broadcast does not exist, so a crash midway leaves nothing visible or sendable.
-        self._put(scheduled)
+        # The events are built one chunk at a time, so memory does not grow with the list.
+        for start in range(0, len(contacts), _WRITE_CHUNK):
+            self._log.put(
+                [
+                    Scheduled(
+                        originator_id=recipient_id(bid, c.address),
+                        originator_version=1,
+                        timestamp=now,
+                        broadcast_id=bid,
+                        account_id=account_id,
+                        address=c.address,
+                        last_name=c.last_name,
+                        first_name=c.first_name,
+                        company=c.company,
+                        contact_id=c.contact_id,
+                        position=i,
+                    )
+                    for i, c in enumerate(contacts[start : start + _WRITE_CHUNK], start)
+                ]
+            )
         self._log.put(
             [
                 BroadcastScheduled(

@@ -239,26 +239,22 @@ class Recipient:
     ) -> list[RecipientEvent]:
         """Claim the recipient for a delivery attempt (recorded before handing over).
 
-        A retry after a lease ran out (the claiming process died) reuses the
-        Message-ID, so a receiving server may see the same message twice at most.
+        Every attempt after the first reuses the first attempt's Message-ID: a
+        retry after a lost reply or a dead dispatcher may reach a server that
+        already holds the message, and the copies must be recognisably one message.
         """
         if not self.is_due(now):
             raise InvalidTransition(
                 f"recipient {self.address} is {self.status.value} and not due at "
                 f"{now.isoformat()}; nothing to send"
             )
-        lease_expired = (
-            self.status is DeliveryStatus.SENDING
-            and self.retry_at is None
-            and self.message_id is not None
-        )
         return [
             Sent(
                 originator_id=self.id,
                 originator_version=self.version + 1,
                 timestamp=now,
                 attempt=self.attempts + 1,
-                message_id=self.message_id if lease_expired and self.message_id else message_id,
+                message_id=self.message_id or message_id,
                 lease_until=now + policy.lease,
             )
         ]
