@@ -246,10 +246,6 @@ class BroadcastService:
         require_aware(value, "clock()")
         return value.astimezone(UTC)
 
-    def _put(self, events: Sequence[DomainEvent]) -> None:
-        for start in range(0, len(events), _WRITE_CHUNK):
-            self._log.put(events[start : start + _WRITE_CHUNK])
-
     def _decide_and_put(self, decide: Callable[[], tuple[T, Sequence[DomainEvent]]]) -> T:
         # Optimistic concurrency: decide on fresh state, write; if another writer
         # took the version first, decide again on the newer state.
