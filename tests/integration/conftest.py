@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -52,3 +53,12 @@ def open_service(store_url: str, clock: FakeClock) -> Iterator[ServiceFactory]:
 def svc(open_service: ServiceFactory) -> BroadcastService:
     """A service on a fresh store of each kind."""
     return open_service()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def durable_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty store that several processes can share: a SQLite file, a PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'shared.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url

@@ -249,10 +249,6 @@ class BroadcastService:
         require_aware(value, "clock()")
         return value.astimezone(UTC)
 
-    def _put(self, events: Sequence[DomainEvent]) -> None:
-        for start in range(0, len(events), _WRITE_CHUNK):
-            self._log.put(events[start : start + _WRITE_CHUNK])
-
     def _decide_and_put(self, decide: Callable[[], tuple[T, Sequence[DomainEvent]]]) -> T:
         # Optimistic concurrency: decide on fresh state, write; if another writer
         # took the version first, decide again on the newer state.
@@ -450,10 +446,12 @@ class BroadcastService:
             raise InvalidInput("a broadcast needs at least one recipient", field="recipients")
         now = self.now()
         bid = uuid.uuid4()
-        scheduled: list[DomainEvent] = [*schedule(bid, account_id, contacts, now)]
         # Recipients first, the broadcast last: until its own event commits the
         # broadcast does not exist, so a crash midway leaves nothing visible or sendable.
-        self._put(scheduled)
+        # The events are built one chunk at a time, so memory does not grow with the list.
+        for start in range(0, len(contacts), _WRITE_CHUNK):
+            chunk = contacts[start : start + _WRITE_CHUNK]
+            self._log.put(schedule(bid, account_id, chunk, now, first_position=start))
         self._log.put(
             [
                 BroadcastScheduled(

@@ -50,11 +50,17 @@ def recipient_id(broadcast_id: UUID, address: str) -> UUID:
 
 
 def schedule(
-    broadcast_id: UUID, account_id: str, contacts: Iterable[Contact], now: datetime
+    broadcast_id: UUID,
+    account_id: str,
+    contacts: Iterable[Contact],
+    now: datetime,
+    *,
+    first_position: int = 0,
 ) -> list[Scheduled]:
     """The Scheduled event that starts each recipient of a new broadcast, in position order.
 
-    ``contacts`` are already folded by normalised address (one recipient each).
+    ``contacts`` are already folded by normalised address (one recipient each);
+    ``first_position`` is the first one's position when the list comes in chunks.
     """
     return [
         Scheduled(
@@ -70,7 +76,7 @@ def schedule(
             contact_id=c.contact_id,
             position=i,
         )
-        for i, c in enumerate(contacts)
+        for i, c in enumerate(contacts, first_position)
     ]
 
 
@@ -265,26 +271,22 @@ class Recipient:
     ) -> list[RecipientEvent]:
         """Claim the recipient for a delivery attempt (recorded before handing over).
 
-        A retry after a lease ran out (the claiming process died) reuses the
-        Message-ID, so a receiving server may see the same message twice at most.
+        Every attempt after the first reuses the first attempt's Message-ID: a
+        retry after a lost reply or a dead dispatcher may reach a server that
+        already holds the message, and the copies must be recognisably one message.
         """
         if not self.is_due(now):
             raise InvalidTransition(
                 f"recipient {self.address} is {self.status.value} and not due at "
                 f"{now.isoformat()}; nothing to send"
             )
-        lease_expired = (
-            self.status is DeliveryStatus.SENDING
-            and self.retry_at is None
-            and self.message_id is not None
-        )
         return [
             Sent(
                 originator_id=self.id,
                 originator_version=self.version + 1,
                 timestamp=now,
                 attempt=self.attempts + 1,
-                message_id=self.message_id if lease_expired and self.message_id else message_id,
+                message_id=self.message_id or message_id,
                 lease_until=now + policy.lease,
             )
         ]
