@@ -7,15 +7,17 @@ from collections import Counter
 from datetime import UTC
 
 import attrs
+import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from broadcast_adapters.bounces.parser import parse_bounce
 from broadcast_adapters.csv_io import CsvCodec
-from broadcast_domain import BounceReport, BroadcastService
+from broadcast_domain import BounceReport, BroadcastService, InvalidInput
 from broadcast_domain.codec import AttrsMapper
 from broadcast_domain.ports import OutgoingMessage
 from broadcast_domain.projections.views import fold
+from broadcast_domain.testing.bounces import build_dsn
 from broadcast_domain.testing.histories import History
 from broadcast_domain.testing.reports import failure_report, report_message, report_on
 from broadcast_domain.testing.strategies import (
@@ -189,3 +191,18 @@ def test_a_history_recorded_in_a_store_replays_to_consistent_projections(history
             )
     finally:
         svc.close()
+
+
+def test_build_dsn_refuses_a_whole_diagnostic_code() -> None:
+    """build_dsn writes 'smtp; <reply> <status>' itself, so a diagnostic holding it is refused."""
+    message = OutgoingMessage(
+        key="k1",
+        envelope_from=VERP,
+        recipient="taro@example.jp",
+        message_id=ORIGINAL_ID,
+        data=b"Message-ID: <original-42@mail.example.com>\r\n\r\nbody\r\n",
+    )
+    with pytest.raises(InvalidInput, match="reply_code"):
+        build_dsn(message, diagnostic="smtp; 552 5.2.2 Mailbox full")
+    [got] = parse_bounce(build_dsn(message, status="5.2.2", reply_code="552")).reports
+    assert (got.status, got.reply_code) == ("5.2.2", "552")
