@@ -136,6 +136,21 @@ class AttrsMapper(Mapper[UUID]):
             state=self.encode_state(event),
         )
 
+    def to_row(self, domain_event: ev.DomainEvent) -> tuple[str, int, str, bytes]:
+        """The event as a ``(originator_id hex, version, topic, state)`` row (batch inserts)."""
+        try:
+            topic = _TOPICS[type(domain_event)]
+        except KeyError:
+            raise CodecError(
+                f"{type(domain_event).__qualname__} is not a registered event type"
+            ) from None
+        return (
+            domain_event.originator_id.hex,
+            domain_event.originator_version,
+            topic,
+            self.encode_state(domain_event),
+        )
+
     def decode(self, topic: str, originator_id: UUID | str, version: int, state: bytes) -> ev.DomainEvent:
         """Rebuild one event from its stored parts."""
         fn = self._decoders.get(topic)
