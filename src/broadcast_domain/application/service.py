@@ -54,7 +54,12 @@ from broadcast_domain.domain.events import (
 )
 from broadcast_domain.domain.permissions import require_inbox_role
 from broadcast_domain.domain.policies import DeliveryPolicy
-from broadcast_domain.domain.recipient import Recipient, derive_report_id, recipient_id
+from broadcast_domain.domain.recipient import (
+    Recipient,
+    derive_report_id,
+    recipient_id,
+    recipient_id_maker,
+)
 from broadcast_domain.domain.values import (
     AddressBookSource,
     BounceReport,
@@ -406,9 +411,10 @@ class BroadcastService:
             raise InvalidInput("a broadcast needs at least one recipient", field="recipients")
         now = self.now()
         bid = uuid.uuid4()
+        rid_of = recipient_id_maker(bid)
         scheduled: list[DomainEvent] = [
             Scheduled(
-                originator_id=recipient_id(bid, c.address),
+                originator_id=rid_of(c.address),
                 originator_version=1,
                 timestamp=now,
                 broadcast_id=bid,
