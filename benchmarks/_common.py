@@ -167,3 +167,57 @@ def not_yet(metric: str, title: str, goal: str, reason: str, **extra: Any) -> di
         "not_yet": True,
         **extra,
     }
+
+
+def record_history(svc: Any, recipients: int, outcome: Callable[[int], str], chunk: int = 50_000) -> int:
+    """Schedule ``recipients`` and record a delivery history for each; return the event count.
+
+    ``outcome(i)`` picks recipient i's story: ``"ok"`` (Sent, Succeeded),
+    ``"retry"`` (Sent, Deferred, Sent, Succeeded), ``"error"`` (Sent, Bounced),
+    ``"acked"`` (Sent, Bounced, ErrorAcknowledged) or ``"scheduled"``. Events are
+    made by the domain's own commands and written in batches through the log.
+    """
+    from datetime import UTC, datetime
+
+    from broadcast_domain.domain.events import Scheduled
+    from broadcast_domain.domain.recipient import Recipient
+
+    log, policy = svc._log, svc.policy
+    now = datetime.now(UTC)
+    start = log.max_position()
+    done = 0
+    while done < recipients:
+        n = min(chunk, recipients - done)
+        create_broadcast(svc, contacts(n, prefix=f"h{done}-"))
+        done += n
+    position, end = start, log.max_position()
+    while position < end:
+        batch = [(p, e) for p, e in log.read(position, 10_000) if p <= end]
+        if not batch:
+            break
+        position = batch[-1][0]
+        events: list[Any] = []
+        for _, e in batch:
+            if not isinstance(e, Scheduled):
+                continue
+            story = outcome(e.position)
+            r = Recipient.started(e)
+            steps = {"ok": [250], "retry": [451, 250], "error": [550], "acked": [550],
+                     "scheduled": []}[story]
+            t = now
+            for attempt, code in enumerate(steps):
+                t = r.retry_at or t  # a retry waits for its backoff
+                for new in r.start_attempt(now=t, message_id=f"<{r.id.hex}.{attempt}@bench>",
+                                           policy=policy):
+                    events.append(new)
+                    r = new.apply(r)
+                for new in r.record_reply(code=code, text="bench", now=t, policy=policy):
+                    events.append(new)
+                    r = new.apply(r)
+            if story == "acked":
+                for new in r.acknowledge(by="bench", now=now):
+                    events.append(new)
+                    r = new.apply(r)
+        for i in range(0, len(events), 10_000):
+            log.put(events[i : i + 10_000])
+    return int(log.max_position()) - start
