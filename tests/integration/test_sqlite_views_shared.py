@@ -41,6 +41,9 @@ def test_a_store_never_applies_events_to_rows_another_process_changed(tmp_path: 
         assert (summary.succeeded, summary.errors, summary.scheduled) == (29, 1, 0)
         errors = first.recipients(bid, status=DeliveryStatus.ERROR)
         assert [r.address for r in errors.items] == [message.recipient]
+        # second last wrote these rows before first recorded the bounce: it must read them anew.
+        assert second.acknowledge_errors(bid, actor=ACTOR) == 1
+        assert first.summary(bid).unacknowledged_errors == 0
         assert first.verify_projections() == []
         assert second.verify_projections() == []
     finally:
