@@ -60,7 +60,7 @@ def machine() -> dict[str, Any]:
         cpu = platform.processor()
     import sqlite3
 
-    import eventsourcing  # type: ignore[import-untyped]
+    import eventsourcing
 
     return {
         "nproc": os.cpu_count(),
@@ -76,9 +76,16 @@ def run_one(metric: str, module_name: str | None, quick: bool) -> dict[str, Any]
     """Run one metric's module, or say why it is not measured."""
     title = METRICS[metric]
     if module_name is None:
-        row: dict[str, Any] = {"metric": metric, "title": title, "ours": None, "anchor": None,
-                               "ratio": None, "goal": "", "met": None,
-                               "note": f"not yet: no benchmarks/b{metric[1]}_*.py in the tree"}
+        row: dict[str, Any] = {
+            "metric": metric,
+            "title": title,
+            "ours": None,
+            "anchor": None,
+            "ratio": None,
+            "goal": "",
+            "met": None,
+            "note": f"not yet: no benchmarks/b{metric[1]}_*.py in the tree",
+        }
         return row
     started = time.perf_counter()
     try:
@@ -86,8 +93,16 @@ def run_one(metric: str, module_name: str | None, quick: bool) -> dict[str, Any]
         row = dict(module.run(quick))
     except Exception as e:  # a broken benchmark is reported, never hidden or faked
         traceback.print_exc()
-        row = {"metric": metric, "title": title, "ours": None, "anchor": None, "ratio": None,
-               "goal": "", "met": None, "note": f"failed: {type(e).__name__}: {e}"}
+        row = {
+            "metric": metric,
+            "title": title,
+            "ours": None,
+            "anchor": None,
+            "ratio": None,
+            "goal": "",
+            "met": None,
+            "note": f"failed: {type(e).__name__}: {e}",
+        }
     row.setdefault("metric", metric)
     row.setdefault("title", title)
     row.setdefault("note", "")
@@ -149,8 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     for metric in wanted:
         print(f"[{metric}] {METRICS[metric]} ...", file=sys.stderr, flush=True)
         row = run_one(metric, modules.get(metric), args.quick)
-        print(f"[{metric}] ratio {_fmt(row.get('ratio'))} {row.get('note', '')} ({row.get('seconds', 0)} s)", file=sys.stderr,
-              flush=True)
+        print(
+            f"[{metric}] ratio {_fmt(row.get('ratio'))} {row.get('note', '')} "
+            f"({row.get('seconds', 0)} s)",
+            file=sys.stderr,
+            flush=True,
+        )
         rows.append(row)
     report = {
         "quick": args.quick,
@@ -159,9 +178,11 @@ def main(argv: list[str] | None = None) -> int:
         "results": rows,
     }
     print(table(rows))
-    print(f"\n{'quick' if args.quick else 'full'} run, {report['seconds']} s; "
-          f"{report['machine']['nproc']} CPUs, {report['machine']['cpu']}, "
-          f"Python {report['machine']['python']}")
+    print(
+        f"\n{'quick' if args.quick else 'full'} run, {report['seconds']} s; "
+        f"{report['machine']['nproc']} CPUs, {report['machine']['cpu']}, "
+        f"Python {report['machine']['python']}"
+    )
     with open(args.json, "w", encoding="utf-8") as f:
         json.dump(report, f, ensure_ascii=False, indent=2, default=str)
     return 0

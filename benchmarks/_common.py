@@ -85,7 +85,12 @@ def contacts(n: int, prefix: str = "user") -> list[Any]:
     from broadcast_domain import Contact
 
     return [
-        Contact(f"{prefix}{i}@example.com", last_name="山田", first_name=f"太郎{i}", company="株式会社エイシーエムイー")
+        Contact(
+            f"{prefix}{i}@example.com",
+            last_name="山田",
+            first_name=f"太郎{i}",
+            company="株式会社エイシーエムイー",
+        )
         for i in range(n)
     ]
 
@@ -169,7 +174,9 @@ def not_yet(metric: str, title: str, goal: str, reason: str, **extra: Any) -> di
     }
 
 
-def record_history(svc: Any, recipients: int, outcome: Callable[[int], str], chunk: int = 50_000) -> int:
+def record_history(
+    svc: Any, recipients: int, outcome: Callable[[int], str], chunk: int = 50_000
+) -> int:
     """Schedule ``recipients`` and record a delivery history for each; return the event count.
 
     ``outcome(i)`` picks recipient i's story: ``"ok"`` (Sent, Succeeded),
@@ -184,7 +191,7 @@ def record_history(svc: Any, recipients: int, outcome: Callable[[int], str], chu
 
     log, policy = svc._log, svc.policy
     now = datetime.now(UTC)
-    start = log.max_position()
+    start = int(log.max_position())
     done = 0
     while done < recipients:
         n = min(chunk, recipients - done)
@@ -202,13 +209,19 @@ def record_history(svc: Any, recipients: int, outcome: Callable[[int], str], chu
                 continue
             story = outcome(e.position)
             r = Recipient.started(e)
-            steps = {"ok": [250], "retry": [451, 250], "error": [550], "acked": [550],
-                     "scheduled": []}[story]
+            steps = {
+                "ok": [250],
+                "retry": [451, 250],
+                "error": [550],
+                "acked": [550],
+                "scheduled": [],
+            }[story]
             t = now
             for attempt, code in enumerate(steps):
                 t = r.retry_at or t  # a retry waits for its backoff
-                for new in r.start_attempt(now=t, message_id=f"<{r.id.hex}.{attempt}@bench>",
-                                           policy=policy):
+                for new in r.start_attempt(
+                    now=t, message_id=f"<{r.id.hex}.{attempt}@bench>", policy=policy
+                ):
                     events.append(new)
                     r = new.apply(r)
                 for new in r.record_reply(code=code, text="bench", now=t, policy=policy):
@@ -220,4 +233,5 @@ def record_history(svc: Any, recipients: int, outcome: Callable[[int], str], chu
                     r = new.apply(r)
         for i in range(0, len(events), 10_000):
             log.put(events[i : i + 10_000])
-    return int(log.max_position()) - start
+    end_position = int(log.max_position())
+    return end_position - start

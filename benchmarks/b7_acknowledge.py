@@ -12,9 +12,19 @@ from __future__ import annotations
 import os
 import sqlite3
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
-from benchmarks._common import REPS, actor, median_of, open_service, record_history, result, scratch_dir, timed
+from benchmarks._common import (
+    REPS,
+    actor,
+    median_of,
+    open_service,
+    record_history,
+    result,
+    scratch_dir,
+    timed,
+)
 
 GOAL = "<= 5"
 
@@ -28,7 +38,9 @@ def copy_rows(directory: str, source: str) -> sqlite3.Connection:
         "CREATE TABLE recipients AS SELECT *, NULL AS acknowledged_at, NULL AS acknowledged_by "
         "FROM src.bd_recipients"
     )
-    conn.execute("CREATE INDEX recipients_unack ON recipients (broadcast_id, position) WHERE unack = 1")
+    conn.execute(
+        "CREATE INDEX recipients_unack ON recipients (broadcast_id, position) WHERE unack = 1"
+    )
     conn.execute("DETACH DATABASE src")
     return conn
 
@@ -51,7 +63,7 @@ def raw_update(conn: sqlite3.Connection, broadcast_hex: str, n: int) -> float:
 
 
 def run(quick: bool) -> dict[str, Any]:
-    n = 10_000
+    n = 5_000 if quick else 10_000
     ours, anchor = [], []
     for _ in range(REPS):
         with scratch_dir() as d:
@@ -61,7 +73,7 @@ def run(quick: bool) -> dict[str, Any]:
                 bid = svc.list_broadcasts("support").items[0].broadcast_id
                 assert svc.summary(bid).unacknowledged_errors == n
                 raw = copy_rows(d, os.path.join(d, "bench.db"))  # the same rows, before
-                ours.append(timed(lambda: svc.acknowledge_errors(bid, actor=actor())))
+                ours.append(timed(partial(svc.acknowledge_errors, bid, actor=actor())))
                 assert svc.summary(bid).unacknowledged_errors == 0
             finally:
                 svc.close()
@@ -78,6 +90,6 @@ def run(quick: bool) -> dict[str, Any]:
         unit="ms",
         ratio=ratio,
         goal=GOAL,
-        size="10,000 errors",
+        size=f"{n:,} errors{' (quick)' if quick else ''}",
         note="ratio = our time / raw UPDATE time",
     )

@@ -116,7 +116,10 @@ class AttrsMapper(Mapper[UUID]):
             # Generated per class with the id and version left out, rather than
             # unstructured whole and popped: the same dict, built once.
             fn = make_dict_unstructure_fn(
-                cls, self.converter, **{name: override(omit=True) for name in _SKIP}
+                cls,
+                self.converter,
+                originator_id=override(omit=True),
+                originator_version=override(omit=True),
             )
             self._encoders[cls] = fn
         return fn

@@ -5,7 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from broadcast_domain import AddressBookSource, BounceReport, BroadcastService, Contact, DeliveryStatus
+from broadcast_domain import (
+    AddressBookSource,
+    BounceReport,
+    BroadcastService,
+    Contact,
+    DeliveryStatus,
+)
 from broadcast_domain.testing.machine import ACTOR, SIGNING_KEY, ScriptedTransport
 
 
@@ -22,9 +28,15 @@ def test_a_store_never_applies_events_to_rows_another_process_changed(tmp_path: 
     try:
         people = [Contact(f"p{i}@example.com", last_name=f"姓{i}") for i in range(30)]
         bid = first.create_broadcast(
-            account_id="acme", inbox_id="inbox", sender="news@example.com", subject="s",
-            text_body="b", source=AddressBookSource("book"), recipients=people,
-            scheduled_at=datetime.now(UTC) - timedelta(minutes=1), actor=ACTOR,
+            account_id="acme",
+            inbox_id="inbox",
+            sender="news@example.com",
+            subject="s",
+            text_body="b",
+            source=AddressBookSource("book"),
+            recipients=people,
+            scheduled_at=datetime.now(UTC) - timedelta(minutes=1),
+            actor=ACTOR,
         )
         assert first.summary(bid).scheduled == 30  # first has applied (and remembers) the rows
         transport = ScriptedTransport()
@@ -32,9 +44,14 @@ def test_a_store_never_applies_events_to_rows_another_process_changed(tmp_path: 
         assert report.succeeded == 30
         message = transport.sent[0]
         outcome = first.record_bounce(
-            BounceReport(recipient=message.recipient, status="5.1.1", diagnostic="no such user",
-                         permanent=True, reported_at=datetime.now(UTC),
-                         message_id=message.message_id)
+            BounceReport(
+                recipient=message.recipient,
+                status="5.1.1",
+                diagnostic="no such user",
+                permanent=True,
+                reported_at=datetime.now(UTC),
+                message_id=message.message_id,
+            )
         )
         assert outcome.kind == "applied"
         summary = first.summary(bid)

@@ -41,8 +41,12 @@ def test_lean_encoder_writes_the_bytes_of_the_whole_unstructured_event(event: Do
 def test_a_row_holds_what_a_stored_event_holds(event: DomainEvent) -> None:
     """to_row is to_stored_event as a tuple with the id in hex."""
     stored = MAPPER.to_stored_event(event)
+    assert isinstance(stored.originator_id, UUID)
     assert MAPPER.to_row(event) == (
-        stored.originator_id.hex, stored.originator_version, stored.topic, stored.state
+        stored.originator_id.hex,
+        stored.originator_version,
+        stored.topic,
+        stored.state,
     )
 
 
@@ -73,14 +77,18 @@ def _slow_fold(items: list[Contact]) -> tuple[list[Contact], int]:
             dups += 1
             continue
         seen.add(key)
-        kept.append(c if address == c.address else Contact(
-            address, c.last_name, c.first_name, c.company, c.contact_id))
+        kept.append(
+            c
+            if address == c.address
+            else Contact(address, c.last_name, c.first_name, c.company, c.contact_id)
+        )
     return kept, dups
 
 
 _odd_contacts = st.builds(
     Contact,
-    address=addresses() | st.sampled_from([" a@example.com", "a@example.com\r\n", "bad", "ü@例え.jp"]),
+    address=addresses()
+    | st.sampled_from([" a@example.com", "a@example.com\r\n", "bad", "ü@例え.jp"]),
     last_name=st.sampled_from(["", "山田", "x\ny", "a\x00"]),
     first_name=st.sampled_from(["", "太郎", "\r"]),
     company=st.sampled_from(["", "ACME"]),
@@ -101,7 +109,9 @@ def test_fold_contacts_decides_like_the_checks_it_skips(items: list[Contact]) ->
     assert actual == expected
 
 
-def test_sqlite_event_log_uses_the_batch_recorder_and_keeps_positions_in_order(tmp_path: Path) -> None:
+def test_sqlite_event_log_uses_the_batch_recorder_and_keeps_positions_in_order(
+    tmp_path: Path,
+) -> None:
     """A batch is written in one statement and read back in the order it was put."""
     from datetime import UTC, datetime
     from uuid import uuid4
@@ -114,8 +124,15 @@ def test_sqlite_event_log_uses_the_batch_recorder_and_keeps_positions_in_order(t
         bid = uuid4()
         now = datetime(2026, 1, 1, tzinfo=UTC)
         events = [
-            Scheduled(originator_id=uuid4(), originator_version=1, timestamp=now, broadcast_id=bid,
-                      account_id="acme", address=f"u{i}@example.com", position=i)
+            Scheduled(
+                originator_id=uuid4(),
+                originator_version=1,
+                timestamp=now,
+                broadcast_id=bid,
+                account_id="acme",
+                address=f"u{i}@example.com",
+                position=i,
+            )
             for i in range(50)
         ]
         log.put(events)

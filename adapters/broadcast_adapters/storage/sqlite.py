@@ -177,8 +177,8 @@ class SqliteViewStore:
                 views.error_positions[rid] = error_pos
             broadcast_ids.add(r.broadcast_id.hex)
             account_ids.add(r.account_id)
-        for rid_hex, error_pos, state in self._select_in(
-            "SELECT id, error_pos, state FROM bd_recipients WHERE id IN ({marks})",
+        for error_pos, state in self._select_in(
+            "SELECT error_pos, state FROM bd_recipients WHERE id IN ({marks})",
             sorted(wanted),
         ):
             r = decode_state(state, Recipient)
@@ -458,8 +458,8 @@ class SqliteViewStore:
                 try:
                     # Rows this store wrote are still in memory when nobody has moved the
                     # position since: use them rather than decoding the JSON again.
-                    now_at = c.execute("SELECT position FROM bd_tracking WHERE id = 1").fetchone()[0]
-                    cache = self._cache if self._cache_position == now_at else {}
+                    now_at = c.execute("SELECT position FROM bd_tracking WHERE id = 1").fetchone()
+                    cache = self._cache if self._cache_position == now_at[0] else {}
                     rows = c.execute(sql, [*params, last, _STREAM_CHUNK]).fetchall()
                 finally:
                     c.execute("COMMIT")
