@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 from uuid import UUID
@@ -147,3 +148,44 @@ def test_sqlite_event_log_uses_the_batch_recorder_and_keeps_positions_in_order(
     conn = sqlite3.connect(tmp_path / "events.db")
     assert conn.execute("SELECT COUNT(*) FROM stored_events").fetchone()[0] == 50
     conn.close()
+
+
+@given(contacts(), st.text(max_size=30).filter(lambda s: "\r" not in s and "\n" not in s))
+def test_messages_are_the_same_bytes_with_the_remembering_header_registry(
+    recipient: Contact, subject: str
+) -> None:
+    """build_message writes identical bytes whether header classes are remembered or remade."""
+    from datetime import UTC, datetime
+    from email import policy as email_policy
+
+    from broadcast_domain.domain import messages
+
+    kwargs = {
+        "sender": "news@example.com",
+        "sender_name": "ニュース",
+        "recipient": recipient,
+        "subject": subject,
+        "text_body": "本文です\nline two\n",
+        "html_body": "<p>本文</p>",
+        "message_id": "<abc@example.com>",
+        "envelope_from": "bounces@example.com",
+        "date": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+    }
+    try:
+        fast: bytes | str = messages.build_message(**kwargs)  # type: ignore[arg-type]
+    except InvalidInput as e:
+        fast = str(e)
+    saved = messages._POLICY
+    messages._POLICY = email_policy.SMTP.clone(cte_type="7bit")
+    try:
+        try:
+            plain: bytes | str = messages.build_message(**kwargs)  # type: ignore[arg-type]
+        except InvalidInput as e:
+            plain = str(e)
+    finally:
+        messages._POLICY = saved
+    # multipart boundaries are random: compare everything else
+    boundary = re.compile(rb"=+\d+==")
+    if isinstance(fast, bytes) and isinstance(plain, bytes):
+        fast, plain = boundary.sub(b"B", fast), boundary.sub(b"B", plain)
+    assert fast == plain
