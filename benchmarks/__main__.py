@@ -59,15 +59,18 @@ def machine() -> dict[str, Any]:
     except OSError:
         cpu = platform.processor()
     import sqlite3
+    from importlib.metadata import PackageNotFoundError, version
 
-    import eventsourcing
-
+    try:
+        es_version = version("eventsourcing")
+    except PackageNotFoundError:
+        es_version = "?"
     return {
         "nproc": os.cpu_count(),
         "cpu": cpu,
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
-        "eventsourcing": getattr(eventsourcing, "__version__", "?"),
+        "eventsourcing": es_version,
         "platform": platform.system(),
     }
 
