@@ -60,7 +60,12 @@ from broadcast_domain.domain.events import (
 )
 from broadcast_domain.domain.permissions import require_inbox_role
 from broadcast_domain.domain.policies import DeliveryPolicy
-from broadcast_domain.domain.recipient import Recipient, derive_report_id, recipient_id
+from broadcast_domain.domain.recipient import (
+    Recipient,
+    derive_report_id,
+    recipient_id,
+    recipient_id_maker,
+)
 from broadcast_domain.domain.unmatched import UnmatchedMessage
 from broadcast_domain.domain.values import (
     AddressBookSource,
@@ -437,6 +442,7 @@ class BroadcastService:
             raise InvalidInput("a broadcast needs at least one recipient", field="recipients")
         now = self.now()
         bid = uuid.uuid4()
+        rid_of = recipient_id_maker(bid)
         # Recipients first, the broadcast last: until its own event commits the
         # broadcast does not exist, so a crash midway leaves nothing visible or sendable.
         # The events are built one chunk at a time, so memory does not grow with the list.
@@ -444,7 +450,7 @@ class BroadcastService:
             self._log.put(
                 [
                     Scheduled(
-                        originator_id=recipient_id(bid, c.address),
+                        originator_id=rid_of(c.address),
                         originator_version=1,
                         timestamp=now,
                         broadcast_id=bid,
