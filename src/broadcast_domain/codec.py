@@ -15,6 +15,7 @@ from typing import Any, TypeVar, cast, get_origin
 from uuid import UUID
 
 import orjson
+from cattrs.gen import make_dict_unstructure_fn, override
 from cattrs.preconf.orjson import OrjsonConverter
 from cattrs.preconf.orjson import configure_converter as configure_orjson
 from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
@@ -117,16 +118,20 @@ class AttrsMapper(Mapper[UUID]):
     def _encoder(self, cls: type[ev.DomainEvent]) -> Callable[[Any], Any]:
         fn = self._encoders.get(cls)
         if fn is None:
-            fn = self.converter.get_unstructure_hook(cls)
+            # Generated per class with the id and version left out, rather than
+            # unstructured whole and popped: the same dict, built once.
+            fn = make_dict_unstructure_fn(
+                cls,
+                self.converter,
+                originator_id=override(omit=True),
+                originator_version=override(omit=True),
+            )
             self._encoders[cls] = fn
         return fn
 
     def encode_state(self, event: ev.DomainEvent) -> bytes:
         """The event's payload bytes (without id and version)."""
-        data = self._encoder(type(event))(event)
-        for key in _SKIP:
-            data.pop(key, None)
-        return orjson.dumps(data)
+        return orjson.dumps(self._encoder(type(event))(event))
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         event = cast(ev.DomainEvent, domain_event)
@@ -139,6 +144,21 @@ class AttrsMapper(Mapper[UUID]):
             originator_version=event.originator_version,
             topic=topic,
             state=self.encode_state(event),
+        )
+
+    def to_row(self, domain_event: ev.DomainEvent) -> tuple[str, int, str, bytes]:
+        """The event as a ``(originator_id hex, version, topic, state)`` row (batch inserts)."""
+        try:
+            topic = _TOPICS[type(domain_event)]
+        except KeyError:
+            raise CodecError(
+                f"{type(domain_event).__qualname__} is not a registered event type"
+            ) from None
+        return (
+            domain_event.originator_id.hex,
+            domain_event.originator_version,
+            topic,
+            self.encode_state(domain_event),
         )
 
     def decode(

@@ -97,6 +97,7 @@ _TABLES = (
 )
 
 _IN_CHUNK = 500
+_CACHE_LIMIT = 100_000
 _STREAM_CHUNK = 1000
 _DUE_STATUSES = (
     BroadcastStatus.SCHEDULED.value,
@@ -137,6 +138,12 @@ class SqliteViewStore:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         with self._lock:
             self._conn.executescript(_SCHEMA)
+        # Recipient rows as this store last wrote them, valid while the tracking
+        # position is still the one it wrote (every change to the tables moves it):
+        # a rebuild or a dispatch touches each recipient in several batches, and
+        # decoding its row back each time cost more than the rest of the apply.
+        self._cache: dict[UUID, tuple[Recipient, int | None]] = {}
+        self._cache_position: int | None = None
 
     # --- writing -------------------------------------------------------------------------
 
@@ -154,7 +161,7 @@ class SqliteViewStore:
 
     def _load(self, batch: Sequence[tuple[int, DomainEvent]], position: int) -> Views:
         views = Views(position=position)
-        recipient_ids: set[str] = set()
+        recipient_ids: set[UUID] = set()
         broadcast_ids: set[str] = set()
         account_ids: set[str] = set()
         for _, event in batch:
@@ -162,15 +169,30 @@ class SqliteViewStore:
                 broadcast_ids.add(event.broadcast_id.hex)
                 account_ids.add(event.account_id)
             elif isinstance(event, RecipientEvent):
-                recipient_ids.add(event.originator_id.hex)
+                recipient_ids.add(event.originator_id)
             elif isinstance(event, BroadcastEvent):
                 if not isinstance(event, BroadcastScheduled):
                     broadcast_ids.add(event.originator_id.hex)
             elif isinstance(event, AccountConfigured):
                 account_ids.add(event.account_id)
+        if self._cache_position != position:
+            self._forget()  # another writer moved on: our rows may be stale
+        cache = self._cache
+        wanted: list[str] = []
+        for rid in recipient_ids:
+            hit = cache.get(rid)
+            if hit is None:
+                wanted.append(rid.hex)
+                continue
+            r, error_pos = hit
+            views.recipients[rid] = r
+            if error_pos is not None:
+                views.error_positions[rid] = error_pos
+            broadcast_ids.add(r.broadcast_id.hex)
+            account_ids.add(r.account_id)
         for error_pos, state in self._select_in(
             "SELECT error_pos, state FROM bd_recipients WHERE id IN ({marks})",
-            sorted(recipient_ids),
+            sorted(wanted),
         ):
             r = decode_state(state, Recipient)
             views.recipients[r.id] = r
@@ -193,11 +215,26 @@ class SqliteViewStore:
             views.accounts[a.account_id] = a
         return views
 
-    def _write(self, views: Views) -> None:
+    def _write(self, views: Views, existing: set[UUID]) -> None:
         c = self._conn
         rows = []
+        updates = []
         for rid in views.dirty_recipients:
             r = views.recipients[rid]
+            if rid in existing:
+                # Names, address, broadcast and position never change after Scheduled,
+                # so an update leaves them (and the costly search text) as they are.
+                updates.append(
+                    (
+                        r.status.value,
+                        _due_at(r),
+                        1 if r.unacknowledged_error else 0,
+                        views.error_positions.get(rid),
+                        encode_state(r),
+                        rid.hex,
+                    )
+                )
+                continue
             rows.append(
                 (
                     rid.hex,
@@ -212,6 +249,11 @@ class SqliteViewStore:
                 )
             )
         c.executemany("INSERT OR REPLACE INTO bd_recipients VALUES (?,?,?,?,?,?,?,?,?)", rows)
+        c.executemany(
+            "UPDATE bd_recipients SET status = ?, due_at = ?, unack = ?, error_pos = ?, state = ? "
+            "WHERE id = ?",
+            updates,
+        )
         c.executemany(
             "INSERT OR REPLACE INTO bd_broadcasts VALUES (?,?,?,?,?,?)",
             [
@@ -267,18 +309,35 @@ class SqliteViewStore:
                     c.execute("ROLLBACK")
                     return False
                 views = self._load(batch, expected_position)
+                existing = set(views.recipients)
                 for position, event in batch:
                     project(views, event, position)
-                self._write(views)
+                self._write(views, existing)
                 c.execute("UPDATE bd_tracking SET position = ? WHERE id = 1", (views.position,))
                 c.execute("COMMIT")
             except BaseException:
+                self._forget()
                 c.execute("ROLLBACK")
                 raise
+            self._remember(views)
             return True
+
+    def _remember(self, views: Views) -> None:
+        cache = self._cache
+        if len(cache) + len(views.dirty_recipients) > _CACHE_LIMIT:
+            cache.clear()
+        errors = views.error_positions
+        for rid in views.dirty_recipients:
+            cache[rid] = (views.recipients[rid], errors.get(rid))
+        self._cache_position = views.position
+
+    def _forget(self) -> None:
+        self._cache.clear()
+        self._cache_position = None
 
     def reset(self) -> None:
         with self._lock:
+            self._forget()
             c = self._conn
             c.execute("BEGIN IMMEDIATE")
             try:
@@ -427,16 +486,27 @@ class SqliteViewStore:
         # Keyset pagination: no cursor or lock is held between chunks.
         last = -1
         while True:
-            rows = self._all(sql, [*params, last, _STREAM_CHUNK])
+            with self._lock:
+                c = self._conn
+                c.execute("BEGIN")
+                try:
+                    # Rows this store wrote are still in memory when nobody has moved the
+                    # position since: use them rather than decoding the JSON again.
+                    now_at = c.execute("SELECT position FROM bd_tracking WHERE id = 1").fetchone()
+                    cache = self._cache if self._cache_position == now_at[0] else {}
+                    rows = c.execute(sql, [*params, last, _STREAM_CHUNK]).fetchall()
+                finally:
+                    c.execute("COMMIT")
             if not rows:
                 return
-            for position, state in rows:
-                yield decode_state(state, Recipient)
+            for position, rid, state in rows:
+                hit = cache.get(UUID(rid)) if cache else None
+                yield hit[0] if hit is not None else decode_state(state, Recipient)
                 last = position
 
     def iter_recipients(self, broadcast_id: UUID) -> Iterator[Recipient]:
         return self._stream(
-            "SELECT position, state FROM bd_recipients WHERE broadcast_id = ? AND position > ? "
+            "SELECT position, id, state FROM bd_recipients WHERE broadcast_id = ? AND position > ? "
             "ORDER BY position LIMIT ?",
             [broadcast_id.hex],
         )
@@ -456,7 +526,7 @@ class SqliteViewStore:
 
     def iter_unacknowledged(self, broadcast_id: UUID, as_of: int) -> Iterator[Recipient]:
         return self._stream(
-            "SELECT position, state FROM bd_recipients WHERE broadcast_id = ? AND unack = 1 "
+            "SELECT position, id, state FROM bd_recipients WHERE broadcast_id = ? AND unack = 1 "
             "AND error_pos <= ? AND position > ? ORDER BY position LIMIT ?",
             [broadcast_id.hex, as_of],
         )

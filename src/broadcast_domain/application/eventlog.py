@@ -13,12 +13,20 @@ from uuid import UUID
 import attrs
 from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError, Mapper, RecordConflictError
+from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 from broadcast_domain.codec import AttrsMapper
 from broadcast_domain.domain.events import DomainEvent
 from broadcast_domain.errors import InvalidInput, StoreUnavailable
 
-__all__ = ["POSTGRES_OPTIONS", "EventLog", "StoreUrl", "VersionConflict", "parse_store_url"]
+__all__ = [
+    "POSTGRES_OPTIONS",
+    "BatchSQLiteRecorder",
+    "EventLog",
+    "StoreUrl",
+    "VersionConflict",
+    "parse_store_url",
+]
 
 
 class VersionConflict(Exception):
@@ -149,6 +157,24 @@ class _App(Application[UUID]):
         return AttrsMapper()
 
 
+class BatchSQLiteRecorder(SQLiteApplicationRecorder):
+    """eventsourcing's SQLite application recorder, plus one ``executemany`` write.
+
+    The inherited ``insert_events`` inserts row by row to collect each row's
+    notification id; :meth:`insert_rows` is for callers that do not need them
+    (the event log never does) and writes a whole batch with one statement in one
+    transaction. Rowids are still assigned in order, so positions are unchanged.
+    """
+
+    def insert_rows(self, rows: Sequence[tuple[str, int, str, bytes]]) -> None:
+        """Insert ``(originator_id hex, version, topic, state)`` rows atomically."""
+        with self.datastore.transaction(commit=True) as c:
+            c.executemany(self.insert_events_statement, rows)
+
+
+_BATCH_RECORDER_TOPIC = f"{__name__}:{BatchSQLiteRecorder.__qualname__}"
+
+
 def _env_for(store: StoreUrl) -> dict[str, str]:
     if store.kind == "memory":
         return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
@@ -157,6 +183,7 @@ def _env_for(store: StoreUrl) -> dict[str, str]:
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": store.path,
             "SQLITE_LOCK_TIMEOUT": "60",
+            "APPLICATION_RECORDER_TOPIC": _BATCH_RECORDER_TOPIC,
         }
     # Prefixed with the application's name, so that stray BROADCASTS_POSTGRES_*
     # variables in the environment cannot point the URL somewhere else.
@@ -219,17 +246,24 @@ class EventLog:
             raise TypeError("the event store must use AttrsMapper")
         self.mapper: AttrsMapper = mapper
         self.recorder = self.app.recorder
+        # The batch path needs our recorder; another store (or an env override) keeps
+        # eventsourcing's own insert_events.
+        self._insert_rows = (
+            self.recorder.insert_rows if isinstance(self.recorder, BatchSQLiteRecorder) else None
+        )
 
     def put(self, events: Sequence[DomainEvent]) -> None:
         """Append events atomically; VersionConflict when any aggregate version is taken."""
         if not events:
             return
-        stored = [self.mapper.to_stored_event(e) for e in events]
         try:
-            if self.store.kind == "postgresql":
-                self._insert_postgres(stored)
+            if self._insert_rows is not None:
+                to_row = self.mapper.to_row
+                self._insert_rows([to_row(e) for e in events])
+            elif self.store.kind == "postgresql":
+                self._insert_postgres([self.mapper.to_stored_event(e) for e in events])
             else:
-                self.recorder.insert_events(stored)
+                self.recorder.insert_events([self.mapper.to_stored_event(e) for e in events])
         except (IntegrityError, RecordConflictError) as e:
             raise VersionConflict(str(e)) from e
 

@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 from email import policy as email_policy
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import Policy
 from email.utils import format_datetime
@@ -26,9 +27,31 @@ from broadcast_domain.errors import InvalidInput
 
 __all__ = ["build_message", "display_name", "make_message_id"]
 
+
+class _CachedHeaderRegistry(HeaderRegistry):
+    """The standard header registry, remembering the class it makes for each header name.
+
+    ``HeaderRegistry.__getitem__`` builds a new class with ``type()`` on every
+    header set or parsed, which was the largest single cost of building a
+    message; the class depends only on the lower-cased name, so it is made once.
+    (``map_to_type`` is never called on this registry.)
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._made: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        made = self._made.get(key)
+        if made is None:
+            made = self._made[key] = super().__getitem__(name)
+        return made
+
+
 # policy.SMTP ends lines in CRLF; cte_type 7bit makes set_content choose
 # quoted-printable or base64 for non-ASCII bodies instead of raw 8bit.
-_POLICY = email_policy.SMTP.clone(cte_type="7bit")
+_POLICY = email_policy.SMTP.clone(cte_type="7bit", header_factory=_CachedHeaderRegistry())
 
 _MAX_LINE = 78
 # "=?utf-8?b?" + base64 + "?=" must stay within 75 characters (RFC 2047 2):

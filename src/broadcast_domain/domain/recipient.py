@@ -8,10 +8,10 @@ empty list when nothing changes). The rules are SPEC section 2.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import NAMESPACE_URL, UUID, SafeUUID, uuid5
 
 import attrs
 
@@ -37,7 +37,7 @@ from broadcast_domain.errors import InvalidTransition
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-__all__ = ["Recipient", "ReportOutcome", "recipient_id", "schedule"]
+__all__ = ["Recipient", "ReportOutcome", "recipient_id", "recipient_id_maker", "schedule"]
 
 _RECIPIENT_NS = uuid5(NAMESPACE_URL, "urn:broadcast-domain:recipient")
 
@@ -47,6 +47,35 @@ ReportOutcome = Literal["applied", "duplicate", "late", "unmatched", "ignored"]
 def recipient_id(broadcast_id: UUID, address: str) -> UUID:
     """The recipient aggregate's id: stable for a broadcast and a normalised address."""
     return uuid5(_RECIPIENT_NS, f"{broadcast_id.hex}:{normalise_address(address)}")
+
+
+# uuid5's version and variant bits, applied to the first 16 bytes of the SHA-1.
+_KEEP = ~((0xC000 << 48) | (0xF000 << 64)) & ((1 << 128) - 1)
+_SET = (0x8000 << 48) | (5 << 76)
+
+
+def recipient_id_maker(broadcast_id: UUID) -> Callable[[str], UUID]:
+    """``recipient_id`` for one broadcast, for many addresses (same ids, about 3x faster).
+
+    Scheduling a million recipients computes a million ids: the SHA-1 of the
+    namespace and broadcast prefix is computed once and copied, and the UUID is
+    made without re-checking a value that is 128 bits by construction.
+    """
+    prefix = hashlib.sha1(_RECIPIENT_NS.bytes + f"{broadcast_id.hex}:".encode())  # noqa: S324 - uuid5
+    new_uuid = object.__new__
+    set_slot = object.__setattr__
+    safety = SafeUUID.unknown
+
+    def make(address: str) -> UUID:
+        h = prefix.copy()
+        h.update(normalise_address(address).encode())
+        u = new_uuid(UUID)
+        # What UUID.__setstate__ does: the two slots, no validation.
+        set_slot(u, "int", int.from_bytes(h.digest()[:16], "big") & _KEEP | _SET)
+        set_slot(u, "is_safe", safety)
+        return u
+
+    return make
 
 
 def schedule(
@@ -62,9 +91,10 @@ def schedule(
     ``contacts`` are already folded by normalised address (one recipient each);
     ``first_position`` is the first one's position when the list comes in chunks.
     """
+    rid_of = recipient_id_maker(broadcast_id)
     return [
         Scheduled(
-            originator_id=recipient_id(broadcast_id, c.address),
+            originator_id=rid_of(c.address),
             originator_version=1,
             timestamp=now,
             broadcast_id=broadcast_id,

@@ -1,0 +1,191 @@
+"""The fast paths taken for large broadcasts give exactly what the general paths give."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+from uuid import UUID
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from broadcast_domain.application.eventlog import (
+    BatchSQLiteRecorder,
+    EventLog,
+    VersionConflict,
+    parse_store_url,
+)
+from broadcast_domain.application.validation import check_address, check_header_field, fold_contacts
+from broadcast_domain.codec import AttrsMapper, make_converter
+from broadcast_domain.domain.events import DomainEvent
+from broadcast_domain.domain.recipient import recipient_id, recipient_id_maker
+from broadcast_domain.domain.values import Contact
+from broadcast_domain.errors import InvalidInput
+from broadcast_domain.testing.strategies import addresses, contacts, domain_events
+
+MAPPER = AttrsMapper()
+CONVERTER = make_converter()
+
+
+@given(domain_events())
+def test_lean_encoder_writes_the_bytes_of_the_whole_unstructured_event(event: DomainEvent) -> None:
+    """The per-class encoder equals unstructuring everything and dropping id and version."""
+    whole = CONVERTER.unstructure(event)
+    del whole["originator_id"], whole["originator_version"]
+    assert MAPPER.encode_state(event) == orjson.dumps(whole)
+
+
+@given(domain_events())
+def test_a_row_holds_what_a_stored_event_holds(event: DomainEvent) -> None:
+    """to_row is to_stored_event as a tuple with the id in hex."""
+    stored = MAPPER.to_stored_event(event)
+    assert isinstance(stored.originator_id, UUID)
+    assert MAPPER.to_row(event) == (
+        stored.originator_id.hex,
+        stored.originator_version,
+        stored.topic,
+        stored.state,
+    )
+
+
+@given(st.uuids(), st.text(max_size=40) | addresses())
+def test_recipient_id_maker_gives_the_ids_of_recipient_id(broadcast: UUID, address: str) -> None:
+    """The precomputed maker returns an equal UUID (value, version, hash, text) to recipient_id."""
+    made = recipient_id_maker(broadcast)(address)
+    plain = recipient_id(broadcast, address)
+    assert made == plain
+    assert hash(made) == hash(plain)
+    assert str(made) == str(plain)
+    assert made.version == 5
+
+
+def _slow_fold(items: list[Contact]) -> tuple[list[Contact], int]:
+    # The rule without the fast path: check_address and check_header_field on every field.
+    seen: set[str] = set()
+    kept: list[Contact] = []
+    dups = 0
+    from broadcast_domain.domain.values import normalise_address
+
+    for i, c in enumerate(items):
+        address = check_address(c.address, f"recipients[{i}].address")
+        for name in ("last_name", "first_name", "company"):
+            check_header_field(getattr(c, name), f"recipients[{i}].{name}")
+        key = normalise_address(address)
+        if key in seen:
+            dups += 1
+            continue
+        seen.add(key)
+        kept.append(
+            c
+            if address == c.address
+            else Contact(address, c.last_name, c.first_name, c.company, c.contact_id)
+        )
+    return kept, dups
+
+
+_odd_contacts = st.builds(
+    Contact,
+    address=addresses()
+    | st.sampled_from([" a@example.com", "a@example.com\r\n", "bad", "ü@例え.jp"]),
+    last_name=st.sampled_from(["", "山田", "x\ny", "a\x00"]),
+    first_name=st.sampled_from(["", "太郎", "\r"]),
+    company=st.sampled_from(["", "ACME"]),
+)
+
+
+@given(st.lists(contacts() | _odd_contacts, max_size=8))
+def test_fold_contacts_decides_like_the_checks_it_skips(items: list[Contact]) -> None:
+    """The fast path keeps, folds and rejects exactly as checking every field would."""
+    try:
+        expected: tuple[list[Contact], int] | str = _slow_fold(items)
+    except InvalidInput as e:
+        expected = str(e)
+    try:
+        actual: tuple[list[Contact], int] | str = fold_contacts(items)
+    except InvalidInput as e:
+        actual = str(e)
+    assert actual == expected
+
+
+def test_sqlite_event_log_uses_the_batch_recorder_and_keeps_positions_in_order(
+    tmp_path: Path,
+) -> None:
+    """A batch is written in one statement and read back in the order it was put."""
+    from datetime import UTC, datetime
+    from uuid import uuid4
+
+    from broadcast_domain.domain.events import Scheduled
+
+    log = EventLog(parse_store_url(f"sqlite:///{tmp_path / 'events.db'}"))
+    try:
+        assert isinstance(log.recorder, BatchSQLiteRecorder)
+        bid = uuid4()
+        now = datetime(2026, 1, 1, tzinfo=UTC)
+        events = [
+            Scheduled(
+                originator_id=uuid4(),
+                originator_version=1,
+                timestamp=now,
+                broadcast_id=bid,
+                account_id="acme",
+                address=f"u{i}@example.com",
+                position=i,
+            )
+            for i in range(50)
+        ]
+        log.put(events)
+        read = log.read(0, 100)
+        assert [e for _, e in read] == events
+        assert [p for p, _ in read] == list(range(1, 51))
+        with pytest.raises(VersionConflict):
+            log.put([events[3], events[7]])
+        assert log.max_position() == 50
+    finally:
+        log.close()
+    conn = sqlite3.connect(tmp_path / "events.db")
+    assert conn.execute("SELECT COUNT(*) FROM stored_events").fetchone()[0] == 50
+    conn.close()
+
+
+@given(contacts(), st.text(max_size=30).filter(lambda s: "\r" not in s and "\n" not in s))
+def test_messages_are_the_same_bytes_with_the_remembering_header_registry(
+    recipient: Contact, subject: str
+) -> None:
+    """build_message writes identical bytes whether header classes are remembered or remade."""
+    from datetime import UTC, datetime
+    from email import policy as email_policy
+
+    from broadcast_domain.domain import messages
+
+    kwargs = {
+        "sender": "news@example.com",
+        "sender_name": "ニュース",
+        "recipient": recipient,
+        "subject": subject,
+        "text_body": "本文です\nline two\n",
+        "html_body": "<p>本文</p>",
+        "message_id": "<abc@example.com>",
+        "envelope_from": "bounces@example.com",
+        "date": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+    }
+    try:
+        fast: bytes | str = messages.build_message(**kwargs)  # type: ignore[arg-type]
+    except InvalidInput as e:
+        fast = str(e)
+    saved = messages._POLICY
+    messages._POLICY = email_policy.SMTP.clone(cte_type="7bit")
+    try:
+        try:
+            plain: bytes | str = messages.build_message(**kwargs)  # type: ignore[arg-type]
+        except InvalidInput as e:
+            plain = str(e)
+    finally:
+        messages._POLICY = saved
+    # multipart boundaries are random: compare everything else
+    boundary = re.compile(rb"=+\d+==")
+    if isinstance(fast, bytes) and isinstance(plain, bytes):
+        fast, plain = boundary.sub(b"B", fast), boundary.sub(b"B", plain)
+    assert fast == plain
