@@ -9,6 +9,7 @@ another signing key, and CR/LF smuggled into anything that becomes a header.
 from __future__ import annotations
 
 import base64
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -482,10 +483,13 @@ KINDS = {"applied", "duplicate", "late", "unmatched", "ignored"}
 def _broken_mime(dsn: bytes, how: str, size: int) -> bytes:
     """``dsn`` damaged in one of the ways hostile or broken mailers damage messages."""
     head, _, body = dsn.partition(b"\n\n")
+    found = re.search(rb'; boundary="([^"]+)"', dsn)
+    assert found is not None, "build_dsn writes a multipart/report with a boundary"
+    boundary = found.group(1)
     if how == "no-boundary":
-        return dsn.replace(b'; boundary="=_dsn_="', b"")
+        return dsn.replace(found.group(0), b"")
     if how == "unterminated":
-        return dsn[: dsn.rindex(b"--=_dsn_=--")]
+        return dsn[: dsn.rindex(b"--" + boundary + b"--")]
     if how == "huge-header":
         return b"X-Huge: " + b"a" * size * 1000 + b"\n" + dsn
     if how == "many-headers":
@@ -503,9 +507,14 @@ def _broken_mime(dsn: bytes, how: str, size: int) -> bytes:
             b"Content-Type: message/delivery-status\nContent-Transfer-Encoding: base64\n",
         )
     if how == "bad-charset":
-        return dsn.replace(b"charset=us-ascii", b"charset=x-no-such-charset").replace(
-            b"This is the mail system.", "これは\udcff".encode("utf-8", "surrogateescape")
+        # The notice (the first part) in an unknown charset, with bytes that are not UTF-8.
+        parts = dsn.split(b"--" + boundary + b"\n")
+        parts[1] = (
+            b"Content-Type: text/plain; charset=x-no-such-charset\n\n"
+            + "これは\udcff the mail system.".encode("utf-8", "surrogateescape")
+            + b"\n\n"
         )
+        return (b"--" + boundary + b"\n").join(parts)
     if how == "huge-recipient":
         return dsn.replace(
             b"Final-Recipient: rfc822; ", b"Final-Recipient: rfc822; " + b"x" * size * 500
@@ -568,6 +577,7 @@ def test_broken_mime_and_huge_headers_give_outcomes_or_a_broadcast_error(
     svc, _bid, sent = dispatched
     dsn = build_dsn(sent[index], status="5.2.2", reply_code="552", diagnostic="full")
     raw = _broken_mime(dsn, how, size)
+    assert raw != dsn, f"{how} left the DSN as it was"
     before = svc._log.max_position()
     try:
         outcomes = svc.record_bounce_message(raw)
