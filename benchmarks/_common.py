@@ -74,10 +74,13 @@ def open_service(directory: str, name: str = "bench.db") -> Any:
 
 
 def actor(inbox_id: str = "support") -> Any:
-    """An actor allowed to create broadcasts and acknowledge errors in the inbox."""
-    from broadcast_domain import Actor, InboxRole
+    """An actor allowed to create, acknowledge and export (any address book named book-*)."""
+    from broadcast_domain import Actor, AddressBookRole, InboxRole
 
-    return Actor("bench", inbox_roles={inbox_id: InboxRole.ADMIN})
+    books = {f"book-{i}": AddressBookRole.ADMIN for i in range(1, 4)} | {
+        "book": AddressBookRole.ADMIN
+    }
+    return Actor("bench", inbox_roles={inbox_id: InboxRole.ADMIN}, address_book_roles=books)
 
 
 def contacts(n: int, prefix: str = "user") -> list[Any]:

@@ -25,7 +25,7 @@ from broadcast_domain.domain.account import Account
 from broadcast_domain.domain.allowance import allowance_id, allowance_left, pause_reason
 from broadcast_domain.domain.broadcast import Broadcast
 from broadcast_domain.domain.events import BroadcastEvent, DomainEvent, SendsReserved
-from broadcast_domain.domain.messages import build_message, make_message_id
+from broadcast_domain.domain.messages import MessageTemplate, make_message_id
 from broadcast_domain.domain.recipient import Recipient
 from broadcast_domain.domain.values import BroadcastStatus, Contact, DeliveryStatus, require_aware
 from broadcast_domain.errors import InvalidInput
@@ -76,6 +76,7 @@ class Dispatcher:
         self.on_progress = on_progress
         self.sent = self.succeeded = self.errors = self.retried = 0
         self.paused: list[uuid.UUID] = []
+        self._templates: dict[uuid.UUID, MessageTemplate] = {}
         self.completed: list[uuid.UUID] = []
 
     # --- helpers -------------------------------------------------------------------------
@@ -250,24 +251,31 @@ class Dispatcher:
 
     def _hand_over(self, b: Broadcast, claimed: Sequence[Recipient]) -> list[TransportReply]:
         verp = self.svc._verp
-        messages = []
-        for r in claimed:
-            message_id = r.message_id or ""  # set by the claim
-            data = build_message(
+        template = self._templates.get(b.id)
+        if template is None:
+            # The body and shared headers are encoded once per broadcast, not per recipient.
+            template = self._templates[b.id] = MessageTemplate(
                 sender=b.sender,
                 sender_name=None,
-                recipient=Contact(r.address, r.last_name, r.first_name, r.company),
                 subject=b.subject,
                 text_body=b.text_body,
                 html_body=b.html_body,
+            )
+        date = self.now()
+        messages = []
+        for r in claimed:
+            message_id = r.message_id or ""  # set by the claim
+            envelope_from = verp.address(r.id)
+            data = template.render(
+                recipient=Contact(r.address, r.last_name, r.first_name, r.company),
                 message_id=message_id,
-                envelope_from=verp.address(r.id),
-                date=self.now(),
+                envelope_from=envelope_from,
+                date=date,
             )
             messages.append(
                 OutgoingMessage(
                     key=r.id.hex,
-                    envelope_from=verp.address(r.id),
+                    envelope_from=envelope_from,
                     recipient=r.address,
                     message_id=message_id,
                     data=data,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from email import policy as email_policy
 from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
@@ -25,7 +25,7 @@ from email.utils import format_datetime
 from broadcast_domain.domain.values import Contact, require_aware
 from broadcast_domain.errors import InvalidInput
 
-__all__ = ["build_message", "display_name", "make_message_id"]
+__all__ = ["MessageTemplate", "build_message", "display_name", "make_message_id"]
 
 
 class _CachedHeaderRegistry(HeaderRegistry):
@@ -342,3 +342,89 @@ def build_message(
             # belongs on the top level only (RFC 2045 4)
             del part["MIME-Version"]
     return msg.as_bytes()
+
+
+_PLACEHOLDER = Contact("placeholder@example.invalid")
+_PLACEHOLDER_ID = "<placeholder@example.invalid>"
+_PER_RECIPIENT = ("to", "date", "message-id")
+
+
+def _header_fields(block: bytes) -> list[tuple[str, bytes]]:
+    """Split a header block (CRLF lines) into (lower-case name, raw lines incl. folding)."""
+    fields: list[tuple[str, bytes]] = []
+    for line in block.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            name, raw = fields[-1]
+            fields[-1] = (name, raw + line + b"\r\n")
+        else:
+            name = line.split(b":", 1)[0].decode("ascii").lower()
+            fields.append((name, line + b"\r\n"))
+    return fields
+
+
+class MessageTemplate:
+    """One broadcast's message, built once; ``render`` adds the per-recipient headers.
+
+    Every recipient's message has the same bytes as :func:`build_message`
+    would give (the multipart boundary aside, which is shared by the messages of
+    one template): only To, Date and Message-ID differ, so the MIME body and the
+    other headers are encoded once instead of once per recipient.
+    """
+
+    def __init__(
+        self,
+        *,
+        sender: str,
+        sender_name: str | None,
+        subject: str,
+        text_body: str,
+        html_body: str | None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self._sender = sender
+        template = build_message(
+            sender=sender,
+            sender_name=sender_name,
+            recipient=_PLACEHOLDER,
+            subject=subject,
+            text_body=text_body,
+            html_body=html_body,
+            message_id=_PLACEHOLDER_ID,
+            envelope_from=sender,
+            date=datetime(2000, 1, 1, tzinfo=UTC),
+            extra_headers=extra_headers,
+        )
+        head, _, body = template.partition(b"\r\n\r\n")
+        fields = _header_fields(head)
+        names = [name for name, _ in fields]
+        first, last = names.index("to"), names.index("message-id")
+        if names[first : last + 1] != ["to", "subject", "date", "message-id"]:  # pragma: no cover
+            raise AssertionError(f"unexpected header order from build_message: {names}")
+        subject_raw = fields[first + 1][1]
+        self._before = b"".join(raw for _, raw in fields[:first])
+        self._subject = subject_raw
+        self._after = b"".join(raw for _, raw in fields[last + 1 :]) + b"\r\n" + body
+
+    def render(
+        self, *, recipient: Contact, message_id: str, envelope_from: str, date: datetime
+    ) -> bytes:
+        """The whole message for one recipient (checks as :func:`build_message` does)."""
+        _check_address(envelope_from, "envelope_from")
+        to_addr = _check_address(recipient.address, "recipient.address")
+        _check_text(recipient.last_name, "recipient.last_name")
+        _check_text(recipient.first_name, "recipient.first_name")
+        _check_message_id(message_id)
+        require_aware(date, "date")
+        to = _mailbox("To", display_name(recipient), to_addr).fold(policy=_POLICY)
+        date_line = _RawHeader("Date", format_datetime(date)).fold(policy=_POLICY)
+        id_line = _RawHeader("Message-ID", message_id).fold(policy=_POLICY)
+        return b"".join(
+            (
+                self._before,
+                to.encode("ascii"),
+                self._subject,
+                date_line.encode("ascii"),
+                id_line.encode("ascii"),
+                self._after,
+            )
+        )

@@ -169,6 +169,15 @@ class Recipient:
     complaints: int = 0
     report_ids: frozenset[str] = frozenset()
 
+    def _evolve(self, **changes: object) -> Recipient:
+        # attrs.evolve introspects the class on every call; a fold applies millions of
+        # events, so copy the slots directly (same result: a new frozen instance).
+        new = object.__new__(Recipient)
+        get = changes.get
+        for name in _SLOTS:
+            _set(new, name, get(name, getattr(self, name)))
+        return new
+
     # --- folding -------------------------------------------------------------------------
 
     @classmethod
@@ -198,8 +207,7 @@ class Recipient:
         return state
 
     def on_sent(self, e: Sent) -> Recipient:
-        return attrs.evolve(
-            self,
+        return self._evolve(
             version=e.originator_version,
             status=DeliveryStatus.SENDING,
             attempts=e.attempt,
@@ -210,8 +218,7 @@ class Recipient:
         )
 
     def on_succeeded(self, e: Succeeded) -> Recipient:
-        return attrs.evolve(
-            self,
+        return self._evolve(
             version=e.originator_version,
             status=DeliveryStatus.SUCCEEDED,
             lease_until=None,
@@ -223,8 +230,7 @@ class Recipient:
         )
 
     def on_deferred(self, e: Deferred) -> Recipient:
-        return attrs.evolve(
-            self,
+        return self._evolve(
             version=e.originator_version,
             lease_until=None,
             retry_at=e.retry_at,
@@ -235,8 +241,7 @@ class Recipient:
     def on_bounced(self, e: Bounced) -> Recipient:
         rank = _error_rank(e.permanent, e.reported_at, e.report_id)
         replace = self.error_rank is None or rank < self.error_rank
-        return attrs.evolve(
-            self,
+        return self._evolve(
             version=e.originator_version,
             status=DeliveryStatus.ERROR,
             lease_until=None,
@@ -254,16 +259,14 @@ class Recipient:
         )
 
     def on_acknowledged(self, e: ErrorAcknowledged) -> Recipient:
-        return attrs.evolve(
-            self,
+        return self._evolve(
             version=e.originator_version,
             acknowledged_at=e.timestamp,
             acknowledged_by=e.acknowledged_by,
         )
 
     def on_complained(self, e: Complained) -> Recipient:
-        return attrs.evolve(
-            self,
+        return self._evolve(
             version=e.originator_version,
             complaints=self.complaints + 1,
             report_ids=self.report_ids | {e.report_id},
@@ -460,3 +463,7 @@ class Recipient:
                 acknowledged_by=by,
             )
         ]
+
+
+_SLOTS = tuple(a.name for a in attrs.fields(Recipient))
+_set = object.__setattr__

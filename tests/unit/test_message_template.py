@@ -1,0 +1,90 @@
+"""MessageTemplate renders the same bytes as build_message, boundary aside."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from broadcast_domain import Contact, InvalidInput
+from broadcast_domain.domain.messages import MessageTemplate, build_message
+from broadcast_domain.testing.strategies import contacts
+
+_BOUNDARY = re.compile(rb'boundary="([^"]+)"')
+
+
+def _normalise(data: bytes) -> bytes:
+    found = _BOUNDARY.search(data)
+    return data.replace(found.group(1), b"BOUNDARY") if found else data
+
+
+@given(
+    contacts(),
+    st.text(max_size=80).filter(lambda s: "\r" not in s and "\n" not in s),
+    st.text(max_size=200),
+    st.none() | st.text(max_size=200),
+    st.integers(0, 10**6),
+)
+def test_render_equals_build_message(
+    contact: Contact, subject: str, text: str, html: str | None, n: int
+) -> None:
+    """For any contact, subject and bodies, the template's bytes are build_message's."""
+    try:
+        template = MessageTemplate(
+            sender="news@example.com",
+            sender_name="ニュース",
+            subject=subject,
+            text_body=text,
+            html_body=html,
+        )
+    except InvalidInput:
+        with pytest.raises(InvalidInput):
+            build_message(
+                sender="news@example.com",
+                sender_name="ニュース",
+                recipient=contact,
+                subject=subject,
+                text_body=text,
+                html_body=html,
+                message_id="<a@b>",
+                envelope_from="bounces@example.com",
+                date=datetime(2026, 1, 1, tzinfo=UTC),
+            )
+        return
+    date = datetime(2026, 11, 2, 9, 0, n % 60, tzinfo=UTC)
+    mid = f"<m{n}@mail.example.com>"
+    kwargs = {
+        "recipient": contact,
+        "message_id": mid,
+        "envelope_from": "b+x@mail.example.com",
+        "date": date,
+    }
+    rendered = template.render(**kwargs)  # type: ignore[arg-type]
+    built = build_message(
+        sender="news@example.com",
+        sender_name="ニュース",
+        subject=subject,
+        text_body=text,
+        html_body=html,
+        **kwargs,  # type: ignore[arg-type]
+    )
+    assert _normalise(rendered) == _normalise(built)
+
+
+def test_render_checks_the_recipient_fields() -> None:
+    """CR/LF in a name or a bad address is refused, naming the field."""
+    t = MessageTemplate(
+        sender="n@example.com", sender_name=None, subject="s", text_body="b", html_body=None
+    )
+    ok = {
+        "message_id": "<a@b>",
+        "envelope_from": "b@example.com",
+        "date": datetime(2026, 1, 1, tzinfo=UTC),
+    }
+    with pytest.raises(InvalidInput, match="last_name"):
+        t.render(recipient=Contact("a@example.com", last_name="x\ny"), **ok)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match=r"recipient\.address"):
+        t.render(recipient=Contact("not an address"), **ok)  # type: ignore[arg-type]
