@@ -29,7 +29,7 @@ from broadcast_domain.domain.messages import MessageTemplate, make_message_id
 from broadcast_domain.domain.recipient import Recipient
 from broadcast_domain.domain.values import BroadcastStatus, Contact, DeliveryStatus, require_aware
 from broadcast_domain.errors import InvalidInput
-from broadcast_domain.ports import MailTransport, OutgoingMessage, TransportReply
+from broadcast_domain.ports import MailTransport, OutgoingMessage, TransportReply, ViewStore
 from broadcast_domain.projections.views import month_of
 
 if TYPE_CHECKING:
@@ -38,6 +38,25 @@ if TYPE_CHECKING:
 __all__ = ["Dispatcher"]
 
 DEFAULT_BATCH = 500
+
+
+def account_allowance(
+    views: ViewStore, account_id: str, account: Account | None, now: datetime
+) -> int | None:
+    """What the account's monthly limit still admits now (None: unlimited).
+
+    The month's count plus the account's recipients claimed without an outcome
+    yet (they will count once they have one) are subtracted from the limit.
+    """
+    if account is None or account.monthly_limit is None:
+        return None
+    year, month = month_of(now, account.timezone)
+    in_flight = sum(
+        views.counts(b.id).sending for b in views.due_broadcasts(now) if b.account_id == account_id
+    )
+    return allowance_left(
+        account.monthly_limit, views.monthly_count(account_id, year, month), in_flight
+    )
 
 
 class Dispatcher:
@@ -106,18 +125,7 @@ class Dispatcher:
 
     def allowance(self, account_id: str, account: Account | None, now: datetime) -> int | None:
         """What the account's limit still admits this month (None: unlimited)."""
-        if account is None or account.monthly_limit is None:
-            return None
-        views = self.svc._views
-        year, month = month_of(now, account.timezone)
-        in_flight = sum(
-            views.counts(b.id).sending
-            for b in views.due_broadcasts(now)
-            if b.account_id == account_id
-        )
-        return allowance_left(
-            account.monthly_limit, views.monthly_count(account_id, year, month), in_flight
-        )
+        return account_allowance(self.svc._views, account_id, account, now)
 
     # --- the run -------------------------------------------------------------------------
 

@@ -42,7 +42,7 @@ from broadcast_domain.application.results import (
     RecipientItem,
     Summary,
 )
-from broadcast_domain.application.sending import Dispatcher
+from broadcast_domain.application.sending import Dispatcher, account_allowance
 from broadcast_domain.application.validation import (
     check_address,
     check_header_field,
@@ -91,8 +91,6 @@ from broadcast_domain.ports import (
     BounceSource,
     CsvCodec,
     MailTransport,
-    OutgoingMessage,
-    TransportReply,
     ViewStore,
 )
 from broadcast_domain.projections.views import (
@@ -376,9 +374,7 @@ class BroadcastService:
         ]
         if not paused:
             return
-        left = Dispatcher(self, _NoTransport(), now=now, max_messages=0).allowance(
-            account_id, account, now
-        )
+        left = account_allowance(self._views, account_id, account, now)
         if left is not None and left == 0:
             return
         for b in paused:
@@ -921,16 +917,6 @@ class BroadcastService:
         live = self._views.dump()
         scratch = self._replay()
         return compare_views(scratch, live)
-
-
-class _NoTransport:
-    """A transport that is never asked to send (used to compute allowances)."""
-
-    def send(self, messages: Sequence[OutgoingMessage]) -> list[TransportReply]:
-        raise AssertionError("not for sending")  # pragma: no cover
-
-    def close(self) -> None:
-        return None
 
 
 def _check_paging(page: object, per_page: object) -> tuple[int, int]:
