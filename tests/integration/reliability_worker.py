@@ -187,7 +187,17 @@ def create_big(svc: BroadcastService, count: str) -> None:
 def ingest(svc: BroadcastService, folder: str) -> None:
     from broadcast_adapters.bounces.sources import MaildirSource
 
-    svc.ingest(MaildirSource(folder))
+    batches = 0
+
+    def pause_after_the_first_batch(counts: dict[str, int]) -> None:
+        # On a busy machine the whole Maildir could go before the parent looks:
+        # wait here, mid-way, for the parent's SIGKILL.
+        nonlocal batches
+        batches += 1
+        if batches == 1:
+            time.sleep(120)
+
+    svc.ingest(MaildirSource(folder), on_progress=pause_after_the_first_batch)
 
 
 ROLES: dict[str, Callable[..., None]] = {
