@@ -203,7 +203,9 @@ def test_bounce_ingestion_killed_midway_loses_nothing_and_applies_nothing_twice(
     child.wait(timeout=30)
     assert child.returncode == -signal.SIGKILL
     left = len(list(MaildirSource(folder)))
-    assert 0 < left < count + 60, "the kill was meant to land mid-way"
+    # A batch was committed (the wait above); the kill may land before any of its
+    # messages was marked done (all are left: the hardest case) or after some.
+    assert left > 0, "the child finished before it was killed"
 
     second = svc.ingest(MaildirSource(folder))
     assert second["messages"] == left
