@@ -271,8 +271,12 @@ class ViewStore(Protocol):
         status: DeliveryStatus | None,
         offset: int,
         limit: int,
+        reason: str | None = None,
     ) -> tuple[list[Recipient], int]:
-        """A page of recipients (keyword already normalised by ``keyword_key``) and the total."""
+        """A page of recipients (keyword already normalised by ``keyword_key``) and the total.
+
+        ``reason`` keeps only errors of that reason (``recipient_reason`` of the row).
+        """
         ...
 
     def iter_recipients(self, broadcast_id: UUID) -> Iterator[Recipient]:

@@ -214,3 +214,6 @@ class BounceReport:
     source: str = "report"
     remote_mta: str | None = None
     feedback_type: str | None = None
+    # One of REASONS when the reporter decided it (a parser, a webhook); None lets
+    # the recipient decide from the status and the diagnostic.
+    reason: str | None = None
