@@ -11,7 +11,7 @@ from typing import Any
 
 from broadcast_adapters.bounces.parser import BounceMessageParser
 from broadcast_adapters.csv_io import CsvCodec
-from broadcast_adapters.storage.sqlite import SqliteViewStore
+from broadcast_adapters.storage.sql import SqlViewStore
 
 __all__ = ["Components", "components"]
 
@@ -21,15 +21,9 @@ class Components:
 
     def view_store(self, store: Any) -> Any:
         """The view store for a parsed store URL (``kind``, ``path`` ...)."""
-        if store.kind == "sqlite":
-            return SqliteViewStore(store.path)
-        if store.kind == "memory":
-            return SqliteViewStore(":memory:")
-        if store.kind == "postgresql":
-            # Imported here so that psycopg stays an optional extra (broadcast-domain[postgres]).
-            from broadcast_adapters.storage.postgres import PostgresViewStore
-
-            return PostgresViewStore.from_url(store)
+        if store.kind in ("sqlite", "memory", "postgresql"):
+            # psycopg is imported only for a postgresql:// store (an optional extra).
+            return SqlViewStore.from_url(store)
         raise NotImplementedError(f"no view store for {store.kind!r} stores in this version")
 
     def csv_codec(self) -> CsvCodec:

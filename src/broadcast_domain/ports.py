@@ -17,9 +17,9 @@ import attrs
 from broadcast_domain.domain.account import Account
 from broadcast_domain.domain.broadcast import Broadcast
 from broadcast_domain.domain.events import DomainEvent
-from broadcast_domain.domain.recipient import Recipient
 from broadcast_domain.domain.unmatched import UnmatchedMessage
 from broadcast_domain.domain.values import BroadcastStatus, Contact, DeliveryStatus
+from broadcast_domain.projections.rows import RecipientRow
 from broadcast_domain.projections.views import Counts, Views
 
 __all__ = [
@@ -241,8 +241,8 @@ class ViewStore(Protocol):
         """A broadcast's counts (zeros when unknown)."""
         ...
 
-    def recipient(self, recipient_id: UUID) -> Recipient | None:
-        """A recipient's state."""
+    def recipient(self, recipient_id: UUID) -> RecipientRow | None:
+        """A recipient's row (what the list shows; the aggregate is in the event log)."""
         ...
 
     def recipient_by_message_id(self, message_id: str) -> UUID | None:
@@ -259,8 +259,11 @@ class ViewStore(Protocol):
         """Broadcasts scheduled, sending or paused whose time has come, oldest first."""
         ...
 
-    def due_recipients(self, broadcast_id: UUID, now: datetime, limit: int) -> list[Recipient]:
-        """Recipients a dispatcher may claim now, in position order."""
+    def due_recipients(self, broadcast_id: UUID, now: datetime, limit: int) -> list[RecipientRow]:
+        """Rows of recipients a dispatcher may claim now, in position order.
+
+        The rows say who; the dispatcher decides from the aggregates in the event log.
+        """
         ...
 
     def recipient_page(
@@ -272,24 +275,24 @@ class ViewStore(Protocol):
         offset: int,
         limit: int,
         reason: str | None = None,
-    ) -> tuple[list[Recipient], int]:
+    ) -> tuple[list[RecipientRow], int]:
         """A page of recipients (keyword already normalised by ``keyword_key``) and the total.
 
         ``reason`` keeps only errors of that reason (``recipient_reason`` of the row).
         """
         ...
 
-    def iter_recipients(self, broadcast_id: UUID) -> Iterator[Recipient]:
-        """Every recipient in position order, streamed."""
+    def iter_recipients(self, broadcast_id: UUID) -> Iterator[RecipientRow]:
+        """Every recipient row in position order, streamed (columns, no decoding of state)."""
         ...
 
     def error_page(
         self, broadcast_id: UUID, *, as_of: int, offset: int, limit: int
-    ) -> tuple[list[Recipient], int]:
+    ) -> tuple[list[RecipientRow], int]:
         """Unacknowledged errors recorded at or before ``as_of``, in position order, and total."""
         ...
 
-    def iter_unacknowledged(self, broadcast_id: UUID, as_of: int) -> Iterator[Recipient]:
+    def iter_unacknowledged(self, broadcast_id: UUID, as_of: int) -> Iterator[RecipientRow]:
         """Every unacknowledged error recorded at or before ``as_of``, streamed."""
         ...
 

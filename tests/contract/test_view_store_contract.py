@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from broadcast_adapters.bootstrap import components
-from broadcast_adapters.storage.sqlite import SqliteViewStore
+from broadcast_adapters.storage.sql import SqlViewStore
 from broadcast_domain.application.eventlog import parse_store_url
 from broadcast_domain.application.memory_views import InMemoryViewStore
 from broadcast_domain.ports import ViewStore
@@ -25,16 +25,16 @@ class TestInMemoryViewStore(ViewStoreContract):
 
 
 class TestSqliteViewStore(ViewStoreContract):
-    """SqliteViewStore on a file keeps the contract."""
+    """SqlViewStore on a SQLite file keeps the contract."""
 
     def make_store(self, stack: ExitStack) -> ViewStore:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        return SqliteViewStore(str(folder / "views.db"))
+        return SqlViewStore.sqlite(str(folder / "views.db"))
 
 
 @pytest.mark.postgres
 class TestPostgresViewStore(ViewStoreContract):
-    """PostgresViewStore, built by the composition root for a postgresql:// URL, keeps the contract.
+    """SqlViewStore on PostgreSQL, built by the composition root for a postgresql:// URL, keeps the contract.
 
     One fresh database per test; every example starts from ``reset()``.
     """

@@ -122,8 +122,8 @@ class _Workspace:
 
     def recipient(self, rid: UUID) -> Recipient | None:
         if rid not in self.states:
-            state = self.svc._views.recipient(rid) if self.run else None
-            self.states[rid] = state if state is not None else self.svc._load_recipient(rid)
+            # The views hold rows for reading, not aggregates: decide from the log.
+            self.states[rid] = self.svc._load_recipient(rid)
         return self.states[rid]
 
     def kept_version(self, uid: UUID, *, keeping: bool) -> int:

@@ -12,15 +12,13 @@ import attrs
 from broadcast_domain.domain.account import Account
 from broadcast_domain.domain.broadcast import Broadcast
 from broadcast_domain.domain.events import DomainEvent
-from broadcast_domain.domain.recipient import Recipient
 from broadcast_domain.domain.unmatched import UnmatchedMessage
 from broadcast_domain.domain.values import BroadcastStatus, DeliveryStatus
 from broadcast_domain.projections.views import (
     Counts,
+    RecipientRow,
     Views,
     project,
-    recipient_reason,
-    recipient_search_text,
     unmatched_order,
 )
 
@@ -36,7 +34,7 @@ class InMemoryViewStore:
         self._lock = threading.RLock()
         self._views = Views()
         self._by_broadcast: dict[UUID, list[UUID]] = {}
-        self._search: dict[UUID, str] = {}
+        self._known: set[UUID] = set()
 
     def position(self) -> int:
         return self._views.position
@@ -48,13 +46,14 @@ class InMemoryViewStore:
                 return False
             for position, event in batch:
                 project(views, event, position)
+            known = self._known
             touched: set[UUID] = set()
             for rid in views.dirty_recipients:
-                r = views.recipients[rid]
-                if rid not in self._search:
-                    self._by_broadcast.setdefault(r.broadcast_id, []).append(rid)
-                    touched.add(r.broadcast_id)
-                self._search[rid] = recipient_search_text(r)
+                if rid not in known:
+                    known.add(rid)
+                    bid = views.recipients[rid].broadcast_id
+                    self._by_broadcast.setdefault(bid, []).append(rid)
+                    touched.add(bid)
             for bid in touched:
                 # Stable order: the order recipients were added (their position).
                 self._by_broadcast[bid].sort(key=lambda rid: views.recipients[rid].position)
@@ -65,14 +64,13 @@ class InMemoryViewStore:
         with self._lock:
             self._views = Views()
             self._by_broadcast = {}
-            self._search = {}
+            self._known = set()
 
     def dump(self) -> Views:
         with self._lock:
             v = self._views
             return Views(
                 recipients=dict(v.recipients),
-                error_positions=dict(v.error_positions),
                 broadcasts=dict(v.broadcasts),
                 counts={k: attrs.evolve(c) for k, c in v.counts.items()},
                 accounts=dict(v.accounts),
@@ -93,7 +91,7 @@ class InMemoryViewStore:
             c = self._views.counts.get(broadcast_id)
             return attrs.evolve(c) if c else Counts()
 
-    def recipient(self, recipient_id: UUID) -> Recipient | None:
+    def recipient(self, recipient_id: UUID) -> RecipientRow | None:
         return self._views.recipients.get(recipient_id)
 
     def recipient_by_message_id(self, message_id: str) -> UUID | None:
@@ -121,13 +119,13 @@ class InMemoryViewStore:
         rows.sort(key=lambda b: (b.scheduled_at, b.created_at, b.id.hex))
         return rows
 
-    def _rows(self, broadcast_id: UUID) -> list[Recipient]:
+    def _rows(self, broadcast_id: UUID) -> list[RecipientRow]:
         with self._lock:
             recipients = self._views.recipients
             return [recipients[rid] for rid in self._by_broadcast.get(broadcast_id, ())]
 
-    def due_recipients(self, broadcast_id: UUID, now: datetime, limit: int) -> list[Recipient]:
-        out: list[Recipient] = []
+    def due_recipients(self, broadcast_id: UUID, now: datetime, limit: int) -> list[RecipientRow]:
+        out: list[RecipientRow] = []
         for r in self._rows(broadcast_id):
             if r.is_due(now):
                 out.append(r)
@@ -144,35 +142,33 @@ class InMemoryViewStore:
         offset: int,
         limit: int,
         reason: str | None = None,
-    ) -> tuple[list[Recipient], int]:
-        search = self._search
+    ) -> tuple[list[RecipientRow], int]:
         rows = [
             r
             for r in self._rows(broadcast_id)
             if (status is None or r.status is status)
-            and (reason is None or recipient_reason(r) == reason)
-            and (not keyword or keyword in search[r.id])
+            and (reason is None or r.reason == reason)
+            and (not keyword or keyword in r.search)
         ]
         return rows[offset : offset + limit], len(rows)
 
-    def iter_recipients(self, broadcast_id: UUID) -> Iterator[Recipient]:
+    def iter_recipients(self, broadcast_id: UUID) -> Iterator[RecipientRow]:
         return iter(self._rows(broadcast_id))
 
-    def _errors(self, broadcast_id: UUID, as_of: int) -> list[Recipient]:
-        positions = self._views.error_positions
+    def _errors(self, broadcast_id: UUID, as_of: int) -> list[RecipientRow]:
         return [
             r
             for r in self._rows(broadcast_id)
-            if r.unacknowledged_error and positions.get(r.id, 0) <= as_of
+            if r.unacknowledged_error and (r.error_position or 0) <= as_of
         ]
 
     def error_page(
         self, broadcast_id: UUID, *, as_of: int, offset: int, limit: int
-    ) -> tuple[list[Recipient], int]:
+    ) -> tuple[list[RecipientRow], int]:
         rows = self._errors(broadcast_id, as_of)
         return rows[offset : offset + limit], len(rows)
 
-    def iter_unacknowledged(self, broadcast_id: UUID, as_of: int) -> Iterator[Recipient]:
+    def iter_unacknowledged(self, broadcast_id: UUID, as_of: int) -> Iterator[RecipientRow]:
         return iter(self._errors(broadcast_id, as_of))
 
     def monthly_count(self, account_id: str, year: int, month: int) -> int:

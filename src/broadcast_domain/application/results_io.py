@@ -71,6 +71,7 @@ from broadcast_domain.domain.recipient import Recipient
 from broadcast_domain.domain.values import BroadcastStatus, require_aware
 from broadcast_domain.errors import BroadcastError, CsvExportError, InvalidInput
 from broadcast_domain.ports import CsvCodec, ImportedCsv
+from broadcast_domain.projections.rows import RecipientRow
 from broadcast_domain.projections.views import Counts, Views, estimated_completion, project
 
 if TYPE_CHECKING:
@@ -229,7 +230,7 @@ def _export(
     as_of: object,
     kind: str,
     doing: str,
-    recipients: Callable[[UUID, int], Iterable[Recipient]],
+    recipients: Callable[[UUID, int], Iterable[RecipientRow]],
 ) -> int:
     """Write ``recipients(broadcast id, as_of)`` as result rows and record the export."""
     b = svc._viewed_broadcast(broadcast_id)

@@ -160,8 +160,8 @@ class Dispatcher:
                 size = max(1, min(size, int(account.send_rate)))
             if self.budget is not None:
                 size = min(size, self.budget)
-            due = views.due_recipients(b.id, now, size)
-            if not due:
+            rows = views.due_recipients(b.id, now, size)
+            if not rows:
                 counts = views.counts(b.id)
                 if (
                     counts.scheduled == 0
@@ -172,6 +172,16 @@ class Dispatcher:
                     self.completed.append(b.id)
                     svc.catch_up()
                 return
+            # The rows say who is due; the claim is decided on the aggregates in the log.
+            due = [
+                r
+                for r in (svc._load_recipient(row.id) for row in rows)
+                if r is not None and r.is_due(now)
+            ]
+            if not due:
+                # The views lag behind the log (another dispatcher claimed these).
+                svc.catch_up()
+                continue
             retries = [r for r in due if r.status is DeliveryStatus.SENDING]
             fresh = [r for r in due if r.status is DeliveryStatus.SCHEDULED]
             limited = account if account is not None and account.monthly_limit is not None else None

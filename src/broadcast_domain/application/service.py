@@ -98,7 +98,7 @@ from broadcast_domain.projections.views import (
     Views,
     fold,
     keyword_key,
-    recipient_reason,
+    RecipientRow,
 )
 
 __all__ = ["BroadcastService"]
@@ -566,7 +566,7 @@ class BroadcastService:
     # --- recipients ----------------------------------------------------------------------
 
     @staticmethod
-    def _item(r: Recipient) -> RecipientItem:
+    def _item(r: RecipientRow) -> RecipientItem:
         return RecipientItem(
             address=r.address,
             last_name=r.last_name,
@@ -577,7 +577,7 @@ class BroadcastService:
             acknowledged_at=r.acknowledged_at,
             status_updated_at=r.status_updated_at,
             contact_id=r.contact_id,
-            reason=recipient_reason(r),
+            reason=r.reason,
         )
 
     def recipients(
@@ -970,7 +970,6 @@ def compare_views(expected: Views, actual: Views, limit: int = 100) -> list[str]
         {k: v for k, v in actual.monthly.items() if v},
     )
     cmp("message_id", expected.message_ids, actual.message_ids)
-    cmp("error_position", expected.error_positions, actual.error_positions)
     cmp("unmatched", expected.unmatched, actual.unmatched)
     if expected.position != actual.position:
         diffs.append(f"position: replay={expected.position} live={actual.position}")

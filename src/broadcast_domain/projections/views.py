@@ -9,7 +9,7 @@ the oracle that ``verify_projections`` compares a store against.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -20,23 +20,30 @@ from broadcast_domain.domain.account import Account
 from broadcast_domain.domain.broadcast import Broadcast
 from broadcast_domain.domain.events import (
     AccountConfigured,
+    Bounced,
     BroadcastEvent,
+    BroadcastScheduled,
     DomainEvent,
     RecipientEvent,
+    Scheduled,
     Sent,
+    Succeeded,
 )
-from broadcast_domain.domain.recipient import Recipient
 from broadcast_domain.domain.unmatched import BounceUnmatched, UnmatchedMessage, UnmatchedResolved
 from broadcast_domain.domain.values import DeliveryStatus, search_key
+from broadcast_domain.projections.rows import RecipientRow, advance, recipient_search_text
 
 __all__ = [
     "Counts",
     "MonthKey",
+    "Needs",
+    "RecipientRow",
     "Views",
     "estimated_completion",
     "fold",
     "keyword_key",
     "month_of",
+    "months_needed",
     "project",
     "recipient_reason",
     "recipient_search_text",
@@ -105,10 +112,13 @@ def month_of(moment: datetime, timezone: str) -> tuple[int, int]:
 
 @attrs.define
 class Views:
-    """A working set of every view, keyed for the fold; dirty sets tell a store what to write."""
+    """A working set of every view, keyed for the fold; dirty sets tell a store what to write.
 
-    recipients: dict[UUID, Recipient] = attrs.field(factory=dict)
-    error_positions: dict[UUID, int] = attrs.field(factory=dict)
+    ``monthly`` holds totals: a store loads the months a batch may count in
+    (:func:`months_needed`) before folding it, and writes the totals back.
+    """
+
+    recipients: dict[UUID, RecipientRow] = attrs.field(factory=dict)
     broadcasts: dict[UUID, Broadcast] = attrs.field(factory=dict)
     counts: dict[UUID, Counts] = attrs.field(factory=dict)
     accounts: dict[str, Account] = attrs.field(factory=dict)
@@ -120,6 +130,8 @@ class Views:
     dirty_broadcasts: set[UUID] = attrs.field(factory=set)
     dirty_counts: set[UUID] = attrs.field(factory=set)
     dirty_accounts: set[str] = attrs.field(factory=set)
+    dirty_monthly: set[MonthKey] = attrs.field(factory=set)
+    dirty_message_ids: set[str] = attrs.field(factory=set)
     position: int = 0
 
     def counts_for(self, broadcast_id: UUID) -> Counts:
@@ -141,12 +153,83 @@ class Views:
         self.dirty_counts.clear()
         self.dirty_accounts.clear()
         self.dirty_unmatched.clear()
+        self.dirty_monthly.clear()
+        self.dirty_message_ids.clear()
+
+
+@attrs.define
+class Needs:
+    """The stored views a batch reads before it is folded: which keys to load.
+
+    Built from the batch alone (:meth:`of`); :meth:`add_rows` adds the broadcasts
+    and accounts of the recipient rows once they are loaded. A recipient the
+    batch schedules is new, so its row is not read.
+    """
+
+    recipients: set[UUID] = attrs.field(factory=set)
+    broadcasts: set[UUID] = attrs.field(factory=set)
+    accounts: set[str] = attrs.field(factory=set)
+
+    @classmethod
+    def of(cls, batch: Sequence[tuple[int, DomainEvent]]) -> Needs:
+        """What the batch's events name directly."""
+        needs = cls()
+        new: set[UUID] = set()
+        for _, event in batch:
+            if isinstance(event, Scheduled):
+                new.add(event.originator_id)
+                needs.broadcasts.add(event.broadcast_id)
+                needs.accounts.add(event.account_id)
+            elif isinstance(event, RecipientEvent):
+                if event.originator_id not in new:
+                    needs.recipients.add(event.originator_id)
+            elif isinstance(event, BroadcastEvent):
+                if not isinstance(event, BroadcastScheduled):
+                    needs.broadcasts.add(event.originator_id)
+            elif isinstance(event, AccountConfigured):
+                needs.accounts.add(event.account_id)
+        return needs
+
+    def add_rows(self, views: Views) -> None:
+        """Add the broadcast and account of every loaded recipient row."""
+        for rid in self.recipients:
+            row = views.recipients.get(rid)
+            if row is not None:
+                self.broadcasts.add(row.broadcast_id)
+                self.accounts.add(row.account_id)
+
+
+def months_needed(batch: Sequence[tuple[int, DomainEvent]], views: Views) -> set[MonthKey]:
+    """The monthly totals the batch may add to, given the loaded rows and accounts.
+
+    A first outcome counts in its account's month in the account's time zone;
+    the zone may change within the batch, so every zone the account has in it
+    is considered (a month loaded and left unchanged is not written).
+    """
+    zones: dict[str, set[str]] = {}
+    accounts: dict[UUID, str] = {}
+    keys: set[MonthKey] = set()
+    for _, event in batch:
+        if isinstance(event, AccountConfigured):
+            zones.setdefault(event.account_id, set()).add(event.timezone)
+        elif isinstance(event, Scheduled):
+            accounts[event.originator_id] = event.account_id
+        elif isinstance(event, Succeeded | Bounced):
+            rid = event.originator_id
+            row = views.recipients.get(rid)
+            account_id = accounts.get(rid) if row is None else row.account_id
+            if account_id is None:
+                continue
+            for zone in {views.timezone_of(account_id), *zones.get(account_id, ())}:
+                year, month = month_of(event.timestamp, zone)
+                keys.add((account_id, year, month))
+    return keys
 
 
 def _project_recipient(views: Views, event: RecipientEvent, position: int) -> None:
     rid = event.originator_id
     before = views.recipients.get(rid)
-    after = event.apply(before)
+    after = advance(before, event, position)
     views.recipients[rid] = after
     views.dirty_recipients.add(rid)
     bid = after.broadcast_id
@@ -160,24 +243,17 @@ def _project_recipient(views: Views, event: RecipientEvent, position: int) -> No
     elif before.status is not after.status:
         counts.bump(before.status, -1)
         counts.bump(after.status, +1)
-    was_error = before is not None and before.status is DeliveryStatus.ERROR
-    is_error = after.status is DeliveryStatus.ERROR
-    if was_error or is_error:
-        old_reason = before.error_reason if was_error and before is not None else None
-        if not (was_error and is_error and old_reason == after.error_reason):
-            if was_error:
-                counts.bump_reason(old_reason, -1)
-            if is_error:
-                counts.bump_reason(after.error_reason, +1)
+    if before is None or before.reason != after.reason:
+        if before is not None and before.reason is not None:
+            counts.bump_reason(before.reason, -1)
+        if after.reason is not None:
+            counts.bump_reason(after.reason, +1)
     was_unack = before is not None and before.unacknowledged_error
     if after.unacknowledged_error != was_unack:
         counts.unacknowledged += 1 if after.unacknowledged_error else -1
-    if after.status is DeliveryStatus.ERROR and (
-        before is None or before.status is not DeliveryStatus.ERROR
-    ):
-        views.error_positions[rid] = position
     if isinstance(event, Sent):
         views.message_ids[event.message_id] = rid
+        views.dirty_message_ids.add(event.message_id)
         if counts.first_attempt_at is None:
             counts.first_attempt_at = event.timestamp
     if after.first_outcome_at is not None and (before is None or before.first_outcome_at is None):
@@ -185,6 +261,7 @@ def _project_recipient(views: Views, event: RecipientEvent, position: int) -> No
         year, month = month_of(after.first_outcome_at, views.timezone_of(after.account_id))
         key = (after.account_id, year, month)
         views.monthly[key] = views.monthly.get(key, 0) + 1
+        views.dirty_monthly.add(key)
     elif before is not None and before.status is not after.status and after.status.is_delivered:
         counts.last_outcome_at = event.timestamp
 
@@ -243,23 +320,9 @@ def estimated_completion(counts: Counts, now: datetime) -> datetime | None:
     return max(now, counts.last_outcome_at) + timedelta(seconds=remaining / per_second)
 
 
-def recipient_reason(recipient: Recipient) -> str | None:
+def recipient_reason(row: RecipientRow) -> str | None:
     """The reason shown and filtered on: an ERROR's reason, None for any other status."""
-    if recipient.status is not DeliveryStatus.ERROR:
-        return None
-    return recipient.error_reason or "undefined"
-
-
-def recipient_search_text(recipient: Recipient) -> str:
-    """What keyword search looks in: 姓名 and 名姓 (spaces removed), address, company."""
-    return "\x1f".join(
-        (
-            search_key(recipient.last_name, recipient.first_name),
-            search_key(recipient.first_name, recipient.last_name),
-            search_key(recipient.address),
-            search_key(recipient.company),
-        )
-    )
+    return row.reason
 
 
 def keyword_key(keyword: str) -> str:

@@ -48,7 +48,6 @@ from broadcast_domain import Actor, AddressBookSource, BroadcastService, InboxRo
 from broadcast_domain.application.service import compare_views
 from broadcast_domain.domain.events import DomainEvent
 from broadcast_domain.domain.messages import build_message, make_message_id
-from broadcast_domain.domain.recipient import Recipient
 from broadcast_domain.domain.values import BounceReport, BroadcastStatus, Contact, DeliveryStatus
 from broadcast_domain.errors import BroadcastError
 from broadcast_domain.ports import (
@@ -59,7 +58,8 @@ from broadcast_domain.ports import (
     OutgoingMessage,
     ViewStore,
 )
-from broadcast_domain.projections.views import Counts, Views, fold, month_of, recipient_search_text
+from broadcast_domain.projections.rows import RecipientRow
+from broadcast_domain.projections.views import Counts, Views, fold, month_of
 from broadcast_domain.testing.clock import FakeClock
 from broadcast_domain.testing.histories import HistoryBuilder
 from broadcast_domain.testing.reports import failure_report, report_message, verp_token_of
@@ -457,18 +457,18 @@ _OPERATOR = Actor("operator-1", inbox_roles={"support": InboxRole.OPERATOR})
 # --------------------------------------------------------------------------- view stores
 
 
-def _rows(views: Views, broadcast_id: UUID) -> list[Recipient]:
+def _rows(views: Views, broadcast_id: UUID) -> list[RecipientRow]:
     return sorted(
         (r for r in views.recipients.values() if r.broadcast_id == broadcast_id),
         key=lambda r: r.position,
     )
 
 
-def _unacknowledged(views: Views, broadcast_id: UUID, as_of: int) -> list[Recipient]:
+def _unacknowledged(views: Views, broadcast_id: UUID, as_of: int) -> list[RecipientRow]:
     return [
         r
         for r in _rows(views, broadcast_id)
-        if r.unacknowledged_error and views.error_positions.get(r.id, 0) <= as_of
+        if r.unacknowledged_error and (r.error_position or 0) <= as_of
     ]
 
 
@@ -586,7 +586,7 @@ class ViewStoreContract:
         assert store.counts(bid) == views.counts.get(bid, Counts())
         assert list(store.iter_recipients(bid)) == rows
         status = data.draw(st.none() | st.sampled_from(list(DeliveryStatus)))
-        texts = [recipient_search_text(r) for r in rows]
+        texts = [r.search for r in rows]
         keyword = data.draw(
             st.none()
             | st.sampled_from(texts).flatmap(
@@ -607,7 +607,7 @@ class ViewStoreContract:
             bid, keyword=keyword, status=status, offset=offset, limit=limit
         )
         assert (page, total) == (matching[offset : offset + limit], len(matching))
-        now = max((r.status_updated_at or r.scheduled_at) for r in rows) + timedelta(
+        now = max(r.status_updated_at for r in rows if r.status_updated_at) + timedelta(
             minutes=data.draw(st.sampled_from([0, 11, 600]))
         )
         due = [r for r in rows if r.is_due(now)]

@@ -1,0 +1,702 @@
+"""The projections in SQL tables (SQLite or PostgreSQL), beside the events.
+
+One implementation for both databases; a :class:`~.dialects.Dialect` holds
+what differs. Each batch of events is applied in one transaction that first
+takes the tracking row and checks it still holds the position the caller
+read, then loads the rows the batch needs (:class:`Needs`, decided beside the
+fold), folds the batch, writes the changed rows and moves the position: so
+every event is applied exactly once however many processes catch up at once.
+
+Recipient rows are columns (:class:`RecipientRow`), not a snapshot of the
+aggregate: the list, the exports and the error worklist read them as they
+are. Broadcasts, accounts, counts and kept report messages are small and
+read whole, so they keep their state as one encoded value beside the columns
+queries use.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from broadcast_adapters.storage.dialects import POSTGRES, SQLITE, Dialect
+from broadcast_domain.codec import decode_state, encode_state
+from broadcast_domain.domain.account import Account
+from broadcast_domain.domain.broadcast import Broadcast
+from broadcast_domain.domain.events import DomainEvent
+from broadcast_domain.domain.unmatched import UnmatchedMessage
+from broadcast_domain.domain.values import BroadcastStatus, DeliveryStatus
+from broadcast_domain.projections.rows import ROW_FIELDS, RecipientRow
+from broadcast_domain.projections.views import (
+    Counts,
+    MonthKey,
+    Needs,
+    Views,
+    months_needed,
+    project,
+)
+
+__all__ = ["SqlViewStore"]
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS bd_tracking (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        position {int} NOT NULL)""",
+    "INSERT INTO bd_tracking (id, position) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+    """CREATE TABLE IF NOT EXISTS bd_recipients (
+        id TEXT PRIMARY KEY,
+        broadcast_id TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        position {int} NOT NULL,
+        address TEXT NOT NULL,
+        last_name TEXT NOT NULL,
+        first_name TEXT NOT NULL,
+        company TEXT NOT NULL,
+        contact_id TEXT,
+        search TEXT NOT NULL,
+        status TEXT NOT NULL,
+        status_updated_at {time},
+        detail_message TEXT NOT NULL,
+        acknowledged_at {time},
+        reason TEXT,
+        due_at {time},
+        error_position {int},
+        first_outcome_at {time},
+        error_rank TEXT)""",
+    "CREATE INDEX IF NOT EXISTS bd_recipients_by_position ON bd_recipients (broadcast_id, position)",
+    """CREATE INDEX IF NOT EXISTS bd_recipients_by_status
+        ON bd_recipients (broadcast_id, status, position)""",
+    """CREATE INDEX IF NOT EXISTS bd_recipients_unack ON bd_recipients (broadcast_id, position)
+        WHERE status = 'error' AND acknowledged_at IS NULL""",
+    """CREATE TABLE IF NOT EXISTS bd_broadcasts (
+        id TEXT PRIMARY KEY,
+        inbox_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at {time} NOT NULL,
+        scheduled_at {time} NOT NULL,
+        state {blob} NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS bd_broadcasts_by_inbox ON bd_broadcasts (inbox_id, created_at)",
+    "CREATE INDEX IF NOT EXISTS bd_broadcasts_by_status ON bd_broadcasts (status, scheduled_at)",
+    "CREATE TABLE IF NOT EXISTS bd_counts (broadcast_id TEXT PRIMARY KEY, state {blob} NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS bd_accounts (account_id TEXT PRIMARY KEY, state {blob} NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS bd_monthly (
+        account_id TEXT NOT NULL,
+        year INTEGER NOT NULL,
+        month INTEGER NOT NULL,
+        count {int} NOT NULL,
+        PRIMARY KEY (account_id, year, month))""",
+    """CREATE TABLE IF NOT EXISTS bd_message_ids (
+        message_id TEXT PRIMARY KEY, recipient_id TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS bd_unmatched (
+        id TEXT PRIMARY KEY,
+        received_at {time} NOT NULL,
+        state {blob} NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS bd_unmatched_by_received ON bd_unmatched (received_at, id)",
+)
+
+_TABLES = (
+    "bd_recipients",
+    "bd_broadcasts",
+    "bd_counts",
+    "bd_accounts",
+    "bd_monthly",
+    "bd_message_ids",
+    "bd_unmatched",
+)
+
+_COLUMNS = ", ".join(ROW_FIELDS)
+# Fixed after Scheduled: an upsert of a known row leaves them (and the search text) alone.
+_FIXED = frozenset(
+    {
+        "id",
+        "broadcast_id",
+        "account_id",
+        "position",
+        "address",
+        "last_name",
+        "first_name",
+        "company",
+        "contact_id",
+        "search",
+    }
+)
+_CHANGING = tuple(f for f in ROW_FIELDS if f not in _FIXED)
+_UPSERT_ROW = (
+    f"INSERT INTO bd_recipients ({_COLUMNS}) VALUES ({', '.join('?' * len(ROW_FIELDS))}) "  # noqa: S608 - fixed names
+    "ON CONFLICT (id) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in _CHANGING)
+)
+_UPDATE_ROW = (
+    "UPDATE bd_recipients SET "  # noqa: S608 - fixed names
+    + ", ".join(f"{c} = ?" for c in _CHANGING)
+    + " WHERE id = ?"
+)
+_UNACK = "status = 'error' AND acknowledged_at IS NULL"
+_DUE_STATUSES = (
+    BroadcastStatus.SCHEDULED.value,
+    BroadcastStatus.SENDING.value,
+    BroadcastStatus.PAUSED.value,
+)
+_STREAM_CHUNK = 1000
+# Rows kept from the last batches for the next (a rebuild or a dispatch touches each
+# recipient in several batches): valid only while nobody else moved the position.
+_CACHE_LIMIT = 100_000
+_STATUSES = {s.value: s for s in DeliveryStatus}
+
+
+class SqlViewStore:
+    """A ViewStore in SQL tables: one connection, used under a lock.
+
+    Build it with :meth:`sqlite` or :meth:`postgresql`; both give the same
+    tables and the same behaviour.
+    """
+
+    def __init__(self, conn: Any, dialect: Dialect) -> None:
+        self._conn = conn
+        self.dialect = dialect
+        self._lock = threading.RLock()
+        self._cache: dict[UUID, RecipientRow] = {}
+        self._cache_position: int | None = None
+        self._upsert_row = dialect.sql(_UPSERT_ROW)
+        self._update_row = dialect.sql(_UPDATE_ROW)
+        out = dialect.time_out
+        statuses = _STATUSES
+
+        def decode(r: Sequence[Any]) -> RecipientRow:
+            return RecipientRow(
+                UUID(r[0]),
+                UUID(r[1]),
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                r[7],
+                r[8],
+                r[9],
+                statuses[r[10]],
+                out(r[11]),
+                r[12],
+                out(r[13]),
+                r[14],
+                out(r[15]),
+                r[16],
+                out(r[17]),
+                r[18],
+            )
+
+        self._decode_row: Callable[[Sequence[Any]], RecipientRow] = decode
+        with self._lock:
+            self._create_schema()
+
+    @classmethod
+    def sqlite(cls, path: str) -> SqlViewStore:
+        """The views in the SQLite file at ``path`` (or ``:memory:``)."""
+        from broadcast_adapters.storage.dialects import connect_sqlite
+
+        return cls(connect_sqlite(path), SQLITE)
+
+    @classmethod
+    def postgresql(
+        cls,
+        *,
+        dbname: str,
+        host: str = "localhost",
+        port: int | None = None,
+        user: str = "",
+        password: str = "",
+        schema: str = "public",
+        connect_timeout: int = 30,
+    ) -> SqlViewStore:
+        """The views in a PostgreSQL database, in ``schema`` (created if absent)."""
+        from broadcast_adapters.storage.dialects import connect_postgres
+
+        conn = connect_postgres(
+            dbname=dbname,
+            host=host,
+            port=port,
+            user=user,
+            password=password,
+            schema=schema,
+            connect_timeout=connect_timeout,
+        )
+        return cls(conn, POSTGRES)
+
+    @classmethod
+    def from_url(cls, store: Any) -> SqlViewStore:
+        """The store a parsed store URL names (``sqlite``, ``memory`` or ``postgresql``)."""
+        if store.kind == "postgresql":
+            return cls.postgresql(
+                dbname=store.dbname,
+                host=store.host,
+                port=store.port,
+                user=store.user,
+                password=store.password,
+                schema=store.option("schema", "public") or "public",
+                connect_timeout=int(store.option("connect_timeout", "30") or 30),
+            )
+        return cls.sqlite(store.path if store.kind == "sqlite" else ":memory:")
+
+    # --- transactions --------------------------------------------------------------------
+
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._conn.execute(self.dialect.sql(sql), params)
+
+    def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            cur = self._conn.cursor()
+            try:
+                cur.executemany(sql, rows)
+            finally:
+                cur.close()
+
+    def _create_schema(self) -> None:
+        d = self.dialect
+        c = self._conn
+        c.execute(d.begin_write)
+        try:
+            if d.schema_lock:
+                c.execute(d.schema_lock)
+            if self._outdated():
+                # Rows written by an earlier version (a JSON snapshot per recipient):
+                # drop the views; the next catch-up refills them from the events.
+                for table in _TABLES:
+                    c.execute(f"DROP TABLE IF EXISTS {table}")
+                c.execute("DROP TABLE IF EXISTS bd_tracking")
+            for statement in _SCHEMA:
+                c.execute(statement.format(int=d.int_type, time=d.time_type, blob=d.blob_type))
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
+    def _outdated(self) -> bool:
+        try:
+            cur = self._conn.execute("SELECT * FROM bd_recipients WHERE 1 = 0")
+        except Exception:  # no table yet (the error type is the driver's)
+            if self.dialect is POSTGRES:
+                # A failed statement aborts the transaction: start it again.
+                self._conn.execute("ROLLBACK")
+                self._conn.execute(self.dialect.begin_write)
+                self._conn.execute(self.dialect.schema_lock)
+            return False
+        names = [d[0] for d in cur.description or ()]
+        return names != list(ROW_FIELDS)
+
+    # --- writing -------------------------------------------------------------------------
+
+    def position(self) -> int:
+        with self._lock:
+            return int(self._run("SELECT position FROM bd_tracking WHERE id = 1").fetchone()[0])
+
+    def _select_in(self, columns: str, table: str, key: str, keys: Iterable[Any]) -> list[Any]:
+        rows: list[Any] = []
+        for condition, params in self.dialect.any_of(key, sorted(keys)):
+            rows.extend(
+                self._run(f"SELECT {columns} FROM {table} WHERE {condition}", params).fetchall()  # noqa: S608 - fixed names
+            )
+        return rows
+
+    def _load(self, batch: Sequence[tuple[int, DomainEvent]], position: int) -> Views:
+        views = Views(position=position)
+        needs = Needs.of(batch)
+        if self._cache_position != position:
+            self._forget()  # another writer moved on: our rows may be stale
+        cache = self._cache
+        wanted = []
+        for rid in needs.recipients:
+            hit = cache.get(rid)
+            if hit is None:
+                wanted.append(rid.hex)
+            else:
+                views.recipients[rid] = hit
+        decode = self._decode_row
+        for r in self._select_in(_COLUMNS, "bd_recipients", "id", wanted):
+            row = decode(r)
+            views.recipients[row.id] = row
+        needs.add_rows(views)
+        out = self.dialect.blob_out
+        keys = [b.hex for b in needs.broadcasts]
+        for bid, state in self._select_in("broadcast_id, state", "bd_counts", "broadcast_id", keys):
+            views.counts[UUID(bid)] = decode_state(out(state), Counts)
+        for (state,) in self._select_in("state", "bd_broadcasts", "id", keys):
+            b = decode_state(out(state), Broadcast)
+            views.broadcasts[b.id] = b
+        for (state,) in self._select_in("state", "bd_accounts", "account_id", needs.accounts):
+            a = decode_state(out(state), Account)
+            views.accounts[a.account_id] = a
+        self._load_months(views, months_needed(batch, views))
+        return views
+
+    def _load_months(self, views: Views, keys: set[MonthKey]) -> None:
+        by_account: dict[str, list[MonthKey]] = {}
+        for key in keys:
+            by_account.setdefault(key[0], []).append(key)
+        for account_id, wanted in by_account.items():
+            years = sorted({y for _, y, _ in wanted})
+            for condition, params in self.dialect.any_of("year", years):
+                for y, m, n in self._run(
+                    "SELECT year, month, count FROM bd_monthly "  # noqa: S608 - placeholders only
+                    f"WHERE account_id = ? AND {condition}",
+                    [account_id, *params],
+                ):
+                    views.monthly[(account_id, int(y), int(m))] = int(n)
+
+    def _write(self, views: Views, existing: set[UUID]) -> None:
+        d = self.dialect
+        t = d.time_in
+        inserts = []
+        updates = []
+        for rid in views.dirty_recipients:
+            r = views.recipients[rid]
+            changing = (
+                r.status.value,
+                t(r.status_updated_at),
+                r.detail_message,
+                t(r.acknowledged_at),
+                r.reason,
+                t(r.due_at),
+                r.error_position,
+                t(r.first_outcome_at),
+                r.error_rank,
+            )
+            if rid in existing:
+                updates.append((*changing, rid.hex))
+            else:
+                inserts.append(
+                    (
+                        rid.hex,
+                        r.broadcast_id.hex,
+                        r.account_id,
+                        r.position,
+                        r.address,
+                        r.last_name,
+                        r.first_name,
+                        r.company,
+                        r.contact_id,
+                        r.search,
+                        *changing,
+                    )
+                )
+        self._many(self._upsert_row, inserts)
+        self._many(self._update_row, updates)
+        upsert = d.sql(
+            "INSERT INTO bd_broadcasts VALUES (?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET "
+            "status = excluded.status, scheduled_at = excluded.scheduled_at, state = excluded.state"
+        )
+        self._many(
+            upsert,
+            [
+                (b.id.hex, b.inbox_id, b.status.value, t(b.created_at), t(b.scheduled_at), encode_state(b))
+                for b in (views.broadcasts[i] for i in views.dirty_broadcasts)
+            ],
+        )
+        self._many(
+            d.sql(
+                "INSERT INTO bd_counts VALUES (?,?) "
+                "ON CONFLICT (broadcast_id) DO UPDATE SET state = excluded.state"
+            ),
+            [(bid.hex, encode_state(views.counts[bid])) for bid in views.dirty_counts],
+        )
+        self._many(
+            d.sql(
+                "INSERT INTO bd_accounts VALUES (?,?) "
+                "ON CONFLICT (account_id) DO UPDATE SET state = excluded.state"
+            ),
+            [(aid, encode_state(views.accounts[aid])) for aid in views.dirty_accounts],
+        )
+        self._many(
+            d.sql(
+                "INSERT INTO bd_monthly VALUES (?,?,?,?) ON CONFLICT (account_id, year, month) "
+                "DO UPDATE SET count = excluded.count"
+            ),
+            [(*key, views.monthly[key]) for key in views.dirty_monthly],
+        )
+        self._many(
+            d.sql(
+                "INSERT INTO bd_message_ids VALUES (?,?) "
+                "ON CONFLICT (message_id) DO UPDATE SET recipient_id = excluded.recipient_id"
+            ),
+            [(mid, views.message_ids[mid].hex) for mid in views.dirty_message_ids],
+        )
+        # A resolved message is no longer in the fold's working set: its row goes.
+        kept = [views.unmatched[u] for u in views.dirty_unmatched if u in views.unmatched]
+        gone = [(u.hex,) for u in views.dirty_unmatched if u not in views.unmatched]
+        self._many(
+            d.sql(
+                "INSERT INTO bd_unmatched VALUES (?,?,?) ON CONFLICT (id) DO UPDATE SET "
+                "received_at = excluded.received_at, state = excluded.state"
+            ),
+            [(m.id.hex, t(m.received_at), encode_state(m)) for m in kept],
+        )
+        self._many(d.sql("DELETE FROM bd_unmatched WHERE id = ?"), gone)
+
+    def apply(self, batch: Sequence[tuple[int, DomainEvent]], *, expected_position: int) -> bool:
+        if not batch:
+            return True
+        with self._lock:
+            c = self._conn
+            c.execute(self.dialect.begin_write)
+            try:
+                row = self._run(
+                    "SELECT position FROM bd_tracking WHERE id = 1" + self.dialect.lock_row
+                ).fetchone()
+                if row is None or int(row[0]) != expected_position:
+                    c.execute("ROLLBACK")
+                    return False
+                views = self._load(batch, expected_position)
+                existing = set(views.recipients)
+                for position, event in batch:
+                    project(views, event, position)
+                self._write(views, existing)
+                self._run("UPDATE bd_tracking SET position = ? WHERE id = 1", (views.position,))
+                c.execute("COMMIT")
+            except BaseException:
+                self._forget()
+                c.execute("ROLLBACK")
+                raise
+            self._remember(views)
+            return True
+
+    def _remember(self, views: Views) -> None:
+        cache = self._cache
+        if len(cache) + len(views.dirty_recipients) > _CACHE_LIMIT:
+            cache.clear()
+        rows = views.recipients
+        for rid in views.dirty_recipients:
+            cache[rid] = rows[rid]
+        self._cache_position = views.position
+
+    def _forget(self) -> None:
+        self._cache.clear()
+        self._cache_position = None
+
+    def reset(self) -> None:
+        with self._lock:
+            self._forget()
+            c = self._conn
+            c.execute(self.dialect.begin_write)
+            try:
+                self._run("SELECT position FROM bd_tracking WHERE id = 1" + self.dialect.lock_row)
+                for table in _TABLES:
+                    c.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+                c.execute("UPDATE bd_tracking SET position = 0 WHERE id = 1")
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+
+    def dump(self) -> Views:
+        with self._lock:
+            c = self._conn
+            out = self.dialect.blob_out
+            # One snapshot for every table, so the dump is consistent with its position.
+            c.execute(self.dialect.begin_read)
+            try:
+                row = c.execute("SELECT position FROM bd_tracking WHERE id = 1").fetchone()
+                views = Views(position=int(row[0]) if row else 0)
+                decode = self._decode_row
+                for r in c.execute(f"SELECT {_COLUMNS} FROM bd_recipients"):  # noqa: S608
+                    recipient = decode(r)
+                    views.recipients[recipient.id] = recipient
+                for (state,) in c.execute("SELECT state FROM bd_broadcasts"):
+                    b = decode_state(out(state), Broadcast)
+                    views.broadcasts[b.id] = b
+                for bid, state in c.execute("SELECT broadcast_id, state FROM bd_counts"):
+                    views.counts[UUID(bid)] = decode_state(out(state), Counts)
+                for (state,) in c.execute("SELECT state FROM bd_accounts"):
+                    a = decode_state(out(state), Account)
+                    views.accounts[a.account_id] = a
+                for a, y, m, n in c.execute(
+                    "SELECT account_id, year, month, count FROM bd_monthly"
+                ):
+                    views.monthly[(a, int(y), int(m))] = int(n)
+                for mid, rid in c.execute("SELECT message_id, recipient_id FROM bd_message_ids"):
+                    views.message_ids[mid] = UUID(rid)
+                for (state,) in c.execute("SELECT state FROM bd_unmatched"):
+                    m = decode_state(out(state), UnmatchedMessage)
+                    views.unmatched[m.id] = m
+            finally:
+                c.execute("COMMIT")
+            return views
+
+    # --- queries -------------------------------------------------------------------------
+
+    def _one(self, sql: str, params: Iterable[Any]) -> Any:
+        with self._lock:
+            return self._run(sql, tuple(params)).fetchone()
+
+    def _all(self, sql: str, params: Iterable[Any]) -> list[Any]:
+        with self._lock:
+            return list(self._run(sql, tuple(params)).fetchall())
+
+    def _state(self, sql: str, key: Any, kind: type[Any]) -> Any:
+        row = self._one(sql, (key,))
+        return decode_state(self.dialect.blob_out(row[0]), kind) if row else None
+
+    def account(self, account_id: str) -> Account | None:
+        found: Account | None = self._state(
+            "SELECT state FROM bd_accounts WHERE account_id = ?", account_id, Account
+        )
+        return found
+
+    def broadcast(self, broadcast_id: UUID) -> Broadcast | None:
+        found: Broadcast | None = self._state(
+            "SELECT state FROM bd_broadcasts WHERE id = ?", broadcast_id.hex, Broadcast
+        )
+        return found
+
+    def counts(self, broadcast_id: UUID) -> Counts:
+        found: Counts | None = self._state(
+            "SELECT state FROM bd_counts WHERE broadcast_id = ?", broadcast_id.hex, Counts
+        )
+        return found if found is not None else Counts()
+
+    def recipient(self, recipient_id: UUID) -> RecipientRow | None:
+        row = self._one(
+            f"SELECT {_COLUMNS} FROM bd_recipients WHERE id = ?",  # noqa: S608 - fixed names
+            (recipient_id.hex,),
+        )
+        return self._decode_row(row) if row else None
+
+    def recipient_by_message_id(self, message_id: str) -> UUID | None:
+        row = self._one(
+            "SELECT recipient_id FROM bd_message_ids WHERE message_id = ?", (message_id,)
+        )
+        return UUID(row[0]) if row else None
+
+    def list_broadcasts(
+        self, inbox_id: str, statuses: frozenset[BroadcastStatus] | None, offset: int, limit: int
+    ) -> tuple[list[Broadcast], int]:
+        where = "inbox_id = ?"
+        params: list[Any] = [inbox_id]
+        if statuses is not None:
+            condition, values = next(
+                self.dialect.any_of("status", sorted(s.value for s in statuses))
+            )
+            where += " AND " + condition
+            params.extend(values)
+        total = self._one(f"SELECT COUNT(*) FROM bd_broadcasts WHERE {where}", params)[0]  # noqa: S608
+        rows = self._all(
+            f"SELECT state FROM bd_broadcasts WHERE {where} "  # noqa: S608 - placeholders only
+            "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        out = self.dialect.blob_out
+        return [decode_state(out(r[0]), Broadcast) for r in rows], int(total)
+
+    def due_broadcasts(self, now: datetime) -> list[Broadcast]:
+        condition, values = next(self.dialect.any_of("status", _DUE_STATUSES))
+        rows = self._all(
+            f"SELECT state FROM bd_broadcasts WHERE {condition} "  # noqa: S608
+            "AND scheduled_at <= ? ORDER BY scheduled_at, created_at, id",
+            [*values, self.dialect.time_in(now)],
+        )
+        out = self.dialect.blob_out
+        return [decode_state(out(r[0]), Broadcast) for r in rows]
+
+    def due_recipients(self, broadcast_id: UUID, now: datetime, limit: int) -> list[RecipientRow]:
+        bid = broadcast_id.hex
+        rows = self._all(
+            f"SELECT {_COLUMNS} FROM bd_recipients WHERE broadcast_id = ? "  # noqa: S608
+            "AND status = 'scheduled' ORDER BY position LIMIT ?",
+            (bid, limit),
+        )
+        # The first `limit` by position of the union is within the first `limit` of each part;
+        # two index-ordered queries avoid scanning the rows already sent.
+        rows += self._all(
+            f"SELECT {_COLUMNS} FROM bd_recipients WHERE broadcast_id = ? "  # noqa: S608
+            "AND status = 'sending' AND due_at <= ? ORDER BY position LIMIT ?",
+            (bid, self.dialect.time_in(now), limit),
+        )
+        found = [self._decode_row(r) for r in rows]
+        found.sort(key=lambda r: r.position)
+        return found[:limit]
+
+    def recipient_page(
+        self,
+        broadcast_id: UUID,
+        *,
+        keyword: str | None,
+        status: DeliveryStatus | None,
+        offset: int,
+        limit: int,
+        reason: str | None = None,
+    ) -> tuple[list[RecipientRow], int]:
+        where = "broadcast_id = ?"
+        params: list[Any] = [broadcast_id.hex]
+        if status is not None:
+            where += " AND status = ?"
+            params.append(status.value)
+        if reason is not None:
+            where += " AND reason = ?"
+            params.append(reason)
+        if keyword:
+            where += f" AND {self.dialect.find}(search, ?) > 0"
+            params.append(keyword)
+        total = self._one(f"SELECT COUNT(*) FROM bd_recipients WHERE {where}", params)[0]  # noqa: S608
+        rows = self._all(
+            f"SELECT {_COLUMNS} FROM bd_recipients WHERE {where} "  # noqa: S608 - placeholders only
+            "ORDER BY position LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return [self._decode_row(r) for r in rows], int(total)
+
+    def _stream(self, where: str, params: Sequence[Any]) -> Iterator[RecipientRow]:
+        # Keyset pagination: no cursor, lock or transaction is held between chunks.
+        sql = (
+            f"SELECT {_COLUMNS} FROM bd_recipients WHERE {where} "  # noqa: S608 - fixed names
+            "AND position > ? ORDER BY position LIMIT ?"
+        )
+        decode = self._decode_row
+        last = -1
+        while True:
+            rows = self._all(sql, [*params, last, _STREAM_CHUNK])
+            if not rows:
+                return
+            for r in rows:
+                yield decode(r)
+            last = rows[-1][3]
+
+    def iter_recipients(self, broadcast_id: UUID) -> Iterator[RecipientRow]:
+        return self._stream("broadcast_id = ?", [broadcast_id.hex])
+
+    def error_page(
+        self, broadcast_id: UUID, *, as_of: int, offset: int, limit: int
+    ) -> tuple[list[RecipientRow], int]:
+        params = (broadcast_id.hex, as_of)
+        where = f"broadcast_id = ? AND {_UNACK} AND error_position <= ?"
+        total = self._one(f"SELECT COUNT(*) FROM bd_recipients WHERE {where}", params)[0]  # noqa: S608
+        rows = self._all(
+            f"SELECT {_COLUMNS} FROM bd_recipients WHERE {where} "  # noqa: S608 - placeholders only
+            "ORDER BY position LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return [self._decode_row(r) for r in rows], int(total)
+
+    def iter_unacknowledged(self, broadcast_id: UUID, as_of: int) -> Iterator[RecipientRow]:
+        return self._stream(
+            f"broadcast_id = ? AND {_UNACK} AND error_position <= ?", [broadcast_id.hex, as_of]
+        )
+
+    def monthly_count(self, account_id: str, year: int, month: int) -> int:
+        row = self._one(
+            "SELECT count FROM bd_monthly WHERE account_id = ? AND year = ? AND month = ?",
+            (account_id, year, month),
+        )
+        return int(row[0]) if row else 0
+
+    def unmatched_page(self, offset: int, limit: int) -> tuple[list[UnmatchedMessage], int]:
+        total = self._one("SELECT COUNT(*) FROM bd_unmatched", ())[0]
+        rows = self._all(
+            "SELECT state FROM bd_unmatched ORDER BY received_at, id LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        out = self.dialect.blob_out
+        return [decode_state(out(r[0]), UnmatchedMessage) for r in rows], int(total)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
