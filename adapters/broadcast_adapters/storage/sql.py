@@ -65,7 +65,8 @@ _SCHEMA = (
         due_at {time},
         error_position {int},
         first_outcome_at {time},
-        error_rank TEXT)""",
+        error_rank TEXT,
+        version {int} NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS bd_recipients_by_position ON bd_recipients (broadcast_id, position)",
     """CREATE INDEX IF NOT EXISTS bd_recipients_by_status
         ON bd_recipients (broadcast_id, status, position)""",
@@ -185,6 +186,7 @@ class SqlViewStore:
                 r[16],
                 out(r[17]),
                 r[18],
+                r[19],
             )
 
         self._decode_row: Callable[[Sequence[Any]], RecipientRow] = decode
@@ -361,6 +363,7 @@ class SqlViewStore:
                 r.error_position,
                 t(r.first_outcome_at),
                 r.error_rank,
+                r.version,
             )
             if rid in existing:
                 updates.append((*changing, rid.hex))

@@ -55,6 +55,7 @@ from broadcast_domain.domain.events import (
     BroadcastEvent,
     BroadcastScheduled,
     DomainEvent,
+    ErrorAcknowledged,
     RecipientEvent,
 )
 from broadcast_domain.domain.permissions import require_inbox_role
@@ -870,7 +871,16 @@ class BroadcastService:
             self.catch_up()
             batch: list[DomainEvent] = []
             for r in self._views.iter_unacknowledged(b.id, as_of):
-                batch.extend(r.acknowledge(by=who.user_id, now=now))
+                # The row is an unacknowledged error at its version; if the aggregate
+                # moved on since, the put conflicts and the page is read again.
+                batch.append(
+                    ErrorAcknowledged(
+                        originator_id=r.id,
+                        originator_version=r.version + 1,
+                        timestamp=now,
+                        acknowledged_by=who.user_id,
+                    )
+                )
                 if len(batch) >= _WRITE_CHUNK:
                     break
             if not batch:

@@ -71,6 +71,9 @@ class RecipientRow:
     # the rank of the error shown (a report of smaller rank replaces it).
     first_outcome_at: datetime | None
     error_rank: str | None
+    # The aggregate's version this row reflects: a write decided from the row (acknowledging
+    # a page of errors) names the next version, so a stale row loses on the event store.
+    version: int
 
     @property
     def unacknowledged_error(self) -> bool:
@@ -148,18 +151,24 @@ def _started(e: Scheduled, position: int) -> RecipientRow:
         error_position=None,
         first_outcome_at=None,
         error_rank=None,
+        version=e.originator_version,
     )
 
 
 def _sent(row: RecipientRow, e: Sent, position: int) -> RecipientRow:
     return _evolve(
-        row, status=DeliveryStatus.SENDING, due_at=e.lease_until, status_updated_at=e.timestamp
+        row,
+        version=e.originator_version,
+        status=DeliveryStatus.SENDING,
+        due_at=e.lease_until,
+        status_updated_at=e.timestamp,
     )
 
 
 def _succeeded(row: RecipientRow, e: Succeeded, position: int) -> RecipientRow:
     return _evolve(
         row,
+        version=e.originator_version,
         status=DeliveryStatus.SUCCEEDED,
         due_at=None,
         detail_message=f"{e.reply_code} {e.reply_text}".strip(),
@@ -170,7 +179,13 @@ def _succeeded(row: RecipientRow, e: Succeeded, position: int) -> RecipientRow:
 
 def _deferred(row: RecipientRow, e: Deferred, position: int) -> RecipientRow:
     reply = f"{e.reply_code} {e.reply_text}".strip() if e.reply_code else e.reply_text
-    return _evolve(row, due_at=e.retry_at, detail_message=reply, status_updated_at=e.timestamp)
+    return _evolve(
+        row,
+        version=e.originator_version,
+        due_at=e.retry_at,
+        detail_message=reply,
+        status_updated_at=e.timestamp,
+    )
 
 
 def _bounced(row: RecipientRow, e: Bounced, position: int) -> RecipientRow:
@@ -182,6 +197,7 @@ def _bounced(row: RecipientRow, e: Bounced, position: int) -> RecipientRow:
         # A report that does not outrank the error shown changes nothing shown.
         return _evolve(
             row,
+            version=e.originator_version,
             status=DeliveryStatus.ERROR,
             due_at=None,
             first_outcome_at=first,
@@ -190,6 +206,7 @@ def _bounced(row: RecipientRow, e: Bounced, position: int) -> RecipientRow:
         )
     return _evolve(
         row,
+        version=e.originator_version,
         status=DeliveryStatus.ERROR,
         due_at=None,
         first_outcome_at=first,
@@ -202,12 +219,12 @@ def _bounced(row: RecipientRow, e: Bounced, position: int) -> RecipientRow:
 
 
 def _acknowledged(row: RecipientRow, e: ErrorAcknowledged, position: int) -> RecipientRow:
-    return _evolve(row, acknowledged_at=e.timestamp)
+    return _evolve(row, version=e.originator_version, acknowledged_at=e.timestamp)
 
 
 def _complained(row: RecipientRow, e: Complained, position: int) -> RecipientRow:
     # A complaint is kept in the log (and dedupes reports there); nothing shown changes.
-    return row
+    return _evolve(row, version=e.originator_version)
 
 
 _STEPS: dict[type[RecipientEvent], Callable[[RecipientRow, Any, int], RecipientRow]] = {
@@ -265,4 +282,5 @@ def row_of(recipient: Recipient, error_position: int | None) -> RecipientRow:
         error_position=error_position if is_error else None,
         first_outcome_at=recipient.first_outcome_at,
         error_rank=None if rank is None else f"{0 if not rank[0] else 1}{rank[1]}\x01{rank[2]}",
+        version=recipient.version,
     )
