@@ -34,7 +34,7 @@ class TestSqliteViewStore(ViewStoreContract):
 
 @pytest.mark.postgres
 class TestPostgresViewStore(ViewStoreContract):
-    """SqlViewStore on PostgreSQL, built by the composition root for a postgresql:// URL, keeps the contract.
+    """SqlViewStore on PostgreSQL, built by the composition root for a URL, keeps the contract.
 
     One fresh database per test; every example starts from ``reset()``.
     """

@@ -43,7 +43,7 @@ def test_the_row_fold_is_the_row_of_the_folded_aggregate(history: History) -> No
 
 @given(history=histories())
 def test_every_row_of_the_fold_answers_as_its_aggregate(history: History) -> None:
-    """A row is due, an unacknowledged error and shows the detail exactly when its aggregate does."""
+    """A row is due, an unacknowledged error and shows a detail exactly as its aggregate."""
     views = fold(history)
     for rid, events in _by_recipient(history).items():
         state = Recipient.fold(e for _, e in events)
@@ -58,7 +58,9 @@ def test_every_row_of_the_fold_answers_as_its_aggregate(history: History) -> Non
 
 
 @given(history=histories(), cut=st.integers(0, 10_000))
-def test_a_batch_needs_only_what_it_names_and_what_its_rows_name(history: History, cut: int) -> None:
+def test_a_batch_needs_only_what_it_names_and_what_its_rows_name(
+    history: History, cut: int
+) -> None:
     """Folding a batch onto just the views Needs and months_needed name gives the full fold."""
     cut = cut % (len(history) + 1)
     before, batch = history[:cut], history[cut:]

@@ -67,7 +67,8 @@ _SCHEMA = (
         first_outcome_at {time},
         error_rank TEXT,
         version {int} NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS bd_recipients_by_position ON bd_recipients (broadcast_id, position)",
+    """CREATE INDEX IF NOT EXISTS bd_recipients_by_position
+        ON bd_recipients (broadcast_id, position)""",
     """CREATE INDEX IF NOT EXISTS bd_recipients_by_status
         ON bd_recipients (broadcast_id, status, position)""",
     """CREATE INDEX IF NOT EXISTS bd_recipients_unack ON bd_recipients (broadcast_id, position)
@@ -162,6 +163,7 @@ class SqlViewStore:
         self._cache_position: int | None = None
         self._upsert_row = dialect.sql(_UPSERT_ROW)
         self._update_row = dialect.sql(_UPDATE_ROW)
+        self._lock_tracking = f"SELECT position FROM bd_tracking WHERE id = 1{dialect.lock_row}"  # noqa: S608
         out = dialect.time_out
         statuses = _STATUSES
 
@@ -392,7 +394,14 @@ class SqlViewStore:
         self._many(
             upsert,
             [
-                (b.id.hex, b.inbox_id, b.status.value, t(b.created_at), t(b.scheduled_at), encode_state(b))
+                (
+                    b.id.hex,
+                    b.inbox_id,
+                    b.status.value,
+                    t(b.created_at),
+                    t(b.scheduled_at),
+                    encode_state(b),
+                )
                 for b in (views.broadcasts[i] for i in views.dirty_broadcasts)
             ],
         )
@@ -443,9 +452,7 @@ class SqlViewStore:
             c = self._conn
             c.execute(self.dialect.begin_write)
             try:
-                row = self._run(
-                    "SELECT position FROM bd_tracking WHERE id = 1" + self.dialect.lock_row
-                ).fetchone()
+                row = self._run(self._lock_tracking).fetchone()
                 if row is None or int(row[0]) != expected_position:
                     c.execute("ROLLBACK")
                     return False
@@ -482,7 +489,7 @@ class SqlViewStore:
             c = self._conn
             c.execute(self.dialect.begin_write)
             try:
-                self._run("SELECT position FROM bd_tracking WHERE id = 1" + self.dialect.lock_row)
+                self._run(self._lock_tracking)
                 for table in _TABLES:
                     c.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
                 c.execute("UPDATE bd_tracking SET position = 0 WHERE id = 1")

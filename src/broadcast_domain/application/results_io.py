@@ -1,33 +1,10 @@
-"""Results in and out: recipient CSV import, result and error CSV exports, their file
-names, past status bars, readable recipient histories and the log of exports.
+"""Results in and out, the pure part: recipient CSV import, result CSV rows and
+their checks, download file names, status bars from counts, readable recipient
+histories.
 
 The CSV bytes are the :class:`~broadcast_domain.ports.CsvCodec` port's business
-(an adapter; the core never imports :mod:`csv`). This module decides who may
-export, what goes in each row, in which time zone, what is recorded afterwards,
-and how a past status bar is replayed from the event log. ``BroadcastService``
-exposes each function as a thin method.
-
-Decisions (also in ``docs/``):
-
-- An export checks the permission, the ``headers`` choice, the encoding name
-  and ``out`` before it writes a byte. It reads the projections at one
-  position (``as_of``) and streams the rows in recipient order, so memory does
-  not grow with the row count. After the last row it records
-  ``ResultsExported`` (who, ``"results"`` or ``"errors"``, the position, the
-  rows). If a cell cannot be written in the encoding (``CsvExportError``) or
-  ``out`` fails, nothing is recorded and the error propagates; ``out`` then
-  holds the rows before the bad one and the caller discards it (write to a
-  temporary file and move it into place on success when that matters).
-- Rows are streamed from the live projection: a recipient whose status changes
-  while a long export runs shows the newer status. ``as_of`` is the position
-  the export started from, a lower bound of what it shows.
-- A past status bar (``summary(bid, as_of=moment)``) replays the broadcast's
-  events whose timestamp is at or before the moment: per aggregate, the longest
-  prefix of its events that are not later than the moment. It reads the stretch
-  of the log between the broadcast's first and last recipient event (kept in
-  its counts row) and decodes every event there, its own and any other
-  broadcast's written in between: cost proportional to that stretch, memory
-  proportional to the broadcast's recipients.
+(an adapter; the core never imports :mod:`csv`). What is read and recorded
+around an export is :class:`~broadcast_domain.application.reading.Results`'.
 """
 
 from __future__ import annotations
@@ -35,16 +12,13 @@ from __future__ import annotations
 import io
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime
-from itertools import islice, takewhile
-from typing import TYPE_CHECKING, Any, BinaryIO, Final
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, BinaryIO, Final
 from urllib.parse import quote
-from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from broadcast_domain.application.results import (
-    ExportRecord,
     HistoryEntry,
     ImportedRecipients,
     ImportProblem,
@@ -54,41 +28,36 @@ from broadcast_domain.application.results import (
 from broadcast_domain.domain.broadcast import Broadcast
 from broadcast_domain.domain.events import (
     Bounced,
-    BroadcastEvent,
     Complained,
     Deferred,
     DomainEvent,
     ErrorAcknowledged,
     RecipientEvent,
-    ResultsExported,
     Scheduled,
     Sent,
     Succeeded,
 )
-from broadcast_domain.domain.permissions import require_export
 from broadcast_domain.domain.reasons import REASONS
 from broadcast_domain.domain.recipient import Recipient
-from broadcast_domain.domain.values import BroadcastStatus, require_aware
-from broadcast_domain.errors import BroadcastError, CsvExportError, InvalidInput
+from broadcast_domain.domain.values import BroadcastStatus
+from broadcast_domain.errors import BroadcastError, InvalidInput
 from broadcast_domain.ports import CsvCodec, ImportedCsv
 from broadcast_domain.projections.rows import RecipientRow
-from broadcast_domain.projections.views import Counts, Views, estimated_completion, project
-
-if TYPE_CHECKING:
-    from broadcast_domain.application.service import BroadcastService
+from broadcast_domain.projections.views import Counts, estimated_completion
 
 __all__ = [
     "RESULT_HEADERS",
+    "check_encoding",
+    "check_out",
     "content_disposition",
-    "export_history",
-    "export_results_csv",
-    "export_unacknowledged_errors_csv",
     "format_time",
+    "header_row",
     "parse_recipient_csv",
     "recipient_history",
-    "results_file_name",
+    "result_row",
+    "results_file_stem",
     "safe_file_stem",
-    "summary_as_of",
+    "summary_of",
 ]
 
 RESULT_HEADERS: Final[dict[str, tuple[str, ...]]] = {
@@ -108,8 +77,6 @@ RESULT_HEADERS: Final[dict[str, tuple[str, ...]]] = {
 
 DEFAULT_MAX_ROWS: Final = 100_000
 DEFAULT_MAX_BYTES: Final = 20 * 1024 * 1024
-
-_READ_CHUNK: Final = 5_000
 
 
 # --- import ------------------------------------------------------------------------------
@@ -159,7 +126,8 @@ def format_time(moment: datetime | None, zone: ZoneInfo) -> str:
     return f"{t.year:04d}/{t.month:02d}/{t.day:02d} {t.hour:02d}:{t.minute:02d}:{t.second:02d}"
 
 
-def _result_row(item: RecipientItem, zone: ZoneInfo) -> tuple[str, ...]:
+def result_row(item: RecipientRow | RecipientItem, zone: ZoneInfo) -> tuple[str, ...]:
+    """One result CSV row (SPEC column order) for a recipient, times in ``zone``."""
     return (
         item.status.label,
         format_time(item.acknowledged_at, zone),
@@ -172,7 +140,7 @@ def _result_row(item: RecipientItem, zone: ZoneInfo) -> tuple[str, ...]:
     )
 
 
-def _header_row(headers: object) -> tuple[str, ...]:
+def header_row(headers: object) -> tuple[str, ...]:
     row = RESULT_HEADERS.get(headers) if isinstance(headers, str) else None
     if row is None:
         raise InvalidInput(
@@ -183,7 +151,7 @@ def _header_row(headers: object) -> tuple[str, ...]:
     return row
 
 
-def _check_out(out: object) -> BinaryIO:
+def check_out(out: object) -> BinaryIO:
     if isinstance(out, io.TextIOBase):
         raise InvalidInput(
             "out is a text file; open it in binary mode ('wb') or pass io.BytesIO()", field="out"
@@ -196,134 +164,13 @@ def _check_out(out: object) -> BinaryIO:
     return out  # type: ignore[return-value]
 
 
-def _check_encoding(encoding: object) -> str:
+def check_encoding(encoding: object) -> str:
     if not isinstance(encoding, str) or not encoding.strip():
         raise InvalidInput(
             f"encoding must be 'utf-8-sig' (the default), 'utf-8' or 'cp932', got {encoding!r}",
             field="encoding",
         )
     return encoding
-
-
-def _zone_of(svc: BroadcastService, account_id: str) -> ZoneInfo:
-    account = svc._views.account(account_id)
-    return ZoneInfo(account.timezone if account is not None else "UTC")
-
-
-def _address_at(items: Callable[[], Iterable[RecipientItem]], row: int) -> str | None:
-    # Only on the error path: read the rows again up to the bad one rather than
-    # remember addresses while streaming (that memory would grow with the rows).
-    if row < 1:
-        return None
-    found = next(islice(items(), row - 1, None), None)
-    return found.address if found is not None else None
-
-
-def _export(
-    svc: BroadcastService,
-    broadcast_id: object,
-    out: object,
-    *,
-    actor: object,
-    encoding: object,
-    headers: object,
-    as_of: object,
-    kind: str,
-    doing: str,
-    recipients: Callable[[UUID, int], Iterable[RecipientRow]],
-) -> int:
-    """Write ``recipients(broadcast id, as_of)`` as result rows and record the export."""
-    b = svc._viewed_broadcast(broadcast_id)
-    who = require_export(actor, b.inbox_id, b.source, doing)
-    header = _header_row(headers)
-    target = _check_out(out)
-    enc = _check_encoding(encoding)
-    position = svc._views.position()
-    if as_of is None:
-        as_of = position
-    if isinstance(as_of, bool) or not isinstance(as_of, int) or not 0 <= as_of <= position:
-        raise InvalidInput(
-            f"as_of must be the .as_of of an unacknowledged_errors() page (0 to {position}), "
-            f"got {as_of!r}",
-            field="as_of",
-        )
-    upto = as_of
-
-    def items() -> Iterator[RecipientItem]:
-        return map(svc._item, recipients(b.id, upto))
-
-    zone = _zone_of(svc, b.account_id)
-    rows = (_result_row(item, zone) for item in items())
-    try:
-        written = svc._csv().write_rows(rows, target, header=header, encoding=enc)
-    except CsvExportError as exc:
-        address = _address_at(items, exc.row)
-        whose = f" (recipient {address})" if address else ""
-        raise CsvExportError(
-            f"{exc}{whose}; the export was not recorded and the rows written so far "
-            "are incomplete: discard them",
-            row=exc.row,
-            column=exc.column,
-        ) from exc
-    now = svc.now()
-    svc._decide_and_put(
-        lambda: (
-            None,
-            svc._load_broadcast(b.id).record_export(
-                by=who.user_id, kind=kind, as_of=upto, rows=written, now=now
-            ),
-        )
-    )
-    return written
-
-
-def export_results_csv(
-    svc: BroadcastService,
-    broadcast_id: object,
-    out: object,
-    *,
-    actor: object,
-    encoding: object,
-    headers: object,
-) -> int:
-    """Write one row per recipient (position order); return the data rows written."""
-    return _export(
-        svc,
-        broadcast_id,
-        out,
-        actor=actor,
-        encoding=encoding,
-        headers=headers,
-        as_of=None,
-        kind="results",
-        doing="exporting the results",
-        recipients=lambda bid, _as_of: svc._views.iter_recipients(bid),
-    )
-
-
-def export_unacknowledged_errors_csv(
-    svc: BroadcastService,
-    broadcast_id: object,
-    out: object,
-    *,
-    actor: object,
-    encoding: object,
-    headers: object,
-    as_of: object,
-) -> int:
-    """Write the errors recorded up to ``as_of`` that are still unacknowledged."""
-    return _export(
-        svc,
-        broadcast_id,
-        out,
-        actor=actor,
-        encoding=encoding,
-        headers=headers,
-        as_of=as_of,
-        kind="errors",
-        doing="exporting the unacknowledged errors",
-        recipients=svc._views.iter_unacknowledged,
-    )
 
 
 # --- file names --------------------------------------------------------------------------
@@ -362,8 +209,8 @@ def safe_file_stem(text: str, *, max_bytes: int = _MAX_STEM_BYTES) -> str:
     return encoded.decode("utf-8", errors="ignore").strip(" .")
 
 
-def results_file_name(svc: BroadcastService, broadcast_id: object, kind: str = "results") -> str:
-    """The download name of a broadcast's result (or error) CSV; never empty.
+def results_file_stem(b: Broadcast, zone: ZoneInfo) -> str:
+    """The download name of a broadcast's result (or error) CSV, before ``_<kind>.csv``.
 
     - CSV source: the imported file's name without its directory and a final
       ``.csv``/``.txt``/``.tsv``, plus ``_results.csv`` (``members.csv`` ->
@@ -378,9 +225,6 @@ def results_file_name(svc: BroadcastService, broadcast_id: object, kind: str = "
     ``filename``; non-ASCII names need ``filename*`` (see
     :func:`content_disposition`).
     """
-    if kind not in ("results", "errors"):
-        raise InvalidInput(f"kind must be 'results' or 'errors', got {kind!r}", field="kind")
-    b = svc._viewed_broadcast(broadcast_id)
     fallback = f"broadcast_{b.id.hex[:8]}"
     if b.source_kind == "csv":
         # The suffix goes before the dots are trimmed, so ".csv" alone leaves nothing.
@@ -390,9 +234,9 @@ def results_file_name(svc: BroadcastService, broadcast_id: object, kind: str = "
         # A subject is not a path: its slashes are kept as underscores, not cut at.
         subject = _SLASHES.sub("_", b.subject[: _MAX_SUBJECT_CHARS * 2])
         subject = safe_file_stem(subject)[:_MAX_SUBJECT_CHARS]
-        day = b.scheduled_at.astimezone(_zone_of(svc, b.account_id))
+        day = b.scheduled_at.astimezone(zone)
         stem = f"{subject.strip(' .') or fallback}_{day:%Y%m%d}"
-    return f"{stem}_{kind}.csv"
+    return stem
 
 
 def content_disposition(file_name: str) -> str:
@@ -432,64 +276,6 @@ def summary_of(b: Broadcast, c: Counts, now: datetime) -> Summary:
 def _by_display_order(errors_by_reason: dict[str, int]) -> dict[str, int]:
     # REASONS' order, so every screen lists the reasons the same way.
     return {name: errors_by_reason[name] for name in REASONS if errors_by_reason.get(name)}
-
-
-def summary_as_of(svc: BroadcastService, broadcast_id: object, as_of: datetime) -> Summary:
-    """The status bar as it stood at ``as_of``, replayed from the event log."""
-    require_aware(as_of, "as_of")
-    moment = as_of.astimezone(UTC)
-    live = svc._viewed_broadcast(broadcast_id)
-    bid = live.id
-    own = [e for e in svc._log.get(bid) if isinstance(e, BroadcastEvent)]
-    state = Broadcast.fold(takewhile(lambda e: e.timestamp <= moment, own))
-    if state is None:
-        raise InvalidInput(
-            f"broadcast {bid} was created at {live.created_at.isoformat()}, after as_of "
-            f"{as_of.isoformat()}: it had no status bar then",
-            field="as_of",
-        )
-    span = svc._views.counts(bid)
-    start = max(span.first_position - 1, 0)
-    stop = span.last_position or svc._views.position()
-    views = _replay_recipients(svc, bid, moment, start, stop)
-    return summary_of(state, views.counts_for(bid), moment)
-
-
-def _replay_recipients(
-    svc: BroadcastService, bid: UUID, moment: datetime, start: int, stop: int
-) -> Views:
-    views = Views()
-    members: set[UUID] = set()
-    # An aggregate whose event is later than the moment stops there: its later
-    # events are skipped even if their timestamps are earlier (a host may pass an
-    # explicit ``now`` to dispatch_due), so each recipient is a prefix of its history.
-    cut: set[UUID] = set()
-    position = start
-    while position < stop:
-        batch = svc._log.read(position, min(_READ_CHUNK, stop - position))
-        if not batch:
-            break
-        for pos, event in batch:
-            if pos > stop:
-                break
-            if not isinstance(event, RecipientEvent):
-                continue
-            rid = event.originator_id
-            if isinstance(event, Scheduled):
-                if event.broadcast_id != bid:
-                    continue
-                members.add(rid)
-            elif rid not in members:
-                continue
-            if rid in cut:
-                continue
-            if event.timestamp > moment:
-                cut.add(rid)
-                continue
-            project(views, event, pos)
-        views.clear_dirty()
-        position = batch[-1][0]
-    return views
 
 
 # --- histories ---------------------------------------------------------------------------
@@ -538,11 +324,8 @@ _DESCRIBE: Final[dict[type[RecipientEvent], Callable[[Any], tuple[str, str, str 
 }
 
 
-def recipient_history(
-    svc: BroadcastService, broadcast_id: object, address: str
-) -> list[HistoryEntry]:
+def recipient_history(events: Sequence[DomainEvent]) -> list[HistoryEntry]:
     """The recipient's events, oldest first, with the status after each and a description."""
-    events: Sequence[DomainEvent] = svc.history(broadcast_id, address)  # type: ignore[arg-type]
     entries: list[HistoryEntry] = []
     state: Recipient | None = None
     for event in events:
@@ -564,15 +347,3 @@ def recipient_history(
             )
         )
     return entries
-
-
-def export_history(svc: BroadcastService, broadcast_id: object) -> list[ExportRecord]:
-    """Every recorded export of the broadcast, oldest first."""
-    b = svc._load_broadcast(broadcast_id)
-    return [
-        ExportRecord(
-            at=e.timestamp, exported_by=e.exported_by, kind=e.kind, as_of=e.as_of, rows=e.rows
-        )
-        for e in svc._log.get(b.id)
-        if isinstance(e, ResultsExported)
-    ]

@@ -29,6 +29,7 @@ from broadcast_domain.application.eventlog import (
     parse_store_url,
 )
 from broadcast_domain.application.memory_views import InMemoryViewStore
+from broadcast_domain.application.reading import Results
 from broadcast_domain.application.results import (
     BounceOutcome,
     BroadcastItem,
@@ -46,7 +47,10 @@ from broadcast_domain.application.sending import Dispatcher, account_allowance
 from broadcast_domain.application.validation import (
     check_address,
     check_header_field,
+    check_paging,
     fold_contacts,
+    require_text,
+    require_uuid,
 )
 from broadcast_domain.domain.account import Account, account_aggregate_id
 from broadcast_domain.domain.broadcast import Broadcast
@@ -98,8 +102,6 @@ from broadcast_domain.ports import (
 from broadcast_domain.projections.views import (
     Views,
     fold,
-    keyword_key,
-    RecipientRow,
 )
 
 __all__ = ["BroadcastService"]
@@ -125,23 +127,8 @@ def _load_components() -> Any:
     return None
 
 
-def _require_text(value: object, field: str, *, allow_empty: bool = False) -> str:
-    if not isinstance(value, str):
-        raise InvalidInput(f"{field} must be a string, got {type(value).__name__}", field=field)
-    if not allow_empty and not value.strip():
-        raise InvalidInput(f"{field} must not be empty", field=field)
-    return value
-
-
-def _require_uuid(value: object, field: str = "broadcast_id") -> UUID:
-    if isinstance(value, UUID):
-        return value
-    if isinstance(value, str):
-        try:
-            return UUID(value)
-        except ValueError:
-            pass
-    raise UnknownBroadcast(f"{field} {value!r} is not a broadcast id (a UUID)")
+_require_text = require_text
+_require_uuid = require_uuid
 
 
 class BroadcastService:
@@ -172,6 +159,14 @@ class BroadcastService:
         self._sleep: Callable[[float], None] = time.sleep
         self._bounce_parser = bounce_parser
         self._intake: BounceIntake | None = None
+        self._results = Results(
+            views=views,
+            clock=self.now,
+            csv=self._csv,
+            events=log,
+            catch_up=self.catch_up,
+            record_export=self._record_export,
+        )
 
     # --- opening -------------------------------------------------------------------------
 
@@ -304,12 +299,7 @@ class BroadcastService:
         return state
 
     def _viewed_broadcast(self, broadcast_id: object) -> Broadcast:
-        bid = _require_uuid(broadcast_id)
-        self.catch_up()
-        b = self._views.broadcast(bid)
-        if b is None:
-            raise UnknownBroadcast(f"no broadcast has id {bid}")
-        return b
+        return self._results.broadcast(broadcast_id)
 
     # --- accounts ------------------------------------------------------------------------
 
@@ -496,10 +486,7 @@ class BroadcastService:
         With ``as_of`` (aware), the status bar as it stood at that moment, replayed
         from the event log (cost: the stretch of the log the broadcast spans).
         """
-        if as_of is not None:
-            return results_io.summary_as_of(self, broadcast_id, as_of)
-        b = self._viewed_broadcast(broadcast_id)
-        return results_io.summary_of(b, self._views.counts(b.id), self.now())
+        return self._results.summary(broadcast_id, as_of)
 
     def list_broadcasts(
         self,
@@ -509,36 +496,7 @@ class BroadcastService:
         per_page: int = 20,
     ) -> Page[BroadcastItem]:
         """An inbox's broadcasts, newest created first: all, sending (incl. paused) or sent."""
-        _require_text(inbox_id, "inbox_id")
-        page, per_page = _check_paging(page, per_page)
-        if not isinstance(view, BroadcastView):
-            raise InvalidInput("view must be a BroadcastView (ALL, SENDING or SENT)", field="view")
-        statuses: frozenset[BroadcastStatus] | None = {
-            BroadcastView.ALL: None,
-            BroadcastView.SENDING: frozenset({BroadcastStatus.SENDING, BroadcastStatus.PAUSED}),
-            BroadcastView.SENT: frozenset({BroadcastStatus.SENT}),
-        }[view]
-        self.catch_up()
-        rows, total = self._views.list_broadcasts(
-            inbox_id, statuses, (page - 1) * per_page, per_page
-        )
-        items = []
-        for b in rows:
-            c = self._views.counts(b.id)
-            items.append(
-                BroadcastItem(
-                    broadcast_id=b.id,
-                    inbox_id=b.inbox_id,
-                    subject=b.subject,
-                    status=b.status,
-                    created_at=b.created_at,
-                    scheduled_at=b.scheduled_at,
-                    recipients=c.recipients,
-                    delivered=c.delivered,
-                    errors=c.errors,
-                )
-            )
-        return Page(items=items, total=total, page=page, per_page=per_page)
+        return self._results.list_broadcasts(inbox_id, view, page, per_page)
 
     # --- sending -------------------------------------------------------------------------
 
@@ -566,21 +524,6 @@ class BroadcastService:
 
     # --- recipients ----------------------------------------------------------------------
 
-    @staticmethod
-    def _item(r: RecipientRow) -> RecipientItem:
-        return RecipientItem(
-            address=r.address,
-            last_name=r.last_name,
-            first_name=r.first_name,
-            company=r.company,
-            status=r.status,
-            detail_message=r.detail_message,
-            acknowledged_at=r.acknowledged_at,
-            status_updated_at=r.status_updated_at,
-            contact_id=r.contact_id,
-            reason=r.reason,
-        )
-
     def recipients(
         self,
         broadcast_id: UUID,
@@ -593,27 +536,14 @@ class BroadcastService:
     ) -> Page[RecipientItem]:
         """Search the recipient list: keyword over names, address, company; status and
         reason filters (``reason`` keeps the errors of that reason, a name of REASONS)."""
-        b = self._viewed_broadcast(broadcast_id)
-        page, per_page = _check_paging(page, per_page)
-        if status is not None and not isinstance(status, DeliveryStatus):
-            raise InvalidInput("status must be a DeliveryStatus or None", field="status")
-        if reason is not None and not is_reason(reason):
-            raise InvalidInput(
-                f"reason {reason!r} is not one of REASONS (e.g. 'userunknown', 'mailboxfull')",
-                field="reason",
-            )
-        if keyword is not None and not isinstance(keyword, str):
-            raise InvalidInput("keyword must be a string or None", field="keyword")
-        key = keyword_key(keyword) if keyword else None
-        rows, total = self._views.recipient_page(
-            b.id,
-            keyword=key or None,
+        return self._results.recipients(
+            broadcast_id,
+            keyword=keyword,
             status=status,
+            page=page,
+            per_page=per_page,
             reason=reason,
-            offset=(page - 1) * per_page,
-            limit=per_page,
         )
-        return Page(items=[self._item(r) for r in rows], total=total, page=page, per_page=per_page)
 
     def history(self, broadcast_id: UUID, address: str) -> list[DomainEvent]:
         """The recipient's events, oldest first."""
@@ -627,7 +557,7 @@ class BroadcastService:
 
     def recipient_history(self, broadcast_id: UUID, address: str) -> list[HistoryEntry]:
         """The recipient's events, oldest first, each with a description and its cause."""
-        return results_io.recipient_history(self, broadcast_id, address)
+        return results_io.recipient_history(self.history(broadcast_id, address))
 
     # --- CSV in and out ------------------------------------------------------------------
 
@@ -672,8 +602,8 @@ class BroadcastService:
         Needs address-book ADMIN+ (address-book source) or inbox OPERATOR+ (CSV
         source), checked before anything is written. Records ResultsExported.
         """
-        return results_io.export_results_csv(
-            self, broadcast_id, out, actor=actor, encoding=encoding, headers=headers
+        return self._results.export_results_csv(
+            broadcast_id, out, actor=actor, encoding=encoding, headers=headers
         )
 
     def export_unacknowledged_errors_csv(
@@ -687,17 +617,28 @@ class BroadcastService:
         as_of: int | None = None,
     ) -> int:
         """Stream the unacknowledged errors recorded up to ``as_of`` (default: now) as CSV."""
-        return results_io.export_unacknowledged_errors_csv(
-            self, broadcast_id, out, actor=actor, encoding=encoding, headers=headers, as_of=as_of
+        return self._results.export_unacknowledged_errors_csv(
+            broadcast_id, out, actor=actor, encoding=encoding, headers=headers, as_of=as_of
         )
 
     def results_file_name(self, broadcast_id: UUID, kind: str = "results") -> str:
         """The download name of the result (or ``kind="errors"``) CSV; safe, never empty."""
-        return results_io.results_file_name(self, broadcast_id, kind)
+        return self._results.results_file_name(broadcast_id, kind)
 
     def export_history(self, broadcast_id: UUID) -> list[ExportRecord]:
         """Who exported the results or errors of the broadcast, when, as of which position."""
-        return results_io.export_history(self, broadcast_id)
+        return self._results.export_history(broadcast_id)
+
+    def _record_export(self, bid: UUID, by: str, kind: str, as_of: int, rows: int) -> None:
+        now = self.now()
+        self._decide_and_put(
+            lambda: (
+                None,
+                self._load_broadcast(bid).record_export(
+                    by=by, kind=kind, as_of=as_of, rows=rows, now=now
+                ),
+            )
+        )
 
     # --- reports -------------------------------------------------------------------------
 
@@ -803,7 +744,7 @@ class BroadcastService:
 
     def unmatched_reports(self, page: int = 1, per_page: int = 50) -> Page[UnmatchedMessage]:
         """Kept report messages that matched no delivery yet, oldest received first."""
-        page, per_page = _check_paging(page, per_page)
+        page, per_page = check_paging(page, per_page)
         return self._bounces().unmatched_page(page, per_page)
 
     def retry_unmatched(self) -> list[BounceOutcome]:
@@ -814,20 +755,7 @@ class BroadcastService:
 
     def monthly_usage(self, account_id: str, *, year: int, month: int) -> MonthlyUsage:
         """The month's send count (delivered recipients by first outcome) against the limit."""
-        _require_text(account_id, "account_id")
-        if not (isinstance(year, int) and isinstance(month, int) and 1 <= month <= 12):
-            raise InvalidInput(
-                f"year/month {year!r}/{month!r} is not a calendar month", field="month"
-            )
-        self.catch_up()
-        account = self._views.account(account_id)
-        return MonthlyUsage(
-            account_id=account_id,
-            year=year,
-            month=month,
-            count=self._views.monthly_count(account_id, year, month),
-            limit=account.monthly_limit if account else None,
-        )
+        return self._results.monthly_usage(account_id, year=year, month=month)
 
     # --- acknowledgement -----------------------------------------------------------------
 
@@ -835,19 +763,7 @@ class BroadcastService:
         self, broadcast_id: UUID, page: int = 1, per_page: int = 50
     ) -> ErrorPage[RecipientItem]:
         """A page of errors nobody has checked, with ``as_of`` for acknowledging them all."""
-        b = self._viewed_broadcast(broadcast_id)
-        page, per_page = _check_paging(page, per_page)
-        as_of = self._views.position()
-        rows, total = self._views.error_page(
-            b.id, as_of=as_of, offset=(page - 1) * per_page, limit=per_page
-        )
-        return ErrorPage(
-            items=[self._item(r) for r in rows],
-            total=total,
-            page=page,
-            per_page=per_page,
-            as_of=as_of,
-        )
+        return self._results.unacknowledged_errors(broadcast_id, page, per_page)
 
     def acknowledge_errors(
         self, broadcast_id: UUID, *, actor: Any, as_of: int | None = None
@@ -946,16 +862,6 @@ class BroadcastService:
         live = self._views.dump()
         scratch = self._replay()
         return compare_views(scratch, live)
-
-
-def _check_paging(page: object, per_page: object) -> tuple[int, int]:
-    if isinstance(page, bool) or not isinstance(page, int) or page < 1:
-        raise InvalidInput(f"page must be an int >= 1, got {page!r}", field="page")
-    if isinstance(per_page, bool) or not isinstance(per_page, int) or not 1 <= per_page <= 1000:
-        raise InvalidInput(
-            f"per_page must be an int from 1 to 1000, got {per_page!r}", field="per_page"
-        )
-    return page, per_page
 
 
 def compare_views(expected: Views, actual: Views, limit: int = 100) -> list[str]:

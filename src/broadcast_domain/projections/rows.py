@@ -116,9 +116,7 @@ def error_rank(permanent: bool, reported_at: datetime, report_id: str) -> str:
     return f"{0 if permanent else 1}{reported_at.isoformat()}\x01{report_id}"
 
 
-def recipient_search_text(
-    last_name: str, first_name: str, address: str, company: str
-) -> str:
+def recipient_search_text(last_name: str, first_name: str, address: str, company: str) -> str:
     """What keyword search looks in: 姓名 and 名姓 (spaces removed), address, company."""
     return "\x1f".join(
         (
