@@ -31,11 +31,11 @@ GOAL = ">= 0.5"
 TITLE = "export the result CSV"
 _STORIES = ("ok", "ok", "ok", "error", "acked")
 
+# The recipient table holds the shown cells as columns, so the anchor selects them as
+# they are (no formatting of times into the account's zone, no status labels).
 _RAW = (
-    "SELECT json_extract(state, '$.status'), json_extract(state, '$.acknowledged_at'), "
-    "json_extract(state, '$.last_name'), json_extract(state, '$.first_name'), "
-    "json_extract(state, '$.address'), json_extract(state, '$.company'), "
-    "json_extract(state, '$.error_detail'), json_extract(state, '$.status_updated_at') "
+    "SELECT status, acknowledged_at, last_name, first_name, address, company, "
+    "detail_message, status_updated_at "
     "FROM bd_recipients WHERE broadcast_id = ? ORDER BY position"
 )
 

@@ -35,11 +35,11 @@ def copy_rows(directory: str, source: str) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"ATTACH DATABASE '{source}' AS src")
     conn.execute(
-        "CREATE TABLE recipients AS SELECT *, NULL AS acknowledged_at, NULL AS acknowledged_by "
-        "FROM src.bd_recipients"
+        "CREATE TABLE recipients AS SELECT *, NULL AS acknowledged_by FROM src.bd_recipients"
     )
     conn.execute(
-        "CREATE INDEX recipients_unack ON recipients (broadcast_id, position) WHERE unack = 1"
+        "CREATE INDEX recipients_unack ON recipients (broadcast_id, position) "
+        "WHERE status = 'error' AND acknowledged_at IS NULL"
     )
     conn.execute("DETACH DATABASE src")
     return conn
@@ -52,8 +52,8 @@ def raw_update(conn: sqlite3.Connection, broadcast_hex: str, n: int) -> float:
     def update() -> None:
         conn.execute("BEGIN")
         cur = conn.execute(
-            "UPDATE recipients SET unack = 0, acknowledged_at = ?, acknowledged_by = ? "
-            "WHERE broadcast_id = ? AND unack = 1",
+            "UPDATE recipients SET acknowledged_at = ?, acknowledged_by = ? "
+            "WHERE broadcast_id = ? AND status = 'error' AND acknowledged_at IS NULL",
             (now, "bench", broadcast_hex),
         )
         assert cur.rowcount == n

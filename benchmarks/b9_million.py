@@ -151,28 +151,9 @@ def run(quick: bool) -> dict[str, Any]:
 
 
 def _export(svc: BroadcastService, bid: Any, out: Path) -> int:
-    export = getattr(svc, "export_results_csv", None)
     with out.open("wb") as f:
-        if export is not None:
-            count: int = export(bid, f, actor=ACTOR)
-            return count
-        # Until the facade's export lands: the same streamed rows through the codec.
-        from broadcast_adapters.csv_io import CsvCodec
-
-        def cells() -> Iterator[list[str]]:
-            for r in svc._views.iter_recipients(bid):
-                yield [
-                    r.status.value,
-                    "",
-                    r.last_name,
-                    r.first_name,
-                    r.address,
-                    r.company,
-                    r.error_detail or "",
-                    "",
-                ]
-
-        return CsvCodec().write_rows(cells(), f, header=["s"] * 8, encoding="utf-8-sig")
+        count: int = svc.export_results_csv(bid, f, actor=ACTOR)
+        return count
 
 
 def main() -> None:

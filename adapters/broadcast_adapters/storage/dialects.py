@@ -24,16 +24,15 @@ __all__ = ["POSTGRES", "SQLITE", "Dialect", "connect_postgres", "connect_sqlite"
 
 
 def _text_time(moment: datetime | None) -> str | None:
-    # Fixed width and UTC, so text order is time order (due_at <= now, ORDER BY).
+    # Fixed width (microseconds always written) and UTC, so text order is time order
+    # (due_at <= now, ORDER BY); isoformat is several times faster than strftime.
     if moment is None:
         return None
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _time_from_text(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+    return None if text is None else datetime.fromisoformat(text)
 
 
 def _same(value: Any) -> Any:

@@ -9,6 +9,7 @@ the oracle that ``verify_projections`` compares a store against.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -157,6 +158,36 @@ class Views:
         self.dirty_message_ids.clear()
 
 
+class _Kind(enum.Enum):
+    SCHEDULED = 1
+    RECIPIENT = 2
+    BROADCAST = 3
+    ACCOUNT = 4
+    OTHER = 5
+
+
+_KINDS: dict[type[DomainEvent], _Kind] = {}
+
+
+def _kind(cls: type[DomainEvent]) -> _Kind:
+    # What a batch needs loaded for an event depends only on its class: classify each
+    # class once rather than walk isinstance checks for every event of a big batch.
+    kind = _KINDS.get(cls)
+    if kind is None:
+        if issubclass(cls, Scheduled):
+            kind = _Kind.SCHEDULED
+        elif issubclass(cls, RecipientEvent):
+            kind = _Kind.RECIPIENT
+        elif issubclass(cls, BroadcastEvent) and not issubclass(cls, BroadcastScheduled):
+            kind = _Kind.BROADCAST
+        elif issubclass(cls, AccountConfigured):
+            kind = _Kind.ACCOUNT
+        else:
+            kind = _Kind.OTHER
+        _KINDS[cls] = kind
+    return kind
+
+
 @attrs.define
 class Needs:
     """The stored views a batch reads before it is folded: which keys to load.
@@ -175,19 +206,22 @@ class Needs:
         """What the batch's events name directly."""
         needs = cls()
         new: set[UUID] = set()
+        recipients, broadcasts, accounts = needs.recipients, needs.broadcasts, needs.accounts
         for _, event in batch:
-            if isinstance(event, Scheduled):
-                new.add(event.originator_id)
-                needs.broadcasts.add(event.broadcast_id)
-                needs.accounts.add(event.account_id)
-            elif isinstance(event, RecipientEvent):
+            kind = _kind(type(event))
+            if kind is _Kind.RECIPIENT:
                 if event.originator_id not in new:
-                    needs.recipients.add(event.originator_id)
-            elif isinstance(event, BroadcastEvent):
-                if not isinstance(event, BroadcastScheduled):
-                    needs.broadcasts.add(event.originator_id)
-            elif isinstance(event, AccountConfigured):
-                needs.accounts.add(event.account_id)
+                    recipients.add(event.originator_id)
+            elif kind is _Kind.SCHEDULED:
+                assert isinstance(event, Scheduled)
+                new.add(event.originator_id)
+                broadcasts.add(event.broadcast_id)
+                accounts.add(event.account_id)
+            elif kind is _Kind.BROADCAST:
+                broadcasts.add(event.originator_id)
+            elif kind is _Kind.ACCOUNT:
+                assert isinstance(event, AccountConfigured)
+                accounts.add(event.account_id)
         return needs
 
     def add_rows(self, views: Views) -> None:
@@ -209,12 +243,10 @@ def months_needed(batch: Sequence[tuple[int, DomainEvent]], views: Views) -> set
     zones: dict[str, set[str]] = {}
     accounts: dict[UUID, str] = {}
     keys: set[MonthKey] = set()
+    outcomes = (Succeeded, Bounced)
     for _, event in batch:
-        if isinstance(event, AccountConfigured):
-            zones.setdefault(event.account_id, set()).add(event.timezone)
-        elif isinstance(event, Scheduled):
-            accounts[event.originator_id] = event.account_id
-        elif isinstance(event, Succeeded | Bounced):
+        cls = type(event)
+        if cls in outcomes:
             rid = event.originator_id
             row = views.recipients.get(rid)
             account_id = accounts.get(rid) if row is None else row.account_id
@@ -223,6 +255,10 @@ def months_needed(batch: Sequence[tuple[int, DomainEvent]], views: Views) -> set
             for zone in {views.timezone_of(account_id), *zones.get(account_id, ())}:
                 year, month = month_of(event.timestamp, zone)
                 keys.add((account_id, year, month))
+        elif isinstance(event, AccountConfigured):
+            zones.setdefault(event.account_id, set()).add(event.timezone)
+        elif isinstance(event, Scheduled):
+            accounts[event.originator_id] = event.account_id
     return keys
 
 
