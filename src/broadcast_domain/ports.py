@@ -19,7 +19,7 @@ from broadcast_domain.domain.broadcast import Broadcast
 from broadcast_domain.domain.events import DomainEvent
 from broadcast_domain.domain.unmatched import UnmatchedMessage
 from broadcast_domain.domain.values import BroadcastStatus, Contact, DeliveryStatus
-from broadcast_domain.projections.rows import RecipientRow
+from broadcast_domain.projections.rows import RecipientRow, ResultCells
 from broadcast_domain.projections.views import Counts, Views
 
 __all__ = [
@@ -284,6 +284,16 @@ class ViewStore(Protocol):
 
     def iter_recipients(self, broadcast_id: UUID) -> Iterator[RecipientRow]:
         """Every recipient row in position order, streamed (columns, no decoding of state)."""
+        ...
+
+    def iter_result_cells(
+        self, broadcast_id: UUID, *, unacknowledged_as_of: int | None = None
+    ) -> Iterator[ResultCells]:
+        """The result CSV values of every recipient in position order, streamed.
+
+        With ``unacknowledged_as_of``, only the unacknowledged errors recorded at
+        or before that position (what ``iter_unacknowledged`` streams).
+        """
         ...
 
     def error_page(

@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from broadcast_adapters.storage.dialects import POSTGRES, SQLITE, Dialect
@@ -29,7 +29,7 @@ from broadcast_domain.domain.broadcast import Broadcast
 from broadcast_domain.domain.events import DomainEvent
 from broadcast_domain.domain.unmatched import UnmatchedMessage
 from broadcast_domain.domain.values import BroadcastStatus, DeliveryStatus
-from broadcast_domain.projections.rows import ROW_FIELDS, RecipientRow
+from broadcast_domain.projections.rows import RESULT_FIELDS, ROW_FIELDS, RecipientRow, ResultCells
 from broadcast_domain.projections.views import (
     Counts,
     MonthKey,
@@ -110,6 +110,8 @@ _TABLES = (
 )
 
 _COLUMNS = ", ".join(ROW_FIELDS)
+_RESULT_COLUMNS = ", ".join(RESULT_FIELDS)
+T = TypeVar("T")
 # Fixed after Scheduled: an upsert of a known row leaves them (and the search text) alone.
 _FIXED = frozenset(
     {
@@ -130,22 +132,29 @@ _UPSERT_ROW = (
     f"INSERT INTO bd_recipients ({_COLUMNS}) VALUES ({', '.join('?' * len(ROW_FIELDS))}) "  # noqa: S608 - fixed names
     "ON CONFLICT (id) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in _CHANGING)
 )
-_UPDATE_ROW = (
-    "UPDATE bd_recipients SET "  # noqa: S608 - fixed names
-    + ", ".join(f"{c} = ?" for c in _CHANGING)
-    + " WHERE id = ?"
-)
 _UNACK = "status = 'error' AND acknowledged_at IS NULL"
 _DUE_STATUSES = (
     BroadcastStatus.SCHEDULED.value,
     BroadcastStatus.SENDING.value,
     BroadcastStatus.PAUSED.value,
 )
-_STREAM_CHUNK = 1000
+# Rows per keyset query of a stream: bigger chunks cost fewer index seeks and
+# round trips; 5,000 rows of columns are well under a megabyte.
+_STREAM_CHUNK = 5000
 # Rows kept from the last batches for the next (a rebuild or a dispatch touches each
 # recipient in several batches): valid only while nobody else moved the position.
 _CACHE_LIMIT = 100_000
 _STATUSES = {s.value: s for s in DeliveryStatus}
+_TIMES = frozenset({"status_updated_at", "acknowledged_at", "due_at", "first_outcome_at"})
+
+
+def _column_value(row: RecipientRow, column: str, time_in: Callable[[Any], Any]) -> Any:
+    value = getattr(row, column)
+    if column in _TIMES:
+        return time_in(value)
+    if column == "status":
+        return value.value
+    return value
 
 
 class SqlViewStore:
@@ -162,7 +171,7 @@ class SqlViewStore:
         self._cache: dict[UUID, RecipientRow] = {}
         self._cache_position: int | None = None
         self._upsert_row = dialect.sql(_UPSERT_ROW)
-        self._update_row = dialect.sql(_UPDATE_ROW)
+        self._updates: dict[tuple[str, ...], str] = {}
         self._lock_tracking = f"SELECT position FROM bd_tracking WHERE id = 1{dialect.lock_row}"  # noqa: S608
         out = dialect.time_out
         statuses = _STATUSES
@@ -242,6 +251,16 @@ class SqlViewStore:
                 connect_timeout=int(store.option("connect_timeout", "30") or 30),
             )
         return cls.sqlite(store.path if store.kind == "sqlite" else ":memory:")
+
+    def _update_sql(self, columns: tuple[str, ...]) -> str:
+        sql = self._updates.get(columns)
+        if sql is None:
+            sql = self._updates[columns] = self.dialect.sql(
+                "UPDATE bd_recipients SET "  # noqa: S608 - fixed column names
+                + ", ".join(f"{c} = ?" for c in columns)
+                + " WHERE id = ?"
+            )
+        return sql
 
     # --- transactions --------------------------------------------------------------------
 
@@ -348,28 +367,18 @@ class SqlViewStore:
                 ):
                     views.monthly[(account_id, int(y), int(m))] = int(n)
 
-    def _write(self, views: Views, existing: set[UUID]) -> None:
+    def _write(self, views: Views, loaded: dict[UUID, RecipientRow]) -> None:
         d = self.dialect
         t = d.time_in
         inserts = []
-        updates = []
+        # Updates grouped by the columns they change: an acknowledgement writes one
+        # time and the version, not every column (each written time is formatted,
+        # and an unchanged status leaves the status index alone).
+        updates: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
         for rid in views.dirty_recipients:
             r = views.recipients[rid]
-            changing = (
-                r.status.value,
-                t(r.status_updated_at),
-                r.detail_message,
-                t(r.acknowledged_at),
-                r.reason,
-                t(r.due_at),
-                r.error_position,
-                t(r.first_outcome_at),
-                r.error_rank,
-                r.version,
-            )
-            if rid in existing:
-                updates.append((*changing, rid.hex))
-            else:
+            before = loaded.get(rid)
+            if before is None:
                 inserts.append(
                     (
                         rid.hex,
@@ -382,11 +391,29 @@ class SqlViewStore:
                         r.company,
                         r.contact_id,
                         r.search,
-                        *changing,
+                        r.status.value,
+                        t(r.status_updated_at),
+                        r.detail_message,
+                        t(r.acknowledged_at),
+                        r.reason,
+                        t(r.due_at),
+                        r.error_position,
+                        t(r.first_outcome_at),
+                        r.error_rank,
+                        r.version,
                     )
                 )
+                continue
+            # The fold copies unchanged values by reference, so `is` finds the changes.
+            changed = tuple(c for c in _CHANGING if getattr(r, c) is not getattr(before, c))
+            if not changed:
+                continue
+            values = [_column_value(r, c, t) for c in changed]
+            values.append(rid.hex)
+            updates.setdefault(changed, []).append(tuple(values))
         self._many(self._upsert_row, inserts)
-        self._many(self._update_row, updates)
+        for columns, rows in updates.items():
+            self._many(self._update_sql(columns), rows)
         upsert = d.sql(
             "INSERT INTO bd_broadcasts VALUES (?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET "
             "status = excluded.status, scheduled_at = excluded.scheduled_at, state = excluded.state"
@@ -457,10 +484,10 @@ class SqlViewStore:
                     c.execute("ROLLBACK")
                     return False
                 views = self._load(batch, expected_position)
-                existing = set(views.recipients)
+                loaded = dict(views.recipients)
                 for position, event in batch:
                     project(views, event, position)
-                self._write(views, existing)
+                self._write(views, loaded)
                 self._run("UPDATE bd_tracking SET position = ? WHERE id = 1", (views.position,))
                 c.execute("COMMIT")
             except BaseException:
@@ -654,13 +681,19 @@ class SqlViewStore:
         )
         return [self._decode_row(r) for r in rows], int(total)
 
-    def _stream(self, where: str, params: Sequence[Any]) -> Iterator[RecipientRow]:
-        # Keyset pagination: no cursor, lock or transaction is held between chunks.
+    def _stream(
+        self,
+        columns: str,
+        where: str,
+        params: Sequence[Any],
+        decode: Callable[[Sequence[Any]], T],
+    ) -> Iterator[T]:
+        # Keyset pagination on the position (the first column selected): no cursor,
+        # lock or transaction is held between chunks.
         sql = (
-            f"SELECT {_COLUMNS} FROM bd_recipients WHERE {where} "  # noqa: S608 - fixed names
+            f"SELECT position, {columns} FROM bd_recipients WHERE {where} "  # noqa: S608
             "AND position > ? ORDER BY position LIMIT ?"
         )
-        decode = self._decode_row
         last = -1
         while True:
             rows = self._all(sql, [*params, last, _STREAM_CHUNK])
@@ -668,10 +701,31 @@ class SqlViewStore:
                 return
             for r in rows:
                 yield decode(r)
-            last = rows[-1][3]
+            last = rows[-1][0]
 
     def iter_recipients(self, broadcast_id: UUID) -> Iterator[RecipientRow]:
-        return self._stream("broadcast_id = ?", [broadcast_id.hex])
+        decode = self._decode_row
+        return self._stream(
+            _COLUMNS, "broadcast_id = ?", [broadcast_id.hex], lambda r: decode(r[1:])
+        )
+
+    def iter_result_cells(
+        self, broadcast_id: UUID, *, unacknowledged_as_of: int | None = None
+    ) -> Iterator[ResultCells]:
+        out = self.dialect.time_out
+        statuses = _STATUSES
+
+        def decode(r: Sequence[Any]) -> ResultCells:
+            return (statuses[r[1]], out(r[2]), r[3], r[4], r[5], r[6], r[7], out(r[8]))
+
+        if unacknowledged_as_of is None:
+            return self._stream(_RESULT_COLUMNS, "broadcast_id = ?", [broadcast_id.hex], decode)
+        return self._stream(
+            _RESULT_COLUMNS,
+            f"broadcast_id = ? AND {_UNACK} AND error_position <= ?",
+            [broadcast_id.hex, unacknowledged_as_of],
+            decode,
+        )
 
     def error_page(
         self, broadcast_id: UUID, *, as_of: int, offset: int, limit: int
@@ -687,8 +741,12 @@ class SqlViewStore:
         return [self._decode_row(r) for r in rows], int(total)
 
     def iter_unacknowledged(self, broadcast_id: UUID, as_of: int) -> Iterator[RecipientRow]:
+        decode = self._decode_row
         return self._stream(
-            f"broadcast_id = ? AND {_UNACK} AND error_position <= ?", [broadcast_id.hex, as_of]
+            _COLUMNS,
+            f"broadcast_id = ? AND {_UNACK} AND error_position <= ?",
+            [broadcast_id.hex, as_of],
+            lambda r: decode(r[1:]),
         )
 
     def monthly_count(self, account_id: str, year: int, month: int) -> int:

@@ -14,6 +14,7 @@ from broadcast_domain.domain.broadcast import Broadcast
 from broadcast_domain.domain.events import DomainEvent
 from broadcast_domain.domain.unmatched import UnmatchedMessage
 from broadcast_domain.domain.values import BroadcastStatus, DeliveryStatus
+from broadcast_domain.projections.rows import ResultCells, cells_of
 from broadcast_domain.projections.views import (
     Counts,
     RecipientRow,
@@ -154,6 +155,15 @@ class InMemoryViewStore:
 
     def iter_recipients(self, broadcast_id: UUID) -> Iterator[RecipientRow]:
         return iter(self._rows(broadcast_id))
+
+    def iter_result_cells(
+        self, broadcast_id: UUID, *, unacknowledged_as_of: int | None = None
+    ) -> Iterator[ResultCells]:
+        if unacknowledged_as_of is None:
+            rows = self._rows(broadcast_id)
+        else:
+            rows = self._errors(broadcast_id, unacknowledged_as_of)
+        return map(cells_of, rows)
 
     def _errors(self, broadcast_id: UUID, as_of: int) -> list[RecipientRow]:
         return [

@@ -55,6 +55,7 @@ from broadcast_domain.application.results_io import (
     result_row,
     results_file_stem,
     summary_of,
+    time_formatter,
 )
 from broadcast_domain.application.validation import check_paging, require_text, require_uuid
 from broadcast_domain.domain.broadcast import Broadcast
@@ -75,7 +76,7 @@ from broadcast_domain.domain.values import (
 )
 from broadcast_domain.errors import CsvExportError, InvalidInput, UnknownBroadcast
 from broadcast_domain.ports import CsvCodec, ViewStore
-from broadcast_domain.projections.rows import RecipientRow
+from broadcast_domain.projections.rows import RecipientRow, ResultCells
 from broadcast_domain.projections.views import Views, keyword_key, project
 
 __all__ = ["EventReader", "Results", "item_of"]
@@ -268,7 +269,7 @@ class Results:
             as_of=None,
             kind="results",
             doing="exporting the results",
-            rows=lambda bid, _as_of: self._views.iter_recipients(bid),
+            rows=lambda bid, _as_of: self._views.iter_result_cells(bid),
         )
 
     def export_unacknowledged_errors_csv(
@@ -291,7 +292,7 @@ class Results:
             as_of=as_of,
             kind="errors",
             doing="exporting the unacknowledged errors",
-            rows=self._views.iter_unacknowledged,
+            rows=lambda bid, upto: self._views.iter_result_cells(bid, unacknowledged_as_of=upto),
         )
 
     def _zone_of(self, account_id: str) -> ZoneInfo:
@@ -309,7 +310,7 @@ class Results:
         as_of: object,
         kind: str,
         doing: str,
-        rows: Callable[[UUID, int], Iterable[RecipientRow]],
+        rows: Callable[[UUID, int], Iterable[ResultCells]],
     ) -> int:
         """Write ``rows(broadcast id, as_of)`` as result rows and record the export."""
         b = self.broadcast(broadcast_id)
@@ -327,8 +328,8 @@ class Results:
                 field="as_of",
             )
         upto = as_of
-        zone = self._zone_of(b.account_id)
-        lines = (result_row(r, zone) for r in rows(b.id, upto))
+        times = time_formatter(self._zone_of(b.account_id))
+        lines = (result_row(r, times) for r in rows(b.id, upto))
         try:
             written = self._csv().write_rows(lines, target, header=header, encoding=enc)
         except CsvExportError as exc:
@@ -420,10 +421,10 @@ class Results:
         return views
 
 
-def _address_at(rows: Callable[[], Iterable[RecipientRow]], row: int) -> str | None:
+def _address_at(rows: Callable[[], Iterable[ResultCells]], row: int) -> str | None:
     # Only on the error path: read the rows again up to the bad one rather than
     # remember addresses while streaming (that memory would grow with the rows).
     if row < 1:
         return None
     found = next(islice(iter(rows()), row - 1, None), None)
-    return found.address if found is not None else None
+    return found[4] if found is not None else None

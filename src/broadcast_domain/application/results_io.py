@@ -22,7 +22,6 @@ from broadcast_domain.application.results import (
     HistoryEntry,
     ImportedRecipients,
     ImportProblem,
-    RecipientItem,
     Summary,
 )
 from broadcast_domain.domain.broadcast import Broadcast
@@ -42,7 +41,7 @@ from broadcast_domain.domain.recipient import Recipient
 from broadcast_domain.domain.values import BroadcastStatus
 from broadcast_domain.errors import BroadcastError, InvalidInput
 from broadcast_domain.ports import CsvCodec, ImportedCsv
-from broadcast_domain.projections.rows import RecipientRow
+from broadcast_domain.projections.rows import ResultCells
 from broadcast_domain.projections.views import Counts, estimated_completion
 
 __all__ = [
@@ -58,6 +57,7 @@ __all__ = [
     "results_file_stem",
     "safe_file_stem",
     "summary_of",
+    "time_formatter",
 ]
 
 RESULT_HEADERS: Final[dict[str, tuple[str, ...]]] = {
@@ -126,17 +126,40 @@ def format_time(moment: datetime | None, zone: ZoneInfo) -> str:
     return f"{t.year:04d}/{t.month:02d}/{t.day:02d} {t.hour:02d}:{t.minute:02d}:{t.second:02d}"
 
 
-def result_row(item: RecipientRow | RecipientItem, zone: ZoneInfo) -> tuple[str, ...]:
-    """One result CSV row (SPEC column order) for a recipient, times in ``zone``."""
+def time_formatter(zone: ZoneInfo, *, keep: int = 4096) -> Callable[[datetime | None], str]:
+    """``format_time`` in ``zone``, remembering up to ``keep`` recent answers.
+
+    A broadcast's outcomes are recorded in batches that share one time, so an
+    export formats the same few moments over and over.
+    """
+    seen: dict[datetime, str] = {}
+
+    def formatted(moment: datetime | None) -> str:
+        if moment is None:
+            return ""
+        text = seen.get(moment)
+        if text is None:
+            if len(seen) >= keep:
+                seen.clear()
+            text = seen[moment] = format_time(moment, zone)
+        return text
+
+    return formatted
+
+
+def result_row(cells: ResultCells, zone: Callable[[datetime | None], str]) -> tuple[str, ...]:
+    """One result CSV row (SPEC column order) from a recipient's values; ``zone`` formats
+    its times (a :func:`time_formatter`)."""
+    status, acknowledged_at, last_name, first_name, address, company, detail, at = cells
     return (
-        item.status.label,
-        format_time(item.acknowledged_at, zone),
-        item.last_name,
-        item.first_name,
-        item.address,
-        item.company,
-        item.detail_message,
-        format_time(item.status_updated_at, zone),
+        status.label,
+        zone(acknowledged_at),
+        last_name,
+        first_name,
+        address,
+        company,
+        detail,
+        zone(at),
     )
 
 

@@ -33,9 +33,12 @@ from broadcast_domain.domain.recipient import Recipient
 from broadcast_domain.domain.values import DeliveryStatus, search_key
 
 __all__ = [
+    "RESULT_FIELDS",
     "ROW_FIELDS",
     "RecipientRow",
+    "ResultCells",
     "advance",
+    "cells_of",
     "error_rank",
     "recipient_search_text",
     "row_of",
@@ -91,6 +94,37 @@ class RecipientRow:
 
 ROW_FIELDS: tuple[str, ...] = tuple(a.name for a in attrs.fields(RecipientRow))
 """The row's fields in declaration order: the column order of a store's table."""
+
+ResultCells = tuple[DeliveryStatus, datetime | None, str, str, str, str, str, datetime | None]
+"""A result CSV line's values, in its column order: status, acknowledged at, last
+name, first name, address, company, detail message, status time."""
+
+RESULT_FIELDS: tuple[str, ...] = (
+    "status",
+    "acknowledged_at",
+    "last_name",
+    "first_name",
+    "address",
+    "company",
+    "detail_message",
+    "status_updated_at",
+)
+"""The row fields a result CSV line shows, in its column order (ResultCells)."""
+
+
+def cells_of(row: RecipientRow) -> ResultCells:
+    """The result CSV values of a row."""
+    return (
+        row.status,
+        row.acknowledged_at,
+        row.last_name,
+        row.first_name,
+        row.address,
+        row.company,
+        row.detail_message,
+        row.status_updated_at,
+    )
+
 
 _set = object.__setattr__
 _new = object.__new__

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import cast
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -213,15 +214,14 @@ class Needs:
                 if event.originator_id not in new:
                     recipients.add(event.originator_id)
             elif kind is _Kind.SCHEDULED:
-                assert isinstance(event, Scheduled)
-                new.add(event.originator_id)
-                broadcasts.add(event.broadcast_id)
-                accounts.add(event.account_id)
+                scheduled = cast(Scheduled, event)
+                new.add(scheduled.originator_id)
+                broadcasts.add(scheduled.broadcast_id)
+                accounts.add(scheduled.account_id)
             elif kind is _Kind.BROADCAST:
                 broadcasts.add(event.originator_id)
             elif kind is _Kind.ACCOUNT:
-                assert isinstance(event, AccountConfigured)
-                accounts.add(event.account_id)
+                accounts.add(cast(AccountConfigured, event).account_id)
         return needs
 
     def add_rows(self, views: Views) -> None:

@@ -58,7 +58,7 @@ from broadcast_domain.ports import (
     OutgoingMessage,
     ViewStore,
 )
-from broadcast_domain.projections.rows import RecipientRow
+from broadcast_domain.projections.rows import RecipientRow, cells_of
 from broadcast_domain.projections.views import Counts, Views, fold, month_of
 from broadcast_domain.testing.clock import FakeClock
 from broadcast_domain.testing.histories import HistoryBuilder
@@ -585,6 +585,7 @@ class ViewStoreContract:
         rows = _rows(views, bid)
         assert store.counts(bid) == views.counts.get(bid, Counts())
         assert list(store.iter_recipients(bid)) == rows
+        assert list(store.iter_result_cells(bid)) == [cells_of(r) for r in rows]
         status = data.draw(st.none() | st.sampled_from(list(DeliveryStatus)))
         texts = [r.search for r in rows]
         keyword = data.draw(
@@ -619,6 +620,9 @@ class ViewStoreContract:
             len(errors),
         )
         assert list(store.iter_unacknowledged(bid, as_of)) == errors
+        assert list(store.iter_result_cells(bid, unacknowledged_as_of=as_of)) == [
+            cells_of(r) for r in errors
+        ]
 
     def _check_broadcast_lists(self, store: ViewStore, views: Views, data: st.DataObject) -> None:
         for inbox_id in {b.inbox_id for b in views.broadcasts.values()}:
