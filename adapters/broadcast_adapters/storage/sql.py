@@ -139,8 +139,8 @@ _DUE_STATUSES = (
     BroadcastStatus.PAUSED.value,
 )
 # Rows per keyset query of a stream: bigger chunks cost fewer index seeks and
-# round trips; 5,000 rows of columns are well under a megabyte.
-_STREAM_CHUNK = 5000
+# round trips; 2,000 rows of columns are well under a megabyte.
+_STREAM_CHUNK = 2000
 # Rows kept from the last batches for the next (a rebuild or a dispatch touches each
 # recipient in several batches): valid only while nobody else moved the position.
 _CACHE_LIMIT = 100_000
@@ -699,9 +699,11 @@ class SqlViewStore:
             rows = self._all(sql, [*params, last, _STREAM_CHUNK])
             if not rows:
                 return
+            last = rows[-1][0]
             for r in rows:
                 yield decode(r)
-            last = rows[-1][0]
+            # Freed before the next chunk is fetched: one chunk in memory at a time.
+            del rows
 
     def iter_recipients(self, broadcast_id: UUID) -> Iterator[RecipientRow]:
         decode = self._decode_row

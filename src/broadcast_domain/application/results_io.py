@@ -126,7 +126,7 @@ def format_time(moment: datetime | None, zone: ZoneInfo) -> str:
     return f"{t.year:04d}/{t.month:02d}/{t.day:02d} {t.hour:02d}:{t.minute:02d}:{t.second:02d}"
 
 
-def time_formatter(zone: ZoneInfo, *, keep: int = 4096) -> Callable[[datetime | None], str]:
+def time_formatter(zone: ZoneInfo, *, keep: int = 64) -> Callable[[datetime | None], str]:
     """``format_time`` in ``zone``, remembering up to ``keep`` recent answers.
 
     A broadcast's outcomes are recorded in batches that share one time, so an
