@@ -264,21 +264,27 @@ def months_needed(batch: Sequence[tuple[int, DomainEvent]], views: Views) -> set
 
 def _project_recipient(views: Views, event: RecipientEvent, position: int) -> None:
     rid = event.originator_id
-    before = views.recipients.get(rid)
+    recipients = views.recipients
+    before = recipients.get(rid)
     after = advance(before, event, position)
-    views.recipients[rid] = after
+    recipients[rid] = after
     views.dirty_recipients.add(rid)
     bid = after.broadcast_id
-    counts = views.counts_for(bid)
+    counts = views.counts.get(bid)
+    if counts is None:
+        counts = views.counts[bid] = Counts()
     views.dirty_counts.add(bid)
     if counts.first_position == 0:
         counts.first_position = position
     counts.last_position = max(counts.last_position, position)
+    status = after.status
     if before is None:
-        counts.bump(after.status, +1)
-    elif before.status is not after.status:
+        counts.bump(status, +1)
+        if isinstance(event, Scheduled):
+            return  # a new row: nothing else to count yet
+    elif before.status is not status:
         counts.bump(before.status, -1)
-        counts.bump(after.status, +1)
+        counts.bump(status, +1)
     if before is None or before.reason != after.reason:
         if before is not None and before.reason is not None:
             counts.bump_reason(before.reason, -1)
@@ -298,7 +304,7 @@ def _project_recipient(views: Views, event: RecipientEvent, position: int) -> No
         key = (after.account_id, year, month)
         views.monthly[key] = views.monthly.get(key, 0) + 1
         views.dirty_monthly.add(key)
-    elif before is not None and before.status is not after.status and after.status.is_delivered:
+    elif before is not None and before.status is not status and status.is_delivered:
         counts.last_outcome_at = event.timestamp
 
 
