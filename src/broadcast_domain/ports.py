@@ -306,6 +306,12 @@ class ViewStore(Protocol):
         """Every unacknowledged error recorded at or before ``as_of``, streamed."""
         ...
 
+    def iter_unacknowledged_versions(
+        self, broadcast_id: UUID, as_of: int
+    ) -> Iterator[tuple[UUID, int]]:
+        """(recipient id, aggregate version) of what ``iter_unacknowledged`` streams."""
+        ...
+
     def monthly_count(self, account_id: str, year: int, month: int) -> int:
         """Recipients whose first outcome fell in that month (account's time zone)."""
         ...

@@ -148,6 +148,21 @@ _STATUSES = {s.value: s for s in DeliveryStatus}
 _TIMES = frozenset({"status_updated_at", "acknowledged_at", "due_at", "first_outcome_at"})
 
 
+def _remembering(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    # A batch's events share few timestamps (a dispatch records a batch with one
+    # time, an acknowledgement of a page too): convert each distinct time once.
+    seen: dict[Any, Any] = {None: None}
+
+    def converted(value: Any) -> Any:
+        try:
+            return seen[value]
+        except KeyError:
+            result = seen[value] = convert(value)
+            return result
+
+    return converted
+
+
 def _column_value(row: RecipientRow, column: str, time_in: Callable[[Any], Any]) -> Any:
     value = getattr(row, column)
     if column in _TIMES:
@@ -369,7 +384,7 @@ class SqlViewStore:
 
     def _write(self, views: Views, loaded: dict[UUID, RecipientRow]) -> None:
         d = self.dialect
-        t = d.time_in
+        t = _remembering(d.time_in)
         inserts = []
         # Updates grouped by the columns they change: an acknowledgement writes one
         # time and the version, not every column (each written time is formatted,
@@ -741,6 +756,16 @@ class SqlViewStore:
             [*params, limit, offset],
         )
         return [self._decode_row(r) for r in rows], int(total)
+
+    def iter_unacknowledged_versions(
+        self, broadcast_id: UUID, as_of: int
+    ) -> Iterator[tuple[UUID, int]]:
+        return self._stream(
+            "id, version",
+            f"broadcast_id = ? AND {_UNACK} AND error_position <= ?",
+            [broadcast_id.hex, as_of],
+            lambda r: (UUID(r[1]), int(r[2])),
+        )
 
     def iter_unacknowledged(self, broadcast_id: UUID, as_of: int) -> Iterator[RecipientRow]:
         decode = self._decode_row

@@ -181,6 +181,11 @@ class InMemoryViewStore:
     def iter_unacknowledged(self, broadcast_id: UUID, as_of: int) -> Iterator[RecipientRow]:
         return iter(self._errors(broadcast_id, as_of))
 
+    def iter_unacknowledged_versions(
+        self, broadcast_id: UUID, as_of: int
+    ) -> Iterator[tuple[UUID, int]]:
+        return iter([(r.id, r.version) for r in self._errors(broadcast_id, as_of)])
+
     def monthly_count(self, account_id: str, year: int, month: int) -> int:
         return self._views.monthly.get((account_id, year, month), 0)
 

@@ -791,13 +791,13 @@ class BroadcastService:
         for _ in range(_MAX_RETRIES):
             self.catch_up()
             batch: list[DomainEvent] = []
-            for r in self._views.iter_unacknowledged(b.id, as_of):
+            for rid, version in self._views.iter_unacknowledged_versions(b.id, as_of):
                 # The row is an unacknowledged error at its version; if the aggregate
                 # moved on since, the put conflicts and the page is read again.
                 batch.append(
                     ErrorAcknowledged(
-                        originator_id=r.id,
-                        originator_version=r.version + 1,
+                        originator_id=rid,
+                        originator_version=version + 1,
                         timestamp=now,
                         acknowledged_by=who.user_id,
                     )

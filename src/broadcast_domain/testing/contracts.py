@@ -620,6 +620,9 @@ class ViewStoreContract:
             len(errors),
         )
         assert list(store.iter_unacknowledged(bid, as_of)) == errors
+        assert list(store.iter_unacknowledged_versions(bid, as_of)) == [
+            (r.id, r.version) for r in errors
+        ]
         assert list(store.iter_result_cells(bid, unacknowledged_as_of=as_of)) == [
             cells_of(r) for r in errors
         ]
