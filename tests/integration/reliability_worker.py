@@ -115,6 +115,7 @@ def bounce(svc: BroadcastService) -> None:
     reported: set[str] = set()
     while True:
         done = _sent(svc, bid)
+        before = len(reported)
         page_no, pages = 1, 1
         while page_no <= pages:
             page = svc.recipients(
@@ -147,7 +148,9 @@ def bounce(svc: BroadcastService) -> None:
                     )
                     assert outcome.kind == "applied", outcome
                 reported.add(item.address)
-        if done:
+        # Each report moves a row out of the SUCCEEDED pages being walked, so a pass
+        # can skip rows: stop only after a pass that found nothing more to report.
+        if done and len(reported) == before:
             break
         time.sleep(0.01)
 
