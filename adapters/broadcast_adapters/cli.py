@@ -484,7 +484,9 @@ def check_output_path(target: Path) -> Path:
             f"{target} is a symbolic link; give the path of a regular file (nothing written)"
         )
     if not stat.S_ISREG(mode):
-        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file (a device, pipe or socket)"
+        kind = (
+            "a directory" if stat.S_ISDIR(mode) else "not a regular file (a device, pipe or socket)"
+        )
         raise CliError(f"{target} is {kind}; give the path of a regular file (nothing written)")
     return folder
 

@@ -20,6 +20,7 @@ from broadcast_domain import BroadcastService
 from broadcast_domain.errors import StoreUnavailable
 
 __all__ = ["store"]  # the fixture, imported from the CLI tests
+assert MARKER_TABLE == "bd_store"
 
 COMMANDS = [
     ["status", "00000000-0000-0000-0000-000000000001"],
@@ -88,9 +89,7 @@ def test_a_host_opening_another_application_s_database_is_refused(foreign_db: Pa
     """BroadcastService.open refuses a foreign SQLite file the same way, creating nothing."""
     before = digest(foreign_db)
     with pytest.raises(StoreUnavailable, match="not a broadcast-domain store"):
-        BroadcastService.open(
-            f"sqlite:///{foreign_db}", return_path=RETURN_PATH, signing_key=KEY
-        )
+        BroadcastService.open(f"sqlite:///{foreign_db}", return_path=RETURN_PATH, signing_key=KEY)
     assert digest(foreign_db) == before
 
 
@@ -100,10 +99,8 @@ def test_a_new_store_carries_the_marker_and_a_newer_one_is_refused(tmp_path: Pat
     path = tmp_path / "new.db"
     BroadcastService.open(f"sqlite:///{path}", return_path=RETURN_PATH, signing_key=KEY).close()
     conn = sqlite3.connect(path)
-    assert conn.execute(f"SELECT schema_version FROM {MARKER_TABLE}").fetchone() == (
-        SCHEMA_VERSION,
-    )
-    conn.execute(f"UPDATE {MARKER_TABLE} SET schema_version = {SCHEMA_VERSION + 1}")
+    assert conn.execute("SELECT schema_version FROM bd_store").fetchone() == (SCHEMA_VERSION,)
+    conn.execute("UPDATE bd_store SET schema_version = ?", (SCHEMA_VERSION + 1,))
     conn.commit()
     conn.close()
     with pytest.raises(StoreUnavailable, match="newer"):
@@ -114,15 +111,13 @@ def test_a_store_made_before_the_marker_is_adopted(store: Store) -> None:
     """A store holding only our tables and no marker (made by an earlier version) opens and
     gets its marker."""
     conn = sqlite3.connect(store.path)
-    conn.execute(f"DROP TABLE {MARKER_TABLE}")
+    conn.execute("DROP TABLE bd_store")
     conn.commit()
     conn.close()
     result = run("--db", store.url, "rebuild")
     assert result.exit_code == 0, result.output
     conn = sqlite3.connect(store.path)
-    assert conn.execute(f"SELECT schema_version FROM {MARKER_TABLE}").fetchone() == (
-        SCHEMA_VERSION,
-    )
+    assert conn.execute("SELECT schema_version FROM bd_store").fetchone() == (SCHEMA_VERSION,)
     conn.close()
 
 

@@ -163,17 +163,20 @@ def test_a_postmark_bounce_without_anything_of_ours_is_unmatched(
     token or junk metadata never match: unmatched, the recipient stays SUCCEEDED."""
     svc, bid, mid, _token = sent
     doc = postmark_bounce(
-        **{k: (v.replace("PLACEHOLDER", mid) if isinstance(v, str) else v) for k, v in overrides.items()}
+        **{
+            k: (v.replace("PLACEHOLDER", mid) if isinstance(v, str) else v)
+            for k, v in overrides.items()
+        }
     )
     (report,) = PostmarkWebhook(AUTH).normalise(json.dumps(doc).encode(), AUTH_HEADERS, NOW)
     assert svc.record_bounce(report, received_at=NOW).kind == "unmatched"
     assert status_of(svc, bid) is DeliveryStatus.SUCCEEDED
 
 
-def mailgun_body(event: dict[str, Any], token: str = "tok-1") -> bytes:
+def mailgun_body(event: dict[str, Any], one_time: str = "tok-1") -> bytes:
     stamp = str(int(NOW.timestamp()))
-    digest = hmac.new(MAILGUN_KEY.encode(), f"{stamp}{token}".encode(), hashlib.sha256)
-    signature = {"timestamp": stamp, "token": token, "signature": digest.hexdigest()}
+    digest = hmac.new(MAILGUN_KEY.encode(), f"{stamp}{one_time}".encode(), hashlib.sha256)
+    signature = {"timestamp": stamp, "token": one_time, "signature": digest.hexdigest()}
     return json.dumps({"signature": signature, "event-data": event}).encode()
 
 

@@ -85,7 +85,7 @@ _POSTGRES = _Dialect(
     list_tables="SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
 )
 
-_SQLITE_VERSION = f"SELECT schema_version FROM {MARKER_TABLE} WHERE id = 1"
+_SQLITE_VERSION = "SELECT schema_version FROM bd_store WHERE id = 1"  # MARKER_TABLE
 
 _CREATE = (
     "CREATE TABLE IF NOT EXISTS {table} ("
