@@ -231,10 +231,17 @@ class _Record:
     cells: list[str]
 
 
+_PHYSICAL_LINE: Final = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+
+
 def _records(text: str) -> Iterator[_Record]:
     """Records with the physical line each starts on; csv errors become CsvImportError."""
-    # newline="" keeps the CR/LF inside quoted fields for csv, as its docs require.
-    reader = csv.reader(io.StringIO(text, newline=""), dialect=_Rfc4180)
+    # Physical lines, made one at a time and with their CR/LF kept (as csv's docs
+    # require), split where StringIO(newline="") would split them; a StringIO
+    # would copy the whole text at four bytes a character before the row limit
+    # could stop anything.
+    lines = (m.group() for m in _PHYSICAL_LINE.finditer(text))
+    reader = csv.reader(lines, dialect=_Rfc4180)
     previous_end = 0
     while True:
         start = previous_end + 1
