@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import codecs
 import csv  # noqa: TID251 - this is the module the ban points to
-import io
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
