@@ -224,3 +224,27 @@ def test_export_writes_a_regular_file_with_the_usual_permissions(
     assert stat.S_ISREG(target.lstat().st_mode)
     assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
     assert target.read_bytes().startswith(b"\xef\xbb\xbf")
+
+
+@pytest.mark.postgres
+def test_a_postgresql_store_carries_the_marker_and_a_newer_one_is_refused(
+    postgres_url: str,
+) -> None:
+    """On PostgreSQL too the store gets its marker on first open, opens again, and a store
+    marked with a later schema version is refused; the host's own tables beside it are fine."""
+    import psycopg
+
+    from broadcast_domain.application.eventlog import parse_store_url
+
+    store = parse_store_url(postgres_url)
+    params = {"host": store.host, "port": store.port, "user": store.user, "dbname": store.dbname}
+    with psycopg.connect(**params, autocommit=True) as conn:
+        conn.execute("CREATE TABLE host_users (id INTEGER PRIMARY KEY)")
+    BroadcastService.open(postgres_url, return_path=RETURN_PATH, signing_key=KEY).close()
+    BroadcastService.open(postgres_url, return_path=RETURN_PATH, signing_key=KEY).close()
+    with psycopg.connect(**params, autocommit=True) as conn:
+        row = conn.execute("SELECT schema_version FROM bd_store").fetchone()
+        assert row == (SCHEMA_VERSION,)
+        conn.execute("UPDATE bd_store SET schema_version = %s", (SCHEMA_VERSION + 1,))
+    with pytest.raises(StoreUnavailable, match="newer"):
+        BroadcastService.open(postgres_url, return_path=RETURN_PATH, signing_key=KEY)
