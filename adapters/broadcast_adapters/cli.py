@@ -42,7 +42,11 @@ from rich.console import Console
 from rich.table import Table
 
 from broadcast_adapters.console import progress_bar, status_table, usage_line
-from broadcast_adapters.storage.marker import read_only_sqlite_url, require_sqlite_store
+from broadcast_adapters.storage.marker import (
+    read_only_sqlite_url,
+    require_postgres_store,
+    require_sqlite_store,
+)
 from broadcast_domain import (
     Actor,
     AddressBookRole,
@@ -173,6 +177,8 @@ def open_service(
         # Looked at read-only first: a missing, empty or foreign file is refused
         # before anything could create a table in it.
         require_sqlite_store(db)
+    if url.lower().startswith(("postgresql://", "postgres://")) and not create:
+        require_postgres_store(url)
     if db is not None and create:
         db.parent.mkdir(parents=True, exist_ok=True)
     key = signing_key(settings, url, need=need_key, create=create)

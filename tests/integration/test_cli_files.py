@@ -248,3 +248,28 @@ def test_a_postgresql_store_carries_the_marker_and_a_newer_one_is_refused(
         conn.execute("UPDATE bd_store SET schema_version = %s", (SCHEMA_VERSION + 1,))
     with pytest.raises(StoreUnavailable, match="newer"):
         BroadcastService.open(postgres_url, return_path=RETURN_PATH, signing_key=KEY)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("command", COMMANDS[:4], ids=lambda c: c[0])
+def test_a_postgresql_database_without_a_store_is_refused_and_left_empty(
+    postgres_url: str, command: list[str]
+) -> None:
+    """On an empty PostgreSQL database (or one holding only a host's tables) the commands
+    refuse in one line and create no table."""
+    import psycopg
+
+    from broadcast_domain.application.eventlog import parse_store_url
+
+    store = parse_store_url(postgres_url)
+    params = {"host": store.host, "port": store.port, "user": store.user, "dbname": store.dbname}
+    with psycopg.connect(**params, autocommit=True) as conn:
+        conn.execute("CREATE TABLE host_users (id INTEGER PRIMARY KEY)")
+    result = run("--db", postgres_url, "--signing-key", KEY.hex(), *command)
+    assert result.exit_code == 1, result.output
+    assert "no broadcast-domain store" in one_error_line(result)
+    with psycopg.connect(**params, autocommit=True) as conn:
+        tables = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchall()
+    assert tables == [("host_users",)]

@@ -22,7 +22,7 @@ import enum
 import sqlite3
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import attrs
 
@@ -35,6 +35,7 @@ __all__ = [
     "claim_store",
     "inspect_sqlite",
     "read_only_sqlite_url",
+    "require_postgres_store",
     "require_sqlite_store",
 ]
 
@@ -260,6 +261,48 @@ def _claim_postgres(store: Any) -> None:
             cursor.execute(sql.SQL(_INSERT).format(table=table, m=sql.SQL("%s")), (SCHEMA_VERSION,))
     finally:
         conn.close()
+
+
+# Settings of our postgresql:// URLs that libpq does not know (the pool's, the schema).
+_NOT_LIBPQ = frozenset({"schema", "pool_size", "max_overflow", "lock_timeout"})
+
+
+def require_postgres_store(url: str) -> None:
+    """Raise StoreUnavailable (one line) unless the database and schema a ``postgresql://``
+    store URL names hold a store (its marker, or our tables from before it); writes nothing."""
+    import psycopg
+
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = next((v for k, v in query if k == "schema" and v), "public")
+    libpq = urlunsplit(
+        parts._replace(query=urlencode([kv for kv in query if kv[0] not in _NOT_LIBPQ]))
+    )
+    dbname = unquote(parts.path.lstrip("/")) or "(default)"
+    where = f"PostgreSQL database {dbname!r} (schema {schema})"
+    try:
+        conn = psycopg.connect(libpq, autocommit=True, connect_timeout=30)
+    except psycopg.Error as e:
+        raise StoreUnavailable(f"cannot open the {where}: {' '.join(str(e).split())}") from e
+    try:
+        rows = conn.execute(_POSTGRES.list_tables, (schema,)).fetchall()
+        tables = {row[0] for row in rows}
+        if MARKER_TABLE in tables:
+            from psycopg import sql
+
+            query_version = sql.SQL("SELECT schema_version FROM {}.{} WHERE id = 1").format(
+                sql.Identifier(schema), sql.Identifier(MARKER_TABLE)
+            )
+            row = conn.execute(query_version).fetchone()
+            _check_version(int(row[0]) if row is not None else None, where)
+            return
+    finally:
+        conn.close()
+    if "bd_tracking" not in tables:
+        raise StoreUnavailable(
+            f"no broadcast-domain store in the {where}: give --db URL, or create the store "
+            "from your application (BroadcastService.open); nothing was changed"
+        )
 
 
 def claim_store(store: Any) -> None:
