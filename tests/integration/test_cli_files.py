@@ -12,10 +12,12 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis.strategies as st
 import pytest
+from hypothesis import HealthCheck, given, settings
 from test_cli import KEY, RETURN_PATH, Store, one_error_line, run, store
 
-from broadcast_adapters.storage.marker import MARKER_TABLE, SCHEMA_VERSION
+from broadcast_adapters.storage.marker import MARKER_TABLE, SCHEMA_VERSION, require_sqlite_store
 from broadcast_domain import BroadcastService
 from broadcast_domain.errors import StoreUnavailable
 
@@ -273,3 +275,35 @@ def test_a_postgresql_database_without_a_store_is_refused_and_left_empty(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
         ).fetchall()
     assert tables == [("host_users",)]
+
+
+OURS = ["bd_tracking", "bd_recipients", "bd_broadcasts", "bd_unmatched", "stored_events"]
+THEIRS = ["users", "orders", "bd_other", "stored_events_v2", "bd_tracking_old", "Events"]
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tables=st.sets(st.sampled_from(OURS + THEIRS), max_size=5))
+def test_a_sqlite_file_is_a_store_only_when_made_of_our_tables(
+    tmp_path_factory: pytest.TempPathFactory, tables: set[str]
+) -> None:
+    """A file with tables and no marker is taken for a store (of an earlier version) only
+    when every table is ours and the tracking table is there; otherwise both the CLI check
+    and a host's open refuse it (a file without tables: only the CLI), and its bytes do not
+    change."""
+    path = tmp_path_factory.mktemp("schemas") / "db.sqlite"
+    conn = sqlite3.connect(path)
+    for name in sorted(tables):
+        conn.execute(f'CREATE TABLE "{name}" (x INTEGER)')
+    conn.commit()
+    conn.close()
+    ours = tables <= set(OURS) and "bd_tracking" in tables
+    before = path.read_bytes()
+    if ours:
+        require_sqlite_store(path)
+        return
+    with pytest.raises(StoreUnavailable):
+        require_sqlite_store(path)
+    if tables:
+        with pytest.raises(StoreUnavailable):
+            BroadcastService.open(f"sqlite:///{path}", return_path=RETURN_PATH, signing_key=KEY)
+    assert path.read_bytes() == before

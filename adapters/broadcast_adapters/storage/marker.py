@@ -153,7 +153,12 @@ def inspect_sqlite(path: Path) -> tuple[StoreState, int | None]:
         raise StoreUnavailable(f"cannot open {path}: {e}") from e
     try:
         return _state(conn.cursor(), _SQLITE, _SQLITE_VERSION, ())
+    except sqlite3.OperationalError as e:
+        # Locked, unreadable, a WAL file that cannot be opened: a database all the
+        # same, so say what went wrong rather than call it foreign.
+        raise StoreUnavailable(f"cannot read {path}: {e}") from e
     except sqlite3.DatabaseError:
+        # "file is not a database": a text file, an image, an encrypted database.
         return StoreState.NOT_A_DATABASE, None
     finally:
         conn.close()
