@@ -54,6 +54,7 @@ from broadcast_domain import (
     BroadcastService,
     InboxRole,
 )
+from broadcast_domain.application.memory_views import InMemoryViewStore
 from broadcast_domain.ports import BounceSource
 
 __all__ = ["cli", "main", "operator_for"]
@@ -165,12 +166,15 @@ def open_service(
     need_key: bool = False,
     create: bool = False,
     read_only: bool = False,
+    replay_if_behind: bool = False,
     clock: Callable[[], datetime] | None = None,
 ) -> BroadcastService:
     """Open the store; a SQLite file that is not an existing store is refused unless ``create``.
 
     ``read_only`` opens a SQLite store with SQLite's ``mode=ro``: nothing can be
-    written, so the projections must already be caught up with the log.
+    written, so projections behind the log cannot be caught up in the file; with
+    ``replay_if_behind`` they are then replayed from the log into memory
+    instead (right, but as slow as a rebuild), otherwise it is an error.
     """
     db = sqlite_path(url)
     if db is not None and not create:
@@ -184,9 +188,7 @@ def open_service(
     key = signing_key(settings, url, need=need_key, create=create)
     open_url = read_only_sqlite_url(db) if db is not None and read_only else url
     try:
-        svc = BroadcastService.open(
-            open_url, return_path=settings.return_path, signing_key=key, clock=clock
-        )
+        svc = _open(open_url, settings, key, clock)
     except BroadcastError:
         raise
     except (sqlite3.Error, OSError) as exc:
@@ -202,14 +204,46 @@ def open_service(
     except sqlite3.OperationalError as exc:
         svc.close()
         if read_only and "readonly" in str(exc):
+            if replay_if_behind:
+                return _replayed(open_url, settings, key, clock)
             raise CliError(
                 f"the projections of {db} are behind its event log and this command opens "
-                "the store read-only; run 'broadcast-domain rebuild' (or the follower) first"
+                "the store read-only: let the projection follower or your application "
+                "catch them up, then run it again"
             ) from None
         raise CliError(f"{url} is not a broadcast-domain store: {exc}") from None
     except Exception as exc:
         svc.close()
         raise CliError(f"{url} is not a broadcast-domain store: {exc}") from None
+    return svc
+
+
+def _open(
+    url: str,
+    settings: Settings,
+    key: bytes,
+    clock: Callable[[], datetime] | None,
+    view_store: InMemoryViewStore | None = None,
+) -> BroadcastService:
+    return BroadcastService.open(
+        url, return_path=settings.return_path, signing_key=key, clock=clock, view_store=view_store
+    )
+
+
+def _replayed(
+    url: str, settings: Settings, key: bytes, clock: Callable[[], datetime] | None
+) -> BroadcastService:
+    """The read-only store with its projections replayed into memory from the log."""
+    click.echo(
+        "Note: the stored projections are behind the event log; replaying the log in memory",
+        err=True,
+    )
+    svc = _open(url, settings, key, clock, view_store=InMemoryViewStore())
+    try:
+        svc.catch_up()
+    except BaseException:
+        svc.close()
+        raise
     return svc
 
 
@@ -361,7 +395,7 @@ def status(ctx: click.Context, broadcast_id: str) -> None:
     """Show a broadcast's status bar and its account's count for this month."""
     settings = _settings(ctx)
     bid = _broadcast_id(broadcast_id)
-    with open_service(settings, _url(settings), read_only=True) as svc:
+    with open_service(settings, _url(settings), read_only=True, replay_if_behind=True) as svc:
         show_status(svc, bid, _stdout())
 
 

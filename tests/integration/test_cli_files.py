@@ -307,3 +307,38 @@ def test_a_sqlite_file_is_a_store_only_when_made_of_our_tables(
         with pytest.raises(StoreUnavailable):
             BroadcastService.open(f"sqlite:///{path}", return_path=RETURN_PATH, signing_key=KEY)
     assert path.read_bytes() == before
+
+
+def test_status_on_projections_behind_the_log_replays_in_memory_and_verify_says_so(
+    tmp_path: Path,
+) -> None:
+    """A host wrote events its projections have not caught up with: read-only status replays
+    the log in memory and shows the right counts; verify says the projections are behind
+    (exit 1) rather than compare; neither changes the file."""
+    from datetime import UTC, datetime
+
+    from broadcast_domain import Actor, Contact, CsvSource, InboxRole
+
+    path = tmp_path / "behind.db"
+    svc = BroadcastService.open(f"sqlite:///{path}", return_path=RETURN_PATH, signing_key=KEY)
+    bid = svc.create_broadcast(
+        account_id="acme",
+        inbox_id="support",
+        sender="news@example.com",
+        subject="s",
+        text_body="t",
+        source=CsvSource("m.csv"),
+        recipients=[Contact("a@example.com"), Contact("b@example.com")],
+        scheduled_at=datetime(2026, 1, 1, tzinfo=UTC),
+        actor=Actor("op", inbox_roles={"support": InboxRole.OPERATOR}),
+    )
+    svc.close()
+    before = digest(path)
+    status = run("--db", f"sqlite:///{path}", "status", str(bid))
+    assert status.exit_code == 0, status.output
+    assert "behind the event log" in status.stderr
+    assert "2" in status.stdout
+    verify = run("--db", f"sqlite:///{path}", "verify")
+    assert verify.exit_code == 1
+    assert "behind its event log" in one_error_line(verify)
+    assert digest(path) == before
