@@ -268,3 +268,29 @@ def test_a_notice_listing_several_recipients_gives_one_report_each(addresses: li
     assert [r.recipient for r in reports] == addresses
     assert len({r.report_id for r in reports}) == len(addresses)
     assert {r.verp_token for r in reports} == {"tok"}
+
+
+def test_a_mailgun_retry_reaching_another_worker_is_accepted_through_the_shared_store(
+    sent: tuple[BroadcastService, Any, str, str], tmp_path: Any
+) -> None:
+    """Worker A checks a request and dies before recording; Mailgun's retry reaches worker
+    B, which shares A's token store (SQL): accepted and applied once; an altered replay to
+    either worker is refused."""
+    from broadcast_adapters.storage.seen_tokens import SqlSeenTokens
+
+    svc, bid, _mid, token = sent
+    path = str(tmp_path / "tokens.db")
+    store_a, store_b = SqlSeenTokens.sqlite(path), SqlSeenTokens.sqlite(path)
+    try:
+        body = mailgun_body(mailgun_failure(f"bounces+{token}@mail.example.com"))
+        MailgunWebhook(MAILGUN_KEY, seen_tokens=store_a).normalise(body, {}, NOW)
+        store_a.close()  # worker A is gone; nothing was recorded
+        worker_b = MailgunWebhook(MAILGUN_KEY, seen_tokens=store_b)
+        (report,) = worker_b.normalise(body, {}, NOW + timedelta(seconds=30))
+        assert svc.record_bounce(report, received_at=NOW).kind == "applied"
+        altered = mailgun_body(mailgun_failure(f"bounces+{token}@mail.example.com", "x@y.example"))
+        with pytest.raises(InvalidSignature):
+            worker_b.normalise(altered, {}, NOW + timedelta(seconds=31))
+        assert status_of(svc, bid) is DeliveryStatus.ERROR
+    finally:
+        store_b.close()
