@@ -132,7 +132,8 @@ def test_dsn_failed_recipient_gives_a_permanent_failure_with_the_server_code() -
     parsed = parse_bounce(DSN)
     failed = parsed.reports[0]
     assert failed.action == "failed"
-    assert failed.recipient == "alice@example.net"
+    assert failed.recipient == "Alice@Example.NET"  # as the report writes it
+    assert failed.original_recipient == "alice@example.net"
     assert failed.status == "5.1.1"
     assert failed.reply_code == "550"
     assert failed.permanent is True
@@ -246,7 +247,7 @@ def test_broken_mime_boundary_still_reads_the_dsn_fields() -> None:
     broken = DSN.replace(b'boundary="BB"', b'boundary="ZZ"')
     parsed = parse_bounce(broken)
     assert [(r.action, r.recipient, r.status) for r in parsed.reports] == [
-        ("failed", "alice@example.net", "5.1.1"),
+        ("failed", "Alice@Example.NET", "5.1.1"),
         ("delayed", "bob@example.net", "4.2.2"),
     ]
 

@@ -21,6 +21,7 @@ __all__ = [
     "classify_reason",
     "describe_status",
     "is_reason",
+    "names_a_cause",
 ]
 
 # name -> (English label, Japanese label); the order is the display order.
@@ -283,6 +284,11 @@ def _reason_from_text(text: str) -> str | None:
         if any(phrase in lowered for phrase in phrases):
             return reason
     return None
+
+
+def names_a_cause(text: str) -> bool:
+    """True when ``text`` names a cause of failure that decides a reason."""
+    return _reason_from_text(text) is not None
 
 
 def _reason_from_reply(reply_code: str | None) -> str | None:

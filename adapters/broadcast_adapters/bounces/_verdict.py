@@ -1,0 +1,230 @@
+"""What a person reads about a failure (the detail) and why it happened (the reason).
+
+The detail of a failure is never empty. In this order (SPEC section 2): the
+``Diagnostic-Code`` text; the explanation the human-readable part gives for
+that recipient (its paragraph, or a ``Reason:`` line); the comment on the
+``Status:`` line; the standard description of the status code (RFC 3463).
+Boilerplate that names no cause ("Your message could not be delivered.") is
+not an explanation. The reason comes from
+:func:`broadcast_domain.domain.reasons.classify_reason` over the same texts.
+
+Warnings and challenge/response mails are told apart here too, with phrase
+lists matched by substring search (linear, no regular expressions).
+"""
+
+from __future__ import annotations
+
+from broadcast_domain.domain.reasons import classify_reason, describe_status, names_a_cause
+
+from ._scan import address_positions, all_enhanced, collapse, reply_code
+
+__all__ = ["EXPLANATION_LIMIT", "Notice", "decide", "is_challenge", "is_warning"]
+
+EXPLANATION_LIMIT = 1000
+"""Characters of an explanation kept as a detail."""
+
+# Sentences every failure notice carries: they say that it failed, not why.
+_BOILERPLATE = (
+    "could not be delivered",
+    "couldn't be delivered",
+    "was not delivered",
+    "delivery has failed",
+    "delivery failed",
+    "undeliverable",
+    "permanent error",
+    "permanent fatal error",
+    "failed permanently",
+    "the following address",
+    "the following recipient",
+    "this is an automatically generated",
+    "this message was created automatically",
+    "returned to sender",
+    "unable to deliver",
+    "delivery to the following",
+)
+
+# A notice that delivery is still being tried (a warning, not a failure).
+_WARNING = (
+    "not yet been delivered",
+    "has not been delivered yet",
+    "not been delivered yet",
+    "will continue to try",
+    "will keep trying",
+    "will keep on trying",
+    "still trying",
+    "will retry",
+    "will be retried",
+    "will try again",
+    "will try to deliver",
+    "this is a warning message only",
+    "warning message only",
+    "delivery attempts will continue",
+    "continue delivery attempts",
+    "no action is required on your part",
+    "you do not need to resend",
+    "do not need to resend your message",
+    "delivery is delayed",
+    "delivery has been delayed",
+    "is delayed",
+)
+# Words that a warning has turned into a final failure.
+_GAVE_UP = (
+    "giving up",
+    "given up",
+    "gave up",
+    "will not be retried",
+    "won't be retried",
+    "no further attempts",
+    "will not try again",
+    "permanently",
+    "retry timeout exceeded",
+    "could not be delivered for",
+)
+
+# Challenge/response systems ask the sender to prove itself before delivery.
+_CHALLENGE = (
+    "confirm you are human",
+    "confirm that you are human",
+    "confirm you are a human",
+    "verify you are human",
+    "verify that you are human",
+    "verify you are a human",
+    "prove you are human",
+    "not a robot",
+    "challenge/response",
+    "challenge-response",
+    "challenge response",
+    "verify your email address by",
+    "confirm your message",
+    "confirm that you sent",
+    "please confirm your e-mail",
+    "please confirm your email",
+    "whitelist request",
+    "spam protection system",
+    "boxbe",
+    "mailinblack",
+    "spamarrest",
+    "choicemail",
+)
+
+_REASON_LABELS = (
+    "reason:",
+    "error:",
+    "diagnostic:",
+    "remote server said:",
+    "the error that the other server returned was:",
+    "server replied:",
+    "technical details:",
+    "error details:",
+    "diagnostic information:",
+)
+
+
+def _has(text: str, phrases: tuple[str, ...]) -> bool:
+    return any(phrase in text for phrase in phrases)
+
+
+def is_warning(text: str) -> bool:
+    """The text says that delivery is still being tried and has not given up."""
+    lowered = text.lower()
+    return _has(lowered, _WARNING) and not _has(lowered, _GAVE_UP)
+
+
+def is_challenge(text: str) -> bool:
+    """The text is a challenge/response request to the sender."""
+    return _has(text.lower(), _CHALLENGE)
+
+
+def informative(text: str) -> bool:
+    """The text gives a cause: it names one, or quotes a server's code."""
+    if not text:
+        return False
+    return names_a_cause(text) or bool(all_enhanced(text)) or reply_code(text) is not None
+
+
+def _substantive(text: str) -> bool:
+    """A diagnostic worth showing: not empty, and not only a sentence of boilerplate."""
+    if not text.strip():
+        return False
+    if informative(text):
+        return True
+    return not _has(text.lower(), _BOILERPLATE)
+
+
+class Notice:
+    """The human-readable part of a report, searched for what it says about each recipient."""
+
+    __slots__ = ("_lowered", "_positions", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._lowered: str | None = None
+        self._positions: dict[str, int] | None = None
+
+    def _index(self) -> tuple[str, dict[str, int]]:
+        if self._lowered is None or self._positions is None:
+            self._lowered = self.text.lower()
+            self._positions = address_positions(self._lowered)
+        return self._lowered, self._positions
+
+    def about(self, *recipients: str | None) -> str:
+        """The paragraph that names the recipient, from its line to the next blank line."""
+        if not self.text:
+            return ""
+        _, positions = self._index()
+        for recipient in recipients:
+            if not recipient:
+                continue
+            at = positions.get(recipient.lower())
+            if at is None:
+                continue
+            start = self.text.rfind("\n", 0, at) + 1
+            end = self.text.find("\n\n", at)
+            paragraph = self.text[start : end if end >= 0 else start + EXPLANATION_LIMIT]
+            return collapse(paragraph[: 2 * EXPLANATION_LIMIT])[:EXPLANATION_LIMIT]
+        return ""
+
+    def reason_line(self) -> str:
+        """A labelled explanation line (``Reason: ...``) that names a cause, if any."""
+        if not self.text:
+            return ""
+        lowered, _ = self._index()
+        for label in _REASON_LABELS:
+            at = lowered.find(label)
+            while at >= 0:
+                end = lowered.find("\n", at)
+                line = collapse(self.text[at + len(label) : end if end >= 0 else len(self.text)])
+                if not line:
+                    # The explanation is on the lines below the label.
+                    stop = lowered.find("\n\n", end + 1) if end >= 0 else -1
+                    line = collapse(self.text[end + 1 : stop if stop >= 0 else end + 400])
+                if informative(line):
+                    return line[:EXPLANATION_LIMIT]
+                at = lowered.find(label, at + len(label))
+        return ""
+
+
+def decide(
+    *,
+    action: str,
+    status: str | None,
+    reply: str | None,
+    diagnostic: str,
+    explanation: str,
+    comment: str,
+) -> tuple[str, str]:
+    """(detail, reason) of one report; for a failure, the detail is never empty."""
+    if action not in ("failed", "delayed"):
+        return diagnostic, "undefined"
+    explained = explanation if informative(explanation) else ""
+    reason = classify_reason(status, reply, " ".join(t for t in (diagnostic, explained, comment) if t))
+    for candidate in (diagnostic if _substantive(diagnostic) else "", explained, comment):
+        if candidate:
+            return candidate[:EXPLANATION_LIMIT], reason
+    described = describe_status(status)
+    if described:
+        return described, reason
+    if reply:
+        return f"{reply} {describe_status(reply[0] + '.0.0').split(' ', 1)[1]}", reason
+    fallback = "5.0.0" if action == "failed" else "4.0.0"
+    return describe_status(fallback), reason
