@@ -217,6 +217,7 @@ def _dsn_report(
         diagnostic=diagnostic,
         explanation=explanation or notice.reason_line(),
         comment=comment,
+        command=notice.command_for(recipient),
     )
     return ParsedReport(
         action=action,

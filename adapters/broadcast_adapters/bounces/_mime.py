@@ -225,6 +225,7 @@ def _read_fields(text: str) -> tuple[dict[str, list[str]], str]:
     fields: dict[str, list[str]] = {}
     name: str | None = None
     pieces: list[str] = []
+    length = 0
 
     def flush() -> None:
         if name is not None:
@@ -232,14 +233,16 @@ def _read_fields(text: str) -> tuple[dict[str, list[str]], str]:
 
     for line in head.split("\n"):
         if line[:1] in (" ", "\t"):
-            if name is not None and sum(map(len, pieces)) < VALUE_LIMIT:
+            if name is not None and length < VALUE_LIMIT:
                 pieces.append(line.strip())
+                length += len(line)
             continue
         key, sep, value = line.partition(":")
         flush()
         if sep and key and " " not in key.strip() and len(key) < 80:
             name = key.strip().lower()
             pieces = [value.strip()]
+            length = len(value)
         else:
             name = None
             pieces = []

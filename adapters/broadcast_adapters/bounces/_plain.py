@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 import re
 
+from broadcast_domain.domain.reasons import smtp_command
 from broadcast_domain.ports import ParsedReport
 
 from . import _verdict
@@ -20,10 +21,12 @@ from ._dsn import MAX_REPORTS, permanent
 from ._mime import Part, read_message
 from ._scan import addresses, collapse, enhanced, reply_code
 
-__all__ = ["LINE_LIMIT", "split_original", "text_reports"]
+__all__ = ["LINE_LIMIT", "NOTICE_LIMIT", "split_original", "text_reports"]
 
 LINE_LIMIT = 1000
 """Characters of a line that can name a failed recipient."""
+NOTICE_LIMIT = 64 * 1024
+"""Characters of a notice searched for codes and words when a recipient's own lines have none."""
 
 _ADDRESS_IN_LINE = re.compile(
     r"(?<![A-Za-z0-9!#$%&'*+/=?^_`{|}~.-])[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@"
@@ -241,7 +244,8 @@ class _Body:
 
     def codes(self) -> tuple[str | None, str | None]:
         if "codes" not in self._cache:
-            self._cache["codes"] = (enhanced(self.text), reply_code(self.text))
+            head = self.text[:NOTICE_LIMIT]
+            self._cache["codes"] = (enhanced(head), reply_code(head))
         return self._cache["codes"]  # type: ignore[return-value]
 
     def collapsed(self) -> str:
@@ -251,7 +255,7 @@ class _Body:
 
     def permanent_by_words(self) -> bool | None:
         if "words" not in self._cache:
-            self._cache["words"] = _words(self.text)
+            self._cache["words"] = _words(self.text[:NOTICE_LIMIT])
         return self._cache["words"]  # type: ignore[return-value]
 
 
@@ -357,6 +361,7 @@ def text_reports(
             diagnostic=transcript or diagnostic,
             explanation=diagnostic,
             comment="",
+            command=smtp_command(segment) or _verdict.transcript_command(body_text, addr),
         )
         reports.append(
             ParsedReport(

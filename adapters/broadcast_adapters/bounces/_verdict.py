@@ -14,7 +14,12 @@ lists matched by substring search (linear, no regular expressions).
 
 from __future__ import annotations
 
-from broadcast_domain.domain.reasons import classify_reason, describe_status, names_a_cause
+from broadcast_domain.domain.reasons import (
+    classify_reason,
+    describe_status,
+    names_a_cause,
+    smtp_command,
+)
 
 from ._scan import address_positions, all_enhanced, collapse, reply_code
 
@@ -22,6 +27,8 @@ __all__ = ["EXPLANATION_LIMIT", "Notice", "decide", "is_challenge", "is_warning"
 
 EXPLANATION_LIMIT = 1000
 """Characters of an explanation kept as a detail."""
+NOTICE_LIMIT = 64 * 1024
+"""Characters of a notice searched for the SMTP step a refusal came at."""
 
 # Sentences every failure notice carries: they say that it failed, not why.
 _BOILERPLATE = (
@@ -107,6 +114,10 @@ _CHALLENGE = (
     "choicemail",
 )
 
+# Reasons of a temporary condition; a final failure with a 4.x.x code and one
+# of these has expired in the queue.
+_GIVEN_UP_AS = frozenset({"onhold", "undefined"})
+
 _REASON_LABELS = (
     "reason:",
     "error:",
@@ -184,6 +195,10 @@ class Notice:
             return collapse(paragraph[: 2 * EXPLANATION_LIMIT])[:EXPLANATION_LIMIT]
         return ""
 
+    def command_for(self, recipient: str | None) -> str | None:
+        """The SMTP command a session transcript (``>>> DATA``) shows before the recipient's reply."""
+        return transcript_command(self.text, recipient)
+
     def reason_line(self) -> str:
         """A labelled explanation line (``Reason: ...``) that names a cause, if any."""
         if not self.text:
@@ -204,6 +219,22 @@ class Notice:
         return ""
 
 
+def transcript_command(text: str, recipient: str | None) -> str | None:
+    """The last ``>>> COMMAND`` of a session transcript before the reply about ``recipient``.
+
+    Without the recipient in the transcript, the transcript's last command.
+    """
+    first = text.find(">>> ")
+    if first < 0:
+        return None
+    head = text[first : first + NOTICE_LIMIT].lower()
+    at = head.find(recipient.lower()) if recipient else -1
+    window = head[max(0, at - 400) : at] if at >= 0 else head[:2000]
+    if ">>> " not in window:
+        window = head[: at if at >= 0 else 2000]
+    return smtp_command(window)
+
+
 def decide(
     *,
     action: str,
@@ -212,12 +243,27 @@ def decide(
     diagnostic: str,
     explanation: str,
     comment: str,
+    command: str | None = None,
 ) -> tuple[str, str]:
-    """(detail, reason) of one report; for a failure, the detail is never empty."""
+    """(detail, reason) of one report; for a failure, the detail is never empty.
+
+    ``command`` is the SMTP step the refusal came at, as a session transcript
+    elsewhere in the report shows it, when the recipient's own lines do not say.
+    """
     if action not in ("failed", "delayed"):
         return diagnostic, "undefined"
     explained = explanation if informative(explanation) else ""
-    reason = classify_reason(status, reply, " ".join(t for t in (diagnostic, explained, comment) if t))
+    own = " ".join(t for t in (diagnostic, explained, comment) if t)
+    reason = classify_reason(status, reply, own, command=smtp_command(own) or command)
+    if (
+        action == "failed"
+        and status
+        and status[0] == "4"
+        and (reason in _GIVEN_UP_AS or classify_reason(status) == "expired")
+        and reason in (*_GIVEN_UP_AS, "networkerror")
+    ):
+        # A temporary condition that outlasted the retries: the message expired.
+        reason = "expired"
     for candidate in (diagnostic if _substantive(diagnostic) else "", explained, comment):
         if candidate:
             return candidate[:EXPLANATION_LIMIT], reason
