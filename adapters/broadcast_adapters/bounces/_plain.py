@@ -105,6 +105,13 @@ _INLINE_HEADERS = (
     "content-type:",
 )
 _HEADERISH = ("received:", "return-path:", "message-id:", "from:", "to:", "subject:", "date:")
+# A recipient given up because its retry period ran out (Exim's words): the
+# condition was temporary, only the patience was final.
+_RETRIES_EXHAUSTED = (
+    "retry timeout exceeded",
+    "retry time not reached",
+    "failing for a long time",
+)
 _PERMANENT_HINT = re.compile(
     r"permanent(?:ly)? (?:error|fatal|failure|failed)|i'?ve given up|giving up|"
     r"failed permanently|will not (?:try to )?redeliver|could not be delivered|"
@@ -274,6 +281,10 @@ def _drop_rules(text: str) -> str:
     )
 
 
+def _has_any(text: str, phrases: tuple[str, ...]) -> bool:
+    return any(phrase in text for phrase in phrases)
+
+
 def _letters(text: str) -> int:
     return sum(1 for c in text if c.isalpha())
 
@@ -298,7 +309,11 @@ def text_reports(
 ) -> list[ParsedReport]:
     """One report per failed recipient a plain-text notice names."""
     body = _Body(body_text)
-    located = _text_recipients(body_text, exclude)
+    located = _text_recipients(body_text, exclude) or [
+        # The only recipient line names the bounce's own addressee: a message
+        # someone sent to themselves, or a list. It is the failed recipient.
+        (addr, pos) for addr, pos in _text_recipients(body_text, set())[:1]
+    ]
     if header_rcpts:
         # X-Failed-Recipients is authoritative for who failed.
         wanted = {a.lower() for a in header_rcpts}
@@ -350,6 +365,10 @@ def text_reports(
         # A notice that gave up (retry timeout, expired in the queue) reports a
         # final failure, so only words of a temporary condition make it temporary.
         is_permanent = permanent(status, reply, fallback=True if words is None else words)
+        if status is None and reply is None and _has_any(segment.lower(), _RETRIES_EXHAUSTED):
+            # Given up after the retry period with no code at all: what failed
+            # was temporary (the queue's patience ran out, not the address).
+            is_permanent = False
         action = "delayed" if (delayed or challenge) and not is_permanent else "failed"
         if challenge:
             action = "delayed"
