@@ -99,7 +99,30 @@ def diagnostic_text(value: str) -> str:
     kind, sep, rest = value.partition(";")
     if sep and kind.strip().replace("-", "").isalnum() and len(kind) < 20:
         value = rest
-    return collapse(value)
+    return unfold_reply(collapse(value))
+
+
+def unfold_reply(text: str) -> str:
+    """A multi-line SMTP reply read as one sentence.
+
+    ``550-5.7.1 Messages with multiple 550-5.7.1 addresses ...``: the code
+    that starts each continuation line is dropped after the first.
+    """
+    if len(text) < 5 or not text[:3].isdigit() or text[3:4] not in ("-", " "):
+        return text
+    reply = text[:3]
+    code = enhanced(text[4:16]) if text[4:5].isdigit() else None
+    if code is not None and text[4:].startswith(code):
+        prefixes = [f" {reply}-{code} ", f" {reply} {code} "]
+        head = f"{reply} {code}"
+    else:
+        prefixes = [f" {reply}-"]
+        head = reply
+    body = text[len(head) :]
+    for prefix in prefixes:
+        if prefix in body:
+            body = body.replace(prefix, " ")
+    return head + body
 
 
 def _status_comment(value: str) -> str:
@@ -218,6 +241,7 @@ def _dsn_report(
         explanation=explanation or notice.reason_line(),
         comment=comment,
         command=notice.command_for(recipient),
+        recipient=recipient,
     )
     return ParsedReport(
         action=action,

@@ -352,7 +352,7 @@ def text_reports(
         lines = segment.split("\n", 1)
         diag_source = lines[1] if len(lines) > 1 and lines[1].strip() else segment
         diagnostic = collapse(_drop_rules(diag_source))
-        if _letters(diagnostic) < 8:
+        if _letters(diagnostic.replace(addr, "")) < 8:
             # Nothing but the address and rules: the reason is elsewhere in the notice.
             diagnostic = body.collapsed()
         diagnostic = diagnostic[:_verdict.EXPLANATION_LIMIT]
@@ -381,6 +381,7 @@ def text_reports(
             explanation=diagnostic,
             comment="",
             command=smtp_command(segment) or _verdict.transcript_command(body_text, addr),
+            recipient=addr,
         )
         reports.append(
             ParsedReport(

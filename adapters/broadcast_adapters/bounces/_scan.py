@@ -38,7 +38,7 @@ _ENHANCED = re.compile(r"(?<![\w.])([245])\.(\d{1,3})\.(\d{1,3})(?!\w|\.\d)")
 # SMTP reply code, only where servers print one, so that sizes, dates and
 # counts in the prose are not taken for codes.
 _REPLY = re.compile(
-    r"(?:^|[\s:;(\[<\"'#=])([245][0-9][0-9])(?=[ \t\n-]{1,16}[A-Za-z0-9<#(\[]|[ \t-]{0,16}$)",
+    r"(?:^|[\s:;(\[<\"'#=])([245][0-9][0-9])(?=[ \t\n-]{1,16}[A-Za-z0-9<#(\[:]|[ \t-]{0,16}$)",
     re.MULTILINE,
 )
 # Servers that label the code instead of starting the line with it (Zoho).

@@ -219,6 +219,26 @@ class Notice:
         return ""
 
 
+# Hosts that refuse in their own words, in any language, with no code: a
+# failure for one of their addresses means what the host always means.
+_HOST_REASONS = {
+    # Google Groups: the group does not exist or does not take posts from you.
+    "googlegroups.com": "rejected",
+}
+
+
+def _on_host(recipient: str, hosts: tuple[str, ...]) -> bool:
+    domain = recipient.rpartition("@")[2].lower()
+    return any(domain == host or domain.endswith("." + host) for host in hosts)
+
+
+def _host_reason(recipient: str) -> str | None:
+    for host, reason in _HOST_REASONS.items():
+        if _on_host(recipient, (host,)):
+            return reason
+    return None
+
+
 def transcript_command(text: str, recipient: str | None) -> str | None:
     """The last ``>>> COMMAND`` of a session transcript before the reply about ``recipient``.
 
@@ -244,6 +264,7 @@ def decide(
     explanation: str,
     comment: str,
     command: str | None = None,
+    recipient: str | None = None,
 ) -> tuple[str, str]:
     """(detail, reason) of one report; for a failure, the detail is never empty.
 
@@ -264,6 +285,12 @@ def decide(
     ):
         # A temporary condition that outlasted the retries: the message expired.
         reason = "expired"
+    elif action == "delayed" and reason in _GIVEN_UP_AS:
+        # Still queued for no stated cause: it is waiting out its retry period.
+        reason = "expired"
+    if reason in _GIVEN_UP_AS and recipient:
+        reason = _host_reason(recipient) or reason
+
     for candidate in (diagnostic if _substantive(diagnostic) else "", explained, comment):
         if candidate:
             return candidate[:EXPLANATION_LIMIT], reason

@@ -231,7 +231,7 @@ _STATUS_REASONS: Mapping[str, str] = {
 # Codes whose meaning is precise enough to decide before the text does: the
 # text of a size refusal says "too large" whatever limit was hit, the code
 # says which limit.
-_DECISIVE_STATUS = frozenset({"1.6", "2.3", "7.13", "7.17", "7.18", "1.10", "7.27"})
+_DECISIVE_STATUS = frozenset({"1.6", "1.7", "1.8", "2.3", "7.13", "7.17", "7.18", "7.27"})
 
 # Phrases that name a cause, lower-cased, tried in this order; the first reason
 # with a phrase in the text wins, so the narrower causes come first (a
@@ -281,8 +281,15 @@ _TEXT_REASONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "headers too large", "improper use of 8-bit", "8-bit data", "illegal character",
         "invalid mime", "mime error", "media error", "content error",
     )),
+    ("userunknown", ("recipient address rejected: access denied",)),
+    # A carrier's answer after DATA with the address left out ("550 : User
+    # unknown"): the subscriber's refuse-this-sender setting, not a bad mailbox.
+    ("filtered", ("550 : user unknown", "550: : user unknown")),
+    ("blocked", (
+        "banned sending ip", "client host blocked", "spamhaus.org", "spamcop.net", "bloquee pour incident de spam",
+    )),
     ("spamdetected", (
-        "spam", "unsolicited", " ube", "ube,", "junk mail", "bulk mail",
+        "spam", "unsolicited", "blacklisted url", "uribl", " ube", "ube,", "junk mail", "bulk mail",
         "content rejected", "message content rejected", "looks like spam",
         "suspicious content", "mail rejete", "mail rejected. ofr",
     )),
@@ -295,7 +302,8 @@ _TEXT_REASONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("securityerror", (
         "authentication required", "authentication is required", "auth required",
         "unauthenticated senders", "authentication failed", "not authenticated",
-        "security policies", "security policy",
+        "security policies", "security policy", "smtp authentication",
+        "delivery not authorized",
     )),
     ("requireptr", (
         "reverse dns", "rdns", "ptr record", "no ptr", "ptr resource record", "reverse lookup",
@@ -314,13 +322,25 @@ _TEXT_REASONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "too many connections", "too many concurrent", "too many recipients",
         "connection rate limit", "frequency limited", "connection limit", "too many simultaneous",
     )),
+    ("notaccept", (
+        "not accepting network messages", "indicated no smtp service", "doesn't receive email", "does not receive email", "doesn't receive mail",
+        "does not receive mail", "no mx record", "couldn't find a mail exchanger",
+        "could not find a mail exchanger", "null mx", "does not accept mail",
+        "not accepting mail", "accepts no mail", "malformed or unexpected name server",
+        "no mail server",
+    )),
+    ("networkerror", (
+        "dns error", "dns type 'mx' lookup", "dns lookup error", "dns query failed",
+        "host name lookup failure",
+    )),
     ("expired", (
         "retry timeout exceeded", "delivery time expired", "could not be delivered for",
         "could not deliver for", "not going to try again",
         "in the queue too long", "too long in queue", "message expired", "retry time not reached",
         "failing for a long time", "delivery expired", "queue lifetime", "was not delivered within",
         "has been delayed for", "delivery period expired",
-        "did not accept our requests to connect",
+        "did not accept our requests to connect", "connection timed out", "timed out",
+        "host not reachable",
     )),
     ("suspend", (
         "account suspended", "account has been suspended", "mailbox suspended", "is suspended",
@@ -348,23 +368,16 @@ _TEXT_REASONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "invalid sender", "sender is not allowed", "sender not allowed", "sender blocked",
         "address that has been blacklisted", "envelope sender", "sender address is invalid",
         "sender unknown", "unknown sender", "bad sender",
-        "permission to post", "not have permission to post",
+        "permission to post", "not have permission to post", "purported responsible address",
+        "access denied", "unexpected volume or user complaints",
     )),
-    ("notaccept", (
-        "doesn't receive email", "does not receive email", "doesn't receive mail",
-        "does not receive mail", "no mx record", "couldn't find a mail exchanger",
-        "could not find a mail exchanger", "null mx", "does not accept mail",
-        "not accepting mail", "accepts no mail", "malformed or unexpected name server",
-        "no mail server",
-    )),
-    ("networkerror", ("dns error", "dns type 'mx' lookup", "dns lookup error")),
     ("userunknown", (
         "user unknown", "unknown user", "no such user", "no such mailbox", "no such recipient",
         "no such account", "user not found", "user doesn't exist", "user does not exist",
         "user not exist", "mailbox not found", "mailbox unavailable", "mailbox does not exist",
         "mailbox doesn't exist", "no mailbox", "invalid recipient", "invalid mailbox",
         "recipient unknown", "unknown recipient", "recipient not found", "recipientnotfound",
-        "recipient address rejected", "address rejected", "account does not exist",
+        "account does not exist",
         "account that you tried to reach does not exist", "does not have a", "doesn't have a",
         "not listed in", "couldn't be found", "could not be found", "unknown address",
         "address unknown", "invalid address", "bad destination mailbox", "no longer valid",
@@ -372,10 +385,12 @@ _TEXT_REASONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "invalid final delivery userid", "userid", "addressee unknown", "unknown account",
         "no valid recipients", "recipient no longer", "is not a known user",
         "account unavailable", "no such person", "undeliverable address", "mailbox not available",
-        "destination mailbox", "not our customer", "user invalid",
+        "destination mailbox", "user invalid", "recipient name is not recognized",
+        "please check if address is correct", "address is possibly incorrect",
+        "not a registered", "no such address",
     )),
     ("hostunknown", (
-        "host unknown", "unknown host", "domain not found", "no such domain", "host not found",
+        "bad destination system address", "host unknown", "unknown host", "domain not found", "no such domain", "host not found",
         "name or service not known", "domain does not exist", "domain is not reachable",
         "dns lookup failure", "unrouteable address", "unroutable address", "unknown domain",
         "domain name not found", "no route to host", "nxdomain", "invalid domain", "does not exist",
@@ -383,7 +398,7 @@ _TEXT_REASONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     )),
     ("blocked", (
         "blocked", "blacklist", "blocklist", "block list", "black list", "listed at", "listed in",
-        "spamhaus", "spamcop", "dnsbl", "rbl", "client host rejected", "access denied",
+        "spamhaus", "spamcop", "dnsbl", "rbl", "client host rejected",
         "refused to talk to me", "service refuse", "not accepting connections",
         "weren't sent", "were not sent", "invalid ip", "please use the smtp server of your isp",
         "bloquee", "connection refused", "banned", "denied by", "your ip", "your host",
@@ -395,7 +410,7 @@ _TEXT_REASONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     )),
     ("networkerror", (
         "hop count exceeded", "routing loop", "mail loop", "loop detected", "too many hops",
-        "dns error", "name service error", "connection timed out", "timed out", "timeout",
+        "dns error", "name service error",
         "connection reset", "network is unreachable", "lost connection", "connection dropped",
         "temporary lookup failure",
     )),
@@ -409,7 +424,10 @@ _TEXT_REASONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "syntax error", "syntactically", "command unrecognized", "command not recognized",
         "unrecognized command", "invalid command", "bad sequence of commands",
     )),
-    ("filtered", ("filtered", "filter", "not authorized to receive", "refused by recipient")),
+    ("filtered", (
+        "filtered", "filter", "not authorized to receive", "refused by recipient",
+        "has rejected address",
+    )),
     ("onhold", ("on hold", "onhold")),
 )
 
@@ -565,7 +583,11 @@ def classify_reason(
         # content, or with a code of a mailbox that refused it, it is a
         # filter's refusal.
         by_status = _reason_from_status(status)
-        if by_status == "filtered" or (command == "DATA" and by_status != "userunknown"):
+        if (
+            by_status == "filtered"
+            or (command == "DATA" and by_status != "userunknown")
+            or (command is None and parts is None and reply_code is not None)
+        ):
             reason = "filtered"
     if reason is None and lowered.strip():
         reason = "onhold"
