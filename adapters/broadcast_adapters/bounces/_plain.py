@@ -349,8 +349,12 @@ def text_reports(
         if status is None and reply is None:
             # Codes printed once for several recipients (above or below the list).
             status, reply = body.codes()
-        lines = segment.split("\n", 1)
-        diag_source = lines[1] if len(lines) > 1 and lines[1].strip() else segment
+        first, _, rest = segment.partition("\n")
+        at = first.lower().find(addr.lower())
+        # What follows the address on its own line ("user@host: Domain does not
+        # exist"), then the lines below it.
+        tail = first[at + len(addr) :].lstrip(">:;,. \t") if at >= 0 else ""
+        diag_source = f"{tail}\n{rest}" if rest.strip() else segment
         diagnostic = collapse(_drop_rules(diag_source))
         if _letters(diagnostic.replace(addr, "")) < 8:
             # Nothing but the address and rules: the reason is elsewhere in the notice.

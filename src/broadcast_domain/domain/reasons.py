@@ -339,7 +339,7 @@ _TEXT_REASONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "in the queue too long", "too long in queue", "message expired", "retry time not reached",
         "failing for a long time", "delivery expired", "queue lifetime", "was not delivered within",
         "has been delayed for", "delivery period expired",
-        "did not accept our requests to connect", "connection timed out", "timed out",
+        "did not accept our requests to connect", "envelope expired", "connection timed out", "timed out",
         "host not reachable",
     )),
     ("suspend", (
