@@ -227,9 +227,13 @@ def _dsn_report(
     if action == "delivered" and status and status[0] in "45":
         action = "failed" if status[0] == "5" else "delayed"
     comment = _status_comment(group.get("status", ""))
-    if action == "failed" and _verdict.is_challenge(" ".join((notice.text[:4000], diagnostic))):
-        # Challenge/response ("please confirm you are human") waits for the
-        # sender; nothing failed.
+    if (
+        action == "failed"
+        and not (status or "").startswith("5")
+        and _verdict.is_challenge(" ".join((notice.text[:4000], diagnostic)))
+    ):
+        # Challenge/response ("please confirm you are human", Status 4.7.0)
+        # waits for the sender to answer; nothing failed.
         action = "delayed"
     remote = group.get("remote-mta") or per_message.get("remote-mta")
     remote_host = diagnostic_text(remote) if remote else None

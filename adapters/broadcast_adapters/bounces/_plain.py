@@ -368,14 +368,18 @@ def text_reports(
             words = body.permanent_by_words()
         # A notice that gave up (retry timeout, expired in the queue) reports a
         # final failure, so only words of a temporary condition make it temporary.
-        is_permanent = permanent(status, reply, fallback=True if words is None else words)
+        # Without a code, a warning notice is temporary whatever else its prose
+        # says; any other notice is final unless its words say temporary.
+        is_permanent = permanent(
+            status,
+            reply,
+            fallback=False if delayed or challenge else (True if words is None else words),
+        )
         if status is None and reply is None and _has_any(segment.lower(), _RETRIES_EXHAUSTED):
             # Given up after the retry period with no code at all: what failed
             # was temporary (the queue's patience ran out, not the address).
             is_permanent = False
         action = "delayed" if (delayed or challenge) and not is_permanent else "failed"
-        if challenge:
-            action = "delayed"
         transcript = _code_paragraph(segment)
         detail, reason = _verdict.decide(
             action=action,

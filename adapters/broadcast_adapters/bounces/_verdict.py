@@ -108,10 +108,6 @@ _CHALLENGE = (
     "please confirm your email",
     "whitelist request",
     "spam protection system",
-    "boxbe",
-    "mailinblack",
-    "spamarrest",
-    "choicemail",
 )
 
 # Reasons of a temporary condition; a final failure with a 4.x.x code and one
@@ -160,6 +156,24 @@ def _substantive(text: str) -> bool:
     if informative(text):
         return True
     return not _has(text.lower(), _BOILERPLATE)
+
+
+def _masked(text: str, address: str | None) -> str:
+    """``text`` with ``address`` (any case) replaced by a neutral one, so that the
+    words of its local part or domain (``blocked.example``) are not read as a cause."""
+    if not address or not text:
+        return text
+    lowered, key = text.lower(), address.lower()
+    out: list[str] = []
+    at = 0
+    while True:
+        found = lowered.find(key, at)
+        if found < 0:
+            break
+        out += [text[at:found], "rcpt@example"]
+        at = found + len(key)
+    out.append(text[at:])
+    return "".join(out)
 
 
 class Notice:
@@ -273,8 +287,8 @@ def decide(
     """
     if action not in ("failed", "delayed"):
         return diagnostic, "undefined"
-    explained = explanation if informative(explanation) else ""
-    own = " ".join(t for t in (diagnostic, explained, comment) if t)
+    explained = explanation if informative(_masked(explanation, recipient)) else ""
+    own = _masked(" ".join(t for t in (diagnostic, explained, comment) if t), recipient)
     reason = classify_reason(status, reply, own, command=smtp_command(own) or command)
     if (
         action == "failed"

@@ -60,16 +60,7 @@ def build_dsn(
     ``{rcpt}`` in ``diagnostic`` standing for each recipient's address;
     ``extra_recipients`` adds per-recipient blocks for other addresses (a
     report about several recipients); ``newline`` picks LF, CRLF or CR.
-    A ``diagnostic`` that starts with ``smtp;`` (a whole Diagnostic-Code) is
-    InvalidInput: give its codes as ``reply_code`` and ``status``.
     """
-    if diagnostic.lstrip().lower().startswith("smtp;"):
-        raise InvalidInput(
-            f"diagnostic {diagnostic!r} is a whole Diagnostic-Code; build_dsn writes "
-            "'smtp; <reply_code> <status> ' itself: pass the codes as reply_code= and "
-            "status= and only the text after them as diagnostic=",
-            field="diagnostic",
-        )
 
     def about(rcpt: str) -> BounceReport:
         return failure_report(
