@@ -479,9 +479,15 @@ def describe_status(status: str | None) -> str:
     return f"{klass}.{rest} {description}"
 
 
+# The phrase tables flattened in their order: one loop of substring tests.
+_PHRASES: tuple[tuple[str, str], ...] = tuple(
+    (phrase, reason) for reason, phrases in _TEXT_REASONS for phrase in phrases
+)
+
+
 def _reason_from_text(lowered: str) -> str | None:
-    for reason, phrases in _TEXT_REASONS:
-        if any(phrase in lowered for phrase in phrases):
+    for phrase, reason in _PHRASES:
+        if phrase in lowered:
             return reason
     return None
 
