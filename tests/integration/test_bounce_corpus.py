@@ -141,9 +141,10 @@ def score_bounces(folder: Path) -> Score:
         want = collections.Counter(r["reason"] for r in item["recipients"])
         have = collections.Counter(r.reason for r in failed)
         score.reason_ok += sum((want & have).values())
-        for missed, wrong in zip(
-            sorted((want - have).elements()), sorted((have - want).elements()) or ["-"] * 99
-        ):
+        missed_reasons = sorted((want - have).elements())
+        wrong_reasons = sorted((have - want).elements())
+        wrong_reasons += ["-"] * (len(missed_reasons) - len(wrong_reasons))
+        for missed, wrong in zip(missed_reasons, wrong_reasons, strict=False):
             score.reason_misses[f"{missed} read as {wrong}"].append(item["file"])
     return score
 

@@ -17,8 +17,8 @@ import hypothesis.strategies as st
 from hypothesis import HealthCheck, assume, given, settings
 
 from broadcast_adapters.bounces.parser import BounceMessageParser, parse_bounce
-from broadcast_domain.domain.reasons import REASONS, describe_status
 from broadcast_domain import BounceReport
+from broadcast_domain.domain.reasons import REASONS, describe_status
 from broadcast_domain.ports import ParsedMessage, ParsedReport
 from broadcast_domain.testing.bounces import HOSTILE_FAMILIES, hostile_bounce
 from broadcast_domain.testing.reports import EXPLANATIONS, dsn_message
@@ -95,7 +95,9 @@ def _rewrapped(raw: bytes, extra: list[str], date: str) -> bytes:
     st.sampled_from(["Wed, 4 Nov 2026 08:00:00 +0900", "Thu, 5 Nov 2026 23:59:59 -0500"]),
 )
 def test_rewrapping_a_report_in_other_transport_headers_changes_no_report(
-    report, extra, date  # type: ignore[no-untyped-def]
+    report,
+    extra,
+    date,  # type: ignore[no-untyped-def]
 ) -> None:
     """Another Date, Message-ID and Received chain around the same report give equal reports."""
     assume(_plain(report.recipient))
@@ -134,7 +136,7 @@ def _folded(report: ParsedReport) -> ParsedReport:
 
 @given(failures, st.lists(addresses(), min_size=1, max_size=20))
 def test_unrelated_addresses_in_the_notice_change_nothing(report, others) -> None:  # type: ignore[no-untyped-def]
-    """Appending other addresses (an administrator's list) to the notice leaves every report as it was."""
+    """Other addresses appended to the notice (a help desk's list) leave every report as it was."""
     assume(_plain(report.recipient))
     assume(all(o.lower() != report.recipient.lower() for o in others))
     raw = dsn_message(report, verp_address=VERP)

@@ -7,13 +7,12 @@ from collections import Counter
 from datetime import UTC
 
 import attrs
-import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from broadcast_adapters.bounces.parser import parse_bounce
 from broadcast_adapters.csv_io import CsvCodec
-from broadcast_domain import BounceReport, BroadcastService, InvalidInput
+from broadcast_domain import BounceReport, BroadcastService
 from broadcast_domain.codec import AttrsMapper
 from broadcast_domain.ports import OutgoingMessage
 from broadcast_domain.projections.views import fold

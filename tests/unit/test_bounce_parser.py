@@ -401,7 +401,8 @@ def test_a_vacation_notice_in_html_is_an_auto_reply() -> None:
 def test_list_expansion_gives_both_recipients() -> None:
     """Final-Recipient is the report's recipient as written; Original-Recipient rides beside it."""
     raw = DSN.replace(
-        b"Original-Recipient: rfc822; alice@example.net", b"Original-Recipient: rfc822; list@example.net"
+        b"Original-Recipient: rfc822; alice@example.net",
+        b"Original-Recipient: rfc822; list@example.net",
     )
     [got, *_] = parse_bounce(raw).reports
     assert (got.recipient, got.original_recipient) == ("Alice@Example.NET", "list@example.net")

@@ -40,7 +40,9 @@ _RECIPIENT_KEYS = ("final-recipient", "original-recipient")
 
 def _field_name(name: str) -> bool:
     name = name.strip()
-    return bool(name) and name[0].isascii() and name[0].isalpha() and name.replace("-", "").isalnum()
+    return (
+        bool(name) and name[0].isascii() and name[0].isalpha() and name.replace("-", "").isalnum()
+    )
 
 
 def fields(text: str) -> list[dict[str, str]]:
@@ -202,15 +204,19 @@ def _dsn_report(
             recipient = _typed_address(group[key])
             if recipient:
                 break
-    original = _typed_address(group["original-recipient"]) if "original-recipient" in group else None
+    original = (
+        _typed_address(group["original-recipient"]) if "original-recipient" in group else None
+    )
     if recipient is None and len(fallback_rcpts) == 1:
         recipient = fallback_rcpts[0]
     diagnostic = diagnostic_text(group.get("diagnostic-code", ""))
     field_status = enhanced(group.get("status", ""))
     explanation = notice.about(recipient, original)
     quoted = explanation if all_enhanced(explanation) else ""
-    if quoted and not all_enhanced(diagnostic) and (
-        field_status is None or _generic(field_status) or not diagnostic
+    if (
+        quoted
+        and not all_enhanced(diagnostic)
+        and (field_status is None or _generic(field_status) or not diagnostic)
     ):
         # The fields leave the remote reply out; the notice often quotes it
         # next to the recipient (Sendmail's "(reason: 550 5.7.1 ...)").

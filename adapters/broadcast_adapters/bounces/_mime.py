@@ -47,7 +47,9 @@ TEXT_LIMIT = 512 * 1024
 """Characters of one part's body that are decoded into text."""
 
 _CONTAINERS = frozenset({"message/rfc822", "message/global", "message/partial"})
-_HEADER_ONLY = frozenset({"text/rfc822-headers", "message/rfc822-headers", "message/global-headers"})
+_HEADER_ONLY = frozenset(
+    {"text/rfc822-headers", "message/rfc822-headers", "message/global-headers"}
+)
 
 
 def decode_bytes(data: bytes, charset: str | None) -> str:
@@ -85,10 +87,7 @@ def _b64(data: bytes) -> bytes:
 
 def _encoded_word(charset: str, encoding: str, payload: str) -> str | None:
     data = _raw_bytes(payload)
-    if encoding in "bB":
-        decoded = _b64(data)
-    else:
-        decoded = binascii.a2b_qp(data.replace(b"_", b" "))
+    decoded = _b64(data) if encoding in "bB" else binascii.a2b_qp(data.replace(b"_", b" "))
     charset = charset.split("*", 1)[0]  # RFC 2231 language suffix
     try:
         codecs.lookup(charset)

@@ -312,7 +312,8 @@ def text_reports(
     located = _text_recipients(body_text, exclude) or [
         # The only recipient line names the bounce's own addressee: a message
         # someone sent to themselves, or a list. It is the failed recipient.
-        (addr, pos) for addr, pos in _text_recipients(body_text, set())[:1]
+        (addr, pos)
+        for addr, pos in _text_recipients(body_text, set())[:1]
     ]
     if header_rcpts:
         # X-Failed-Recipients is authoritative for who failed.
@@ -359,7 +360,7 @@ def text_reports(
         if _letters(diagnostic.replace(addr, "")) < 8:
             # Nothing but the address and rules: the reason is elsewhere in the notice.
             diagnostic = body.collapsed()
-        diagnostic = diagnostic[:_verdict.EXPLANATION_LIMIT]
+        diagnostic = diagnostic[: _verdict.EXPLANATION_LIMIT]
         if status and reply and status[0] != reply[0]:
             # A code of the other class in the prose is not the server's verdict.
             status = status if status[0] == "5" else None

@@ -170,7 +170,9 @@ def html_to_text(text: str) -> str:
         href = tag.find('href="mailto:')
         if href >= 0:
             close = tag.find('"', href + 13)
-            out.append(f" {text[start + 1 + href + 13 : start + 1 + (close if close >= 0 else end)]} ")
+            out.append(
+                f" {text[start + 1 + href + 13 : start + 1 + (close if close >= 0 else end)]} "
+            )
         out.append("\n" if name in _BREAKS or name.rstrip("/") in _BREAKS else " ")
         at = end + 1
     return html.unescape("".join(out))

@@ -210,7 +210,7 @@ class Notice:
         return ""
 
     def command_for(self, recipient: str | None) -> str | None:
-        """The SMTP command a session transcript (``>>> DATA``) shows before the recipient's reply."""
+        """The SMTP command a transcript (``>>> DATA``) shows before the recipient's reply."""
         return transcript_command(self.text, recipient)
 
     def reason_line(self) -> str:

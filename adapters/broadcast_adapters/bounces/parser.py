@@ -315,8 +315,10 @@ def _dsn_start(text: str) -> int:
     if best < 0:
         return -1
     window = lowered[best : best + 2000]
-    has_recipient = "\nfinal-recipient" in window or "\noriginal-recipient" in window or (
-        window.startswith(("final-recipient", "original-recipient"))
+    has_recipient = (
+        "\nfinal-recipient" in window
+        or "\noriginal-recipient" in window
+        or (window.startswith(("final-recipient", "original-recipient")))
     )
     if has_recipient and ("\naction" in window or "\nstatus" in window):
         return best
@@ -447,8 +449,12 @@ def _ses(data: dict[str, object]) -> list[ParsedReport] | None:
             status = prefer_status(enhanced(str(item.get("status") or "")), diag)
             reply = reply_code(diag)
             detail, reason = _verdict.decide(
-                action="failed", status=status, reply=reply, diagnostic=diag,
-                explanation="", comment="",
+                action="failed",
+                status=status,
+                reply=reply,
+                diagnostic=diag,
+                explanation="",
+                comment="",
             )
             reports.append(
                 ParsedReport(
@@ -467,7 +473,9 @@ def _ses(data: dict[str, object]) -> list[ParsedReport] | None:
         agent = collapse(str(complaint.get("userAgent") or ""))
         for item in complaint.get("complainedRecipients") or []:
             if isinstance(item, dict):
-                reports.append(_complaint(str(item.get("emailAddress") or "") or None, agent, ftype))
+                reports.append(
+                    _complaint(str(item.get("emailAddress") or "") or None, agent, ftype)
+                )
     elif kind == "delivery" and isinstance(delivery, dict):
         diag = collapse(str(delivery.get("smtpResponse") or ""))
         for rcpt in delivery.get("recipients") or []:

@@ -206,8 +206,7 @@ def hostile_bounce(family: str, size: int) -> bytes:
         depth = max(1, size // 80)
         head += 'MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="b0"\n'
         opening = "".join(
-            f'--b{i}\nContent-Type: multipart/mixed; boundary="b{i + 1}"\n\n'
-            for i in range(depth)
+            f'--b{i}\nContent-Type: multipart/mixed; boundary="b{i + 1}"\n\n' for i in range(depth)
         )
         body = opening + "text <a@\n" + "".join(f"--b{i}--\n" for i in reversed(range(depth)))
     elif family == "dsn-blocks":
@@ -223,7 +222,9 @@ def hostile_bounce(family: str, size: int) -> bytes:
             + "--r--\n"
         )
     elif family == "header":
-        head = head.replace("To: bounces@example.com\n", "To: " + _repeat("a@b.example,\n ", size) + "x@y.example\n")
+        head = head.replace(
+            "To: bounces@example.com\n", "To: " + _repeat("a@b.example,\n ", size) + "x@y.example\n"
+        )
         body = "user@example.org: 550 5.1.1 unknown\n"
     elif family == "html":
         head += "MIME-Version: 1.0\nContent-Type: text/html\n"
