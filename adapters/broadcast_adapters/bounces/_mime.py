@@ -221,31 +221,26 @@ def _read_fields(text: str) -> tuple[dict[str, list[str]], str]:
     head, body = (text, "") if end < 0 else (text[:end], text[end + 2 :])
     if len(head) > HEADER_LIMIT:
         head = head[:HEADER_LIMIT]
-    fields: dict[str, list[str]] = {}
-    name: str | None = None
-    pieces: list[str] = []
+    pieces: dict[str, list[list[str]]] = {}
+    current: list[str] | None = None  # the pieces of the field being read
     length = 0
-
-    def flush() -> None:
-        if name is not None:
-            fields.setdefault(name, []).append(" ".join(pieces)[:VALUE_LIMIT])
-
     for line in head.split("\n"):
         if line[:1] in (" ", "\t"):
-            if name is not None and length < VALUE_LIMIT:
-                pieces.append(line.strip())
+            if current is not None and length < VALUE_LIMIT:
+                current.append(line.strip())
                 length += len(line)
             continue
         key, sep, value = line.partition(":")
-        flush()
-        if sep and key and " " not in key.strip() and len(key) < 80:
-            name = key.strip().lower()
-            pieces = [value.strip()]
+        if sep and key and len(key) < 80 and " " not in key.strip():
+            current = [value.strip()]
             length = len(value)
+            pieces.setdefault(key.strip().lower(), []).append(current)
         else:
-            name = None
-            pieces = []
-    flush()
+            current = None
+    # Join each field's pieces once the block is read.
+    fields = {
+        name: [" ".join(value)[:VALUE_LIMIT] for value in values] for name, values in pieces.items()
+    }
     return fields, body
 
 
@@ -304,7 +299,11 @@ def _build(text: str, depth: int, budget: _Budget) -> Part:
             end = inner.find("\n\n")
             inner = inner if end < 0 else inner[: end + 1]
         if budget.parts < PART_LIMIT:
-            part.children.append(_build(inner.lstrip("\n"), depth + 1, budget))
+            # Only the returned message's header fields matter (its Message-ID,
+            # its To); its body is neither split nor decoded.
+            fields, _ = _read_fields(inner.lstrip("\n"))
+            part.children.append(Part(fields, ""))
+            budget.parts += 1
     return part
 
 

@@ -112,19 +112,44 @@ _RETRIES_EXHAUSTED = (
     "retry time not reached",
     "failing for a long time",
 )
-_PERMANENT_HINT = re.compile(
-    r"permanent(?:ly)? (?:error|fatal|failure|failed)|i'?ve given up|giving up|"
-    r"failed permanently|will not (?:try to )?redeliver|could not be delivered|"
-    r"undeliverable|has been rejected|unknown user|user unknown|"
-    r"does not exist|no such user|unrouteable|\b5\d\d\b",
-    re.IGNORECASE,
+# Words of a final or of a temporary condition in a notice without codes,
+# lower-cased, matched as substrings.
+_PERMANENT_WORDS = (
+    "permanent error",
+    "permanent fatal",
+    "permanent failure",
+    "permanently failed",
+    "permanently error",
+    "i've given up",
+    "ive given up",
+    "giving up",
+    "failed permanently",
+    "will not redeliver",
+    "will not try to redeliver",
+    "could not be delivered",
+    "undeliverable",
+    "has been rejected",
+    "unknown user",
+    "user unknown",
+    "does not exist",
+    "no such user",
+    "unrouteable",
 )
-_TEMPORARY_HINT = re.compile(
-    r"temporar(?:y|ily)|will (?:be )?retr|still trying|not yet been delivered|"
-    r"will continue to try|retry (?:for|until)|delayed|try again later|"
-    r"warning message only",
-    re.IGNORECASE,
+_TEMPORARY_WORDS = (
+    "temporary",
+    "temporarily",
+    "will be retr",
+    "will retr",
+    "still trying",
+    "not yet been delivered",
+    "will continue to try",
+    "retry for",
+    "retry until",
+    "delayed",
+    "try again later",
+    "warning message only",
 )
+_FIVE_XX = re.compile(r"(?<![\w.])5\d\d(?![\w.])")
 
 
 def is_daemon(address: str) -> bool:
@@ -267,9 +292,10 @@ class _Body:
 
 
 def _words(text: str) -> bool | None:
-    if _TEMPORARY_HINT.search(text):
+    lowered = text.lower()
+    if _has_any(lowered, _TEMPORARY_WORDS):
         return False
-    if _PERMANENT_HINT.search(text):
+    if _has_any(lowered, _PERMANENT_WORDS) or _FIVE_XX.search(text):
         return True
     return None
 

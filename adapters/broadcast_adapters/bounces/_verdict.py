@@ -146,7 +146,8 @@ def informative(text: str) -> bool:
     """The text gives a cause: it names one, or quotes a server's code."""
     if not text:
         return False
-    return names_a_cause(text) or bool(all_enhanced(text)) or reply_code(text) is not None
+    # The codes first: a regular-expression search is cheaper than the phrase tables.
+    return reply_code(text) is not None or bool(all_enhanced(text)) or names_a_cause(text)
 
 
 def _substantive(text: str) -> bool:
