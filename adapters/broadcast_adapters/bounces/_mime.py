@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import re
 
 __all__ = [
     "DEPTH_LIMIT",
@@ -46,6 +47,7 @@ DEPTH_LIMIT = 12
 TEXT_LIMIT = 512 * 1024
 """Characters of one part's body that are decoded into text."""
 
+_FIELD_BREAK = re.compile(r"\n(?![ \t])")
 _CONTAINERS = frozenset({"message/rfc822", "message/global", "message/partial"})
 _HEADER_ONLY = frozenset(
     {"text/rfc822-headers", "message/rfc822-headers", "message/global-headers"}
@@ -139,6 +141,12 @@ def decode_header(value: str) -> str:
     return " ".join("".join(out).split())
 
 
+def _unfold(value: str) -> str:
+    """A folded field value on one line, up to ``VALUE_LIMIT`` characters."""
+    value = value[:VALUE_LIMIT]
+    return " ".join(value.split()) if "\n" in value else value.strip()
+
+
 def _params(value: str) -> tuple[str, dict[str, str]]:
     """``type/subtype; name=value; ...`` -> (lower-cased type, parameters)."""
     head, _, rest = value.partition(";")
@@ -169,9 +177,9 @@ class Part:
         self._text: str | None = None
 
     def first(self, name: str) -> str:
-        """The raw value of the first field called ``name`` (lower case), or ``""``."""
+        """The value of the first field called ``name`` (lower case), unfolded, or ``""``."""
         values = self.fields.get(name)
-        return values[0] if values else ""
+        return _unfold(values[0]) if values else ""
 
     def header(self, name: str) -> str:
         """The first field called ``name``, RFC 2047 decoded, on one line."""
@@ -179,7 +187,7 @@ class Part:
 
     def headers(self, name: str) -> list[str]:
         """Every field called ``name``, decoded."""
-        return [decode_header(v) for v in self.fields.get(name, ())]
+        return [decode_header(_unfold(v)) for v in self.fields.get(name, ())]
 
     @property
     def charset(self) -> str | None:
@@ -221,26 +229,13 @@ def _read_fields(text: str) -> tuple[dict[str, list[str]], str]:
     head, body = (text, "") if end < 0 else (text[:end], text[end + 2 :])
     if len(head) > HEADER_LIMIT:
         head = head[:HEADER_LIMIT]
-    pieces: dict[str, list[list[str]]] = {}
-    current: list[str] | None = None  # the pieces of the field being read
-    length = 0
-    for line in head.split("\n"):
-        if line[:1] in (" ", "\t"):
-            if current is not None and length < VALUE_LIMIT:
-                current.append(line.strip())
-                length += len(line)
-            continue
-        key, sep, value = line.partition(":")
-        if sep and key and len(key) < 80 and " " not in key.strip():
-            current = [value.strip()]
-            length = len(value)
-            pieces.setdefault(key.strip().lower(), []).append(current)
-        else:
-            current = None
-    # Join each field's pieces once the block is read.
-    fields = {
-        name: [" ".join(value)[:VALUE_LIMIT] for value in values] for name, values in pieces.items()
-    }
+    fields: dict[str, list[str]] = {}
+    # One field per chunk: a line break not followed by white space ends a
+    # field. The values stay folded until someone reads them (most never are).
+    for chunk in _FIELD_BREAK.split(head):
+        key, sep, value = chunk.partition(":")
+        if sep and key and len(key) < 80 and " " not in key.strip() and "\n" not in key:
+            fields.setdefault(key.strip().lower(), []).append(value)
     return fields, body
 
 
