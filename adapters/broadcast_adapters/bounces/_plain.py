@@ -19,7 +19,7 @@ from broadcast_domain.ports import ParsedReport
 from . import _verdict
 from ._dsn import MAX_REPORTS, permanent
 from ._mime import Part, read_message
-from ._scan import addresses, collapse, enhanced, reply_code
+from ._scan import ADDRESS, addresses, collapse, enhanced, has_any, reply_code
 
 __all__ = ["LINE_LIMIT", "NOTICE_LIMIT", "split_original", "text_reports"]
 
@@ -27,11 +27,6 @@ LINE_LIMIT = 1000
 """Characters of a line that can name a failed recipient."""
 NOTICE_LIMIT = 64 * 1024
 """Characters of a notice searched for codes and words when a recipient's own lines have none."""
-
-_ADDRESS_IN_LINE = re.compile(
-    r"(?<![A-Za-z0-9!#$%&'*+/=?^_`{|}~.-])[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@"
-    r"(?:[A-Za-z0-9.-]{1,255}|\[(?:IPv6:)?[0-9A-Fa-f.:]{2,45}\])"
-)
 
 _LABELS = (
     "original-recipient",
@@ -204,7 +199,7 @@ def _recipient_on(line: str) -> str | None:
     """The address a line names as a failed recipient, or None."""
     if len(line) > LINE_LIMIT or "@" not in line:
         return None
-    for match in _ADDRESS_IN_LINE.finditer(line):
+    for match in ADDRESS.finditer(line):
         before = line[: match.start()].lstrip(" \t>*-")
         if len(before) > 100:
             return None
@@ -293,9 +288,9 @@ class _Body:
 
 def _words(text: str) -> bool | None:
     lowered = text.lower()
-    if _has_any(lowered, _TEMPORARY_WORDS):
+    if has_any(lowered, _TEMPORARY_WORDS):
         return False
-    if _has_any(lowered, _PERMANENT_WORDS) or _FIVE_XX.search(text):
+    if has_any(lowered, _PERMANENT_WORDS) or _FIVE_XX.search(text):
         return True
     return None
 
@@ -305,10 +300,6 @@ def _drop_rules(text: str) -> str:
     return "\n".join(
         line for line in text.split("\n") if line.strip(" \t#*=_-") or not line.strip()
     )
-
-
-def _has_any(text: str, phrases: tuple[str, ...]) -> bool:
-    return any(phrase in text for phrase in phrases)
 
 
 def _letters(text: str) -> int:
@@ -402,7 +393,7 @@ def text_reports(
             reply,
             fallback=False if delayed or challenge else (True if words is None else words),
         )
-        if status is None and reply is None and _has_any(segment.lower(), _RETRIES_EXHAUSTED):
+        if status is None and reply is None and has_any(segment.lower(), _RETRIES_EXHAUSTED):
             # Given up after the retry period with no code at all: what failed
             # was temporary (the queue's patience ran out, not the address).
             is_permanent = False

@@ -14,11 +14,13 @@ import html
 import re
 
 __all__ = [
+    "ADDRESS",
     "address_positions",
     "addresses",
     "all_enhanced",
     "collapse",
     "enhanced",
+    "has_any",
     "html_to_text",
     "message_ids",
     "reply_code",
@@ -28,7 +30,7 @@ _LOCAL_CHARS = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~.-"
 # A local part of at most 64 characters (RFC 5321), starting where a run of
 # local-part characters starts; a domain of at most 255 characters or an
 # address literal. The pieces are checked in Python after the match.
-_ADDRESS = re.compile(
+ADDRESS = re.compile(
     rf"(?<![{_LOCAL_CHARS}])([{_LOCAL_CHARS}]{{1,64}})@"
     r"([A-Za-z0-9.-]{1,255}|\[(?:IPv6:)?[0-9A-Fa-f.:]{2,45}\])"
 )
@@ -50,6 +52,11 @@ _MESSAGE_ID = re.compile(r"<([^<>\s]{1,998})>")
 _WS = re.compile(r"\s+")
 
 
+def has_any(text: str, phrases: tuple[str, ...]) -> bool:
+    """Whether any of ``phrases`` occurs in ``text`` (plain substring search)."""
+    return any(phrase in text for phrase in phrases)
+
+
 def collapse(text: str) -> str:
     """Whitespace runs folded to one space, ends trimmed."""
     return _WS.sub(" ", text).strip()
@@ -62,7 +69,7 @@ def addresses(text: str) -> list[str]:
     """
     found: list[str] = []
     seen: set[str] = set()
-    for match in _ADDRESS.finditer(text):
+    for match in ADDRESS.finditer(text):
         local, domain = match.group(1), match.group(2)
         local = local.lstrip(".'")
         if local.lower().startswith("mailto:"):
@@ -85,7 +92,7 @@ def addresses(text: str) -> list[str]:
 def address_positions(text: str) -> dict[str, int]:
     """Each address in ``text``, lower-cased, with the offset of its first occurrence."""
     found: dict[str, int] = {}
-    for match in _ADDRESS.finditer(text):
+    for match in ADDRESS.finditer(text):
         local = match.group(1).lstrip(".'").lower().removeprefix("mailto:")
         domain = match.group(2).strip(".-").lower()
         found.setdefault(f"{local}@{domain}", match.start())

@@ -21,7 +21,7 @@ from broadcast_domain.domain.reasons import (
     smtp_command,
 )
 
-from ._scan import address_positions, all_enhanced, collapse, reply_code
+from ._scan import address_positions, all_enhanced, collapse, has_any, reply_code
 
 __all__ = ["EXPLANATION_LIMIT", "Notice", "decide", "is_challenge", "is_warning"]
 
@@ -127,19 +127,15 @@ _REASON_LABELS = (
 )
 
 
-def _has(text: str, phrases: tuple[str, ...]) -> bool:
-    return any(phrase in text for phrase in phrases)
-
-
 def is_warning(text: str) -> bool:
     """The text says that delivery is still being tried and has not given up."""
     lowered = text.lower()
-    return _has(lowered, _WARNING) and not _has(lowered, _GAVE_UP)
+    return has_any(lowered, _WARNING) and not has_any(lowered, _GAVE_UP)
 
 
 def is_challenge(text: str) -> bool:
     """The text is a challenge/response request to the sender."""
-    return _has(text.lower(), _CHALLENGE)
+    return has_any(text.lower(), _CHALLENGE)
 
 
 def informative(text: str) -> bool:
@@ -156,7 +152,7 @@ def _substantive(text: str) -> bool:
         return False
     if informative(text):
         return True
-    return not _has(text.lower(), _BOILERPLATE)
+    return not has_any(text.lower(), _BOILERPLATE)
 
 
 def _masked(text: str, address: str | None) -> str:

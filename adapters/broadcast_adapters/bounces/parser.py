@@ -38,7 +38,7 @@ from . import _verdict
 from ._dsn import MAX_REPORTS, dsn_reports, feedback_fields, permanent, prefer_status
 from ._mime import Part, read_message
 from ._plain import is_daemon, split_original, text_reports
-from ._scan import addresses, collapse, enhanced, html_to_text, message_ids, reply_code
+from ._scan import addresses, collapse, enhanced, has_any, html_to_text, message_ids, reply_code
 
 __all__ = ["MAX_MESSAGE_BYTES", "BounceMessageParser", "parse_bounce"]
 
@@ -193,10 +193,6 @@ _BOUNCE_BODY = (
     "the mail system",
     "i'm sorry to have to inform you",
 )
-
-
-def _has(text: str, phrases: tuple[str, ...]) -> bool:
-    return any(phrase in text for phrase in phrases)
 
 
 class BounceMessageParser:
@@ -508,18 +504,18 @@ def _autoreply(root: Part, subject: str) -> bool:
     precedence = root.header("precedence").lower()
     if precedence in ("auto_reply", "auto-reply"):
         return True
-    return _has(subject.lower(), _AUTOREPLY_SUBJECT)
+    return has_any(subject.lower(), _AUTOREPLY_SUBJECT)
 
 
 def _looks_like_bounce(root: Part, subject: str, sender: list[str], bodies: list[str]) -> bool:
     if any(is_daemon(addr) for addr in sender):
         return True
-    if any(_has(body[:20_000].lower(), _BOUNCE_BODY) for body in bodies[:2]):
+    if any(has_any(body[:20_000].lower(), _BOUNCE_BODY) for body in bodies[:2]):
         return True
     if "x-failed-recipients" in root.fields:
         return True
     lowered = subject.lower()
-    return _has(lowered, _BOUNCE_SUBJECT) and not _has(lowered, _AUTOREPLY_SUBJECT)
+    return has_any(lowered, _BOUNCE_SUBJECT) and not has_any(lowered, _AUTOREPLY_SUBJECT)
 
 
 def _quoted_ids(text: str, own: str | None, found: list[str]) -> None:
@@ -587,7 +583,7 @@ def _parse(raw: bytes) -> ParsedMessage:
         # The original's recipients are never excluded, even if they also sent it.
         exclude -= {a.lower() for a in header_rcpts} | {a.lower() for a in walk.original_rcpts}
         body = "\n\n".join(b for b in bodies if b.strip())
-        delayed = _has(subject.lower(), _DELAY_SUBJECT) or _verdict.is_warning(body[:20_000])
+        delayed = has_any(subject.lower(), _DELAY_SUBJECT) or _verdict.is_warning(body[:20_000])
         reports = text_reports(body, exclude, header_rcpts, walk.original_rcpts, delayed)
     if not reports and _autoreply(root, subject):
         who = sender[0] if sender else (envelope[0] if envelope else None)
