@@ -287,14 +287,12 @@ def decide(
     explained = explanation if informative(_masked(explanation, recipient)) else ""
     own = _masked(" ".join(t for t in (diagnostic, explained, comment) if t), recipient)
     reason = classify_reason(status, reply, own, command=smtp_command(own) or command)
-    if (
-        action == "failed"
-        and status
-        and status[0] == "4"
-        and (reason in _GIVEN_UP_AS or classify_reason(status) == "expired")
-        and reason in (*_GIVEN_UP_AS, "networkerror")
-    ):
-        # A temporary condition that outlasted the retries: the message expired.
+    outlasted = reason in _GIVEN_UP_AS or (
+        reason == "networkerror" and classify_reason(status) == "expired"
+    )
+    if action == "failed" and status and status[0] == "4" and outlasted:
+        # A temporary condition that outlasted the retries (no answer from the
+        # host, x.4.1; time expired, x.4.7): the message expired.
         reason = "expired"
     elif action == "delayed" and reason in _GIVEN_UP_AS:
         # Still queued for no stated cause: it is waiting out its retry period.
