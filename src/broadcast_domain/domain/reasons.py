@@ -231,7 +231,7 @@ _STATUS_REASONS: Mapping[str, str] = {
 # Codes whose meaning is precise enough to decide before the text does: the
 # text of a size refusal says "too large" whatever limit was hit, the code
 # says which limit.
-_DECISIVE_STATUS = frozenset({"1.6", "1.7", "1.8", "2.3", "7.13", "7.17", "7.18", "7.27"})
+_DECISIVE_STATUS = frozenset({"1.6", "1.7", "1.8", "2.3", "7.13", "7.27"})
 
 # Phrases that name a cause, lower-cased, tried in this order; the first reason
 # with a phrase in the text wins, so the narrower causes come first (a
@@ -386,6 +386,7 @@ _TEXT_REASONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "blocked",
         (
             "banned sending ip",
+            "dnsbl",
             "client host blocked",
             "spamhaus.org",
             "spamcop.net",
@@ -648,6 +649,11 @@ _TEXT_REASONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "userunknown",
         (
             "user unknown",
+            "nonexistent user",
+            "non-existent user",
+            "nonexistent mailbox",
+            "non-existent mailbox",
+            "mailbox here by that name",
             "unknown user",
             "no such user",
             "no such mailbox",
@@ -744,6 +750,8 @@ _TEXT_REASONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "rbl",
             "client host rejected",
             "refused to talk to me",
+            "could not initiate smtp conversation",
+            "connection was dropped by remote host",
             "service refuse",
             "not accepting connections",
             "weren't sent",
@@ -781,6 +789,7 @@ _TEXT_REASONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "routing loop",
             "mail loop",
             "loop detected",
+            "loops back to myself",
             "too many hops",
             "dns error",
             "name service error",
@@ -861,6 +870,7 @@ _COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "smtp:rcpt",
             "rcpt to response",
             "rcpt to:",
+            "does not like recipient",
         ),
     ),
     (
