@@ -64,7 +64,7 @@ def run(quick: bool) -> dict[str, Any]:
         ours=float(reasons),
         anchor=float(total),
         unit="recipients",
-        ratio=round(ratio, 3),
+        ratio=round(ratio, 4),
         goal=GOAL,
         size=f"{total} recipients",
         note=f"status+permanence agreement {statuses}/{total} = {statuses / total:.1%}",
