@@ -14,13 +14,14 @@ import hashlib
 from datetime import timedelta
 from typing import get_args
 
+import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 
 from broadcast_adapters.bounces.parser import parse_bounce
 from broadcast_domain import BounceReport, DeliveryStatus
 from broadcast_domain.application import bounces
-from broadcast_domain.domain.recipient import OUTCOME_KINDS, ReportOutcome, Recipient
+from broadcast_domain.domain.recipient import OUTCOME_KINDS, Recipient, ReportOutcome
 from broadcast_domain.domain.unmatched import (
     EXCERPT_BYTES,
     canonical_raw,
@@ -28,6 +29,7 @@ from broadcast_domain.domain.unmatched import (
     report_excerpt,
 )
 from broadcast_domain.domain.values import normalise_address
+from broadcast_domain.ports import ParsedMessage
 from broadcast_domain.testing.intake import (
     Delivery,
     World,
@@ -140,11 +142,16 @@ def test_a_normalised_report_never_changes_a_recipient_it_does_not_name(
 def test_a_notice_listing_several_recipients_is_checked_recipient_by_recipient(
     data: st.DataObject,
 ) -> None:
-    """One notice (an SES bounce) listing several recipients under one token: only its own applies."""
+    """One notice listing several recipients under one token: its own alone applies."""
     w = world()
     carrier = data.draw(st.sampled_from(w.deliveries))
     listed = data.draw(
-        st.lists(st.sampled_from([d.address for d in w.deliveries] + STRANGERS), min_size=1, max_size=5, unique=True)
+        st.lists(
+            st.sampled_from([d.address for d in w.deliveries] + STRANGERS),
+            min_size=1,
+            max_size=5,
+            unique=True,
+        )
     )
     token = w.token(carrier)
     before = w.history_sizes()
@@ -154,7 +161,9 @@ def test_a_notice_listing_several_recipients_is_checked_recipient_by_recipient(
                 address,
                 reported_at=w.clock(),
                 verp_token=token,
-                message_id=data.draw(st.none() | st.sampled_from([d.message.message_id for d in w.deliveries])),
+                message_id=data.draw(
+                    st.none() | st.sampled_from([d.message.message_id for d in w.deliveries])
+                ),
                 status="5.1.1",
             )
         )
@@ -192,7 +201,9 @@ def test_a_report_rewrapped_in_other_transport_headers_is_a_duplicate(
         diagnostic="Recipient address rejected: User unknown",
         action="complaint" if form == "complaint" else "failed",
     )
-    raw = report_on(m, report, verp=form == "verp", original="message" if form == "complaint" else "headers")
+    raw = report_on(
+        m, report, verp=form == "verp", original="message" if form == "complaint" else "headers"
+    )
     first = w.svc.record_bounce_message(raw)
     assert [o.kind for o in first] == ["applied"]
     before = w.history_sizes()
@@ -205,9 +216,18 @@ def test_a_report_rewrapped_in_other_transport_headers_is_a_duplicate(
     assert again[0].report_id == first[0].report_id
     assert grew(w, before) == set()
     # The control: another failure of the same delivery is not the same report.
-    other = report_on(m, failure_report(d.address, reported_at=w.clock(), status="5.2.2",
-                                        diagnostic="Mailbox full", action=report.action),
-                      verp=form == "verp", original="message" if form == "complaint" else "headers")
+    other = report_on(
+        m,
+        failure_report(
+            d.address,
+            reported_at=w.clock(),
+            status="5.2.2",
+            diagnostic="Mailbox full",
+            action=report.action,
+        ),
+        verp=form == "verp",
+        original="message" if form == "complaint" else "headers",
+    )
     assert [o.kind for o in w.svc.record_bounce_message(other)] == ["applied"]
 
 
@@ -222,9 +242,13 @@ def test_a_normalised_report_printed_again_later_is_a_duplicate(
     """The same failure of the same delivery, reported at another time or re-folded: duplicate."""
     w = world()
     d = data.draw(st.sampled_from(w.deliveries))
-    words = data.draw(st.lists(st.from_regex(r"[A-Za-z0-9.]{1,8}", fullmatch=True), min_size=1, max_size=6))
+    words = data.draw(
+        st.lists(st.from_regex(r"[A-Za-z0-9.]{1,8}", fullmatch=True), min_size=1, max_size=6)
+    )
     first = w.svc.record_bounce(
-        failure_report(d.address, reported_at=w.clock(), verp_token=w.token(d), diagnostic=" ".join(words))
+        failure_report(
+            d.address, reported_at=w.clock(), verp_token=w.token(d), diagnostic=" ".join(words)
+        )
     )
     assert first.kind == "applied"
     before = w.history_sizes()
@@ -247,7 +271,7 @@ def test_a_normalised_report_printed_again_later_is_a_duplicate(
 @given(
     case=CASES,
     others=st.lists(
-        st.sampled_from(STRANGERS + ["a1@example.org", "shared@example.net", "b0@example.org"]),
+        st.sampled_from([*STRANGERS, "a1@example.org", "shared@example.net", "b0@example.org"]),
         max_size=4,
         unique=True,
     ),
@@ -270,7 +294,10 @@ def test_a_token_names_the_delivery_whatever_else_the_report_names(
         reported_at=at,
         status=statuses[0],
     )
-    also = [failure_report(o, reported_at=at, status=s) for o, s in zip(others, statuses[1:], strict=False)]
+    also = [
+        failure_report(o, reported_at=at, status=s)
+        for o, s in zip(others, statuses[1:], strict=False)
+    ]
     before = w.history_sizes()
     outcomes = w.svc.record_bounce_message(report_on(d.message, main, also=also))
     applied = [o for o in outcomes if o.kind == "applied"]
@@ -285,7 +312,7 @@ def test_a_token_names_the_delivery_whatever_else_the_report_names(
 
 @given(case=CASES, known_id=st.booleans())
 def test_without_a_token_an_address_alone_correlates_nothing(case: str, known_id: bool) -> None:
-    """A report to the plain return path naming our recipient, with no known Message-ID: unmatched."""
+    """A report to the plain return path naming our recipient, no known Message-ID: unmatched."""
     w = world()
     d = w.deliveries[0]
     report = failure_report(cased(d.address, case), reported_at=w.clock())
@@ -308,7 +335,8 @@ def test_without_a_token_an_address_alone_correlates_nothing(case: str, known_id
 
 
 @given(
-    raw=st.binary(max_size=300) | st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"a", b"\n\n"]), max_size=60).map(b"".join),
+    raw=st.binary(max_size=300)
+    | st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"a", b"\n\n"]), max_size=60).map(b"".join),
     chunk=st.integers(min_value=2, max_value=17),
 )
 def test_the_streamed_digest_is_the_digest_of_the_canonical_message(raw: bytes, chunk: int) -> None:
@@ -363,7 +391,7 @@ def test_an_excerpt_is_bounded_and_reads_as_the_whole_message(
 
 @given(extra=st.integers(min_value=-2, max_value=2))
 def test_a_message_over_the_size_limit_is_ignored_unread(extra: int) -> None:
-    """Over ``max_bounce_bytes``: ``ignored`` with the reason, nothing recorded; at the limit: read."""
+    """Over ``max_bounce_bytes``: ``ignored`` with why, nothing recorded; at the limit: read."""
     limit = 80_000
     w = dispatched_world(ACCOUNTS, max_bounce_bytes=limit)
     d = w.deliveries[0]
@@ -388,24 +416,32 @@ class _BlindParser:
         self.blind = True
         self.sizes: list[int] = []
 
-    def __call__(self, raw: bytes):  # type: ignore[no-untyped-def]
+    def __call__(self, raw: bytes) -> ParsedMessage:
         self.sizes.append(len(raw))
         parsed = parse_bounce(raw)
         if self.blind:
-            import attrs
-
             return attrs.evolve(parsed, envelope_candidates=(), original_message_ids=())
         return parsed
 
 
-@given(size=st.integers(min_value=EXCERPT_BYTES, max_value=6 * EXCERPT_BYTES), where=st.sampled_from([0, 1]))
-def test_a_large_unmatched_report_is_kept_as_an_excerpt_and_retried_from_it(size: int, where: int) -> None:
-    """The log keeps the excerpt and the whole message's digest; a retry reads the excerpt and resolves it."""
+@given(
+    size=st.integers(min_value=EXCERPT_BYTES, max_value=6 * EXCERPT_BYTES),
+    where=st.sampled_from([0, 1]),
+)
+def test_a_large_unmatched_report_is_kept_as_an_excerpt_and_retried_from_it(
+    size: int, where: int
+) -> None:
+    """The log keeps the excerpt and the digest of the whole; a retry reads the excerpt."""
     parser = _BlindParser()
     w = dispatched_world(ACCOUNTS, bounce_parser=parser)
     d = w.deliveries[2]
     raw = _padded(
-        report_on(d.message, failure_report(d.address, reported_at=w.clock()), line_ending="\n", charset="us-ascii"),
+        report_on(
+            d.message,
+            failure_report(d.address, reported_at=w.clock()),
+            line_ending="\n",
+            charset="us-ascii",
+        ),
         where,
         size,
     )
@@ -450,7 +486,7 @@ def test_a_report_received_before_the_delivery_was_sent_changes_nothing(
 
 @given(after=st.integers(min_value=0, max_value=3600), reply=st.sampled_from([250, 451]))
 def test_a_report_that_beats_the_reply_still_applies(after: int, reply: int) -> None:
-    """Received after the hand-over began: applied, whether the reply was a success or is pending."""
+    """Received after the hand-over began: applied, whether the reply was a success or pending."""
     w = dispatched_world({"acme": ["a0@example.org"]}, replies={"a0@example.org": (reply, "reply")})
     (d,) = w.deliveries
     state = state_of(w, d)
@@ -469,6 +505,6 @@ def test_a_report_that_beats_the_reply_still_applies(after: int, reply: int) -> 
 
 def test_the_outcome_kinds_have_one_definition() -> None:
     """The intake, the ingest counts and the domain share one tuple of kinds."""
-    assert OUTCOME_KINDS == get_args(ReportOutcome)
+    assert get_args(ReportOutcome) == OUTCOME_KINDS
     assert bounces.OUTCOME_KINDS is OUTCOME_KINDS
     assert OUTCOME_KINDS == ("applied", "duplicate", "late", "unmatched", "ignored")

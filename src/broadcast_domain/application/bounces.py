@@ -136,7 +136,7 @@ def normalised_outcome(
     now: datetime,
     policy: DeliveryPolicy,
 ) -> tuple[BounceOutcome, Sequence[RecipientEvent]]:
-    """What a normalised report (``record_bounce``, a webhook) does to the delivery it correlates to.
+    """What a normalised report (``record_bounce``, a webhook) does to its correlated delivery.
 
     The report names its failed recipient; unless that is the correlated
     delivery's address (compared by ``normalise_address``), the token or
@@ -382,12 +382,12 @@ class BounceIntake:
             # The signed token names the delivery (SPEC section 2): its own reports
             # are about it whatever case they write; when none names it (forwarding,
             # a list expansion), every report is. Other addresses get nothing.
-            ((rid, state),) = corr.candidates.items()
+            ((named, state),) = corr.candidates.items()
             own = normalise_address(state.address)
             if own not in keys:
-                return [(rid, "")] * len(reports)
+                return [(named, "")] * len(reports)
             return [
-                (rid, "")
+                (named, "")
                 if key == own
                 else (
                     None,
@@ -410,7 +410,10 @@ class BounceIntake:
             matched.append(
                 (rid, "")
                 if rid is not None
-                else (None, f"the report's recipient {r.recipient!r} is not the correlated delivery's")
+                else (
+                    None,
+                    f"the report's recipient {r.recipient!r} is not the correlated delivery's",
+                )
             )
         return matched
 
@@ -494,9 +497,7 @@ class BounceIntake:
             status = _status(parsed_report)
             # What the report says about which delivery: never the bounce's own bytes.
             delivery = (
-                rid.hex
-                if rid is not None
-                else f"{unmatched_key}\x1e{normalise_address(address)}"
+                rid.hex if rid is not None else f"{unmatched_key}\x1e{normalise_address(address)}"
             )
             report_id = report_identity(
                 delivery, parsed_report.action, status, parsed_report.diagnostic

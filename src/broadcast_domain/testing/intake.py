@@ -110,7 +110,9 @@ def dispatched_world(
             subject="お知らせ",
             text_body="本文",
             source=CsvSource("members.csv"),
-            recipients=[Contact(a, last_name="山田", first_name=str(i)) for i, a in enumerate(addresses)],
+            recipients=[
+                Contact(a, last_name="山田", first_name=str(i)) for i, a in enumerate(addresses)
+            ],
             scheduled_at=clock(),
             actor=Actor("op", inbox_roles={inbox: InboxRole.OPERATOR}),
         )
@@ -134,7 +136,10 @@ def dispatched_world(
 
 
 def recase(address: str, how: str) -> str:
-    """``address`` with its domain (``domain``), local part (``local``) or both (``all``) upper-cased."""
+    """``address`` with its domain (``domain``), local part (``local``) or all upper-cased.
+
+    ``mixed`` upper-cases every other character of the domain.
+    """
     local, at, domain = address.rpartition("@")
     if how == "domain":
         return f"{local}{at}{domain.upper()}"
@@ -143,9 +148,7 @@ def recase(address: str, how: str) -> str:
     if how == "all":
         return address.upper()
     if how == "mixed":
-        return f"{local}{at}" + "".join(
-            c.upper() if i % 2 else c for i, c in enumerate(domain)
-        )
+        return f"{local}{at}" + "".join(c.upper() if i % 2 else c for i, c in enumerate(domain))
     raise InvalidInput(f"how {how!r} is not one of domain, local, all, mixed", field="how")
 
 
@@ -199,7 +202,7 @@ _HOSTS = st.from_regex(r"[a-z]{1,8}\.(example|test)\.(net|org)", fullmatch=True)
 
 @st.composite
 def transport_changes(draw: Callable[..., Any], *, around: datetime | None = None) -> Rewrap:
-    """Another ``Date:`` (within a week of ``around``), ``Message-ID:``, ``Received:`` lines, line end."""
+    """Another ``Date:`` (within a week of ``around``), ``Message-ID:``, ``Received:``, line end."""
     base = around or datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
     seconds = draw(st.integers(min_value=-7 * 86400, max_value=7 * 86400))
     hosts = draw(st.lists(_HOSTS, min_size=0, max_size=4))
