@@ -11,10 +11,13 @@ must not change are checked event by event.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import get_args
 
 import attrs
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -56,6 +59,17 @@ STATUSES = st.sampled_from(["5.1.1", "5.2.2", "4.2.2", "550", "5.7.1", "4.4.7"])
 DIAGNOSTICS = st.text(
     alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=40
 )
+
+
+HOSTILE: Counter[str] = Counter()
+"""Hostile inputs tried per category in this run (printed at the end with ``pytest -s``)."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _print_hostile_counts() -> Iterator[None]:
+    """Print how many hostile inputs each category tried, every one refused as it must be."""
+    yield
+    print("\nhostile inputs tried, nothing applied that should not be:", dict(HOSTILE))
 
 
 def world() -> World:
@@ -114,11 +128,15 @@ def test_a_normalised_report_never_changes_a_recipient_it_does_not_name(
     before = w.history_sizes()
     outcome = w.svc.record_bounce(report)
     if normalise_address(named.address) != normalise_address(carrier.address):
+        HOSTILE["normalised report naming one delivery, correlated to another"] += 1
+        if named.account_id != carrier.account_id:
+            HOSTILE["... of which across accounts"] += 1
         assert outcome.kind == "unmatched"
         assert outcome.address is None and outcome.broadcast_id is None
         assert carrier.address not in outcome.detail  # nothing leaks about the other tenant
         assert grew(w, before) == set()
     else:
+        HOSTILE["same address on two accounts, the other one's correlation"] += 1
         assert outcome.kind == "applied"
         assert grew(w, before) == {key(carrier)}
     # The control: the same report naming the carrier's own address is taken.
@@ -173,6 +191,7 @@ def test_a_notice_listing_several_recipients_is_checked_recipient_by_recipient(
         if address == carrier.address:
             assert outcome.kind == "applied"
         else:
+            HOSTILE["recipient of a several-recipient notice under another's token"] += 1
             assert outcome.kind == "unmatched"
     assert grew(w, before) == ({key(carrier)} if carrier.address in listed else set())
 
@@ -212,6 +231,7 @@ def test_a_report_rewrapped_in_other_transport_headers_is_a_duplicate(
         rewrap(raw, change),  # type: ignore[arg-type]
         envelope_recipient=m.envelope_from if envelope and form == "verp" else None,
     )
+    HOSTILE[f"re-wrapped raw report ({form})"] += 1
     assert [o.kind for o in again] == ["duplicate"]
     assert again[0].report_id == first[0].report_id
     assert grew(w, before) == set()
@@ -261,6 +281,7 @@ def test_a_normalised_report_printed_again_later_is_a_duplicate(
             diagnostic=spacing.join(words).upper(),
         )
     )
+    HOSTILE["normalised report re-sent later, re-folded, re-cased"] += 1
     assert again.kind == "duplicate"
     assert grew(w, before) == set()
 
@@ -299,6 +320,10 @@ def test_a_token_names_the_delivery_whatever_else_the_report_names(
         for o, s in zip(others, statuses[1:], strict=False)
     ]
     before = w.history_sizes()
+    HOSTILE["other address listed in a report to a VERP address"] += len(also)
+    HOSTILE["our other recipients listed in a report to a VERP address"] += sum(
+        o in ACCOUNTS["acme"] or o in ACCOUNTS["other"] for o in others
+    )
     outcomes = w.svc.record_bounce_message(report_on(d.message, main, also=also))
     applied = [o for o in outcomes if o.kind == "applied"]
     assert applied and all(o.address == d.address for o in applied)
@@ -327,6 +352,7 @@ def test_without_a_token_an_address_alone_correlates_nothing(case: str, known_id
         assert [o.kind for o in outcomes] == ["applied"]
         assert grew(w, before) == {key(d)}
     else:
+        HOSTILE["our address without a token or a known Message-ID"] += 1
         assert [o.kind for o in outcomes] == ["unmatched"]
         assert grew(w, before) == set()
 
@@ -402,6 +428,7 @@ def test_a_message_over_the_size_limit_is_ignored_unread(extra: int) -> None:
     position = w.svc._log.max_position()
     outcomes = w.svc.record_bounce_message(raw)
     if extra > 0:
+        HOSTILE["over the size limit"] += 1
         assert [o.kind for o in outcomes] == ["ignored"]
         assert "max_bounce_bytes" in outcomes[0].detail
         assert w.svc._log.max_position() == position
@@ -479,6 +506,7 @@ def test_a_report_received_before_the_delivery_was_sent_changes_nothing(
         (outcome,) = w.svc.record_bounce_message(report_on(d.message, report), received_at=received)
     else:
         outcome = w.svc.record_bounce(report, received_at=received)
+    HOSTILE["received before the delivery was sent"] += 1
     assert outcome.kind == "ignored"
     assert "before the delivery" in outcome.detail
     assert grew(w, was) == set()
