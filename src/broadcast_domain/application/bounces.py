@@ -36,6 +36,7 @@ from broadcast_domain.application.eventlog import VersionConflict
 from broadcast_domain.application.results import BounceOutcome, Page
 from broadcast_domain.domain.events import DomainEvent, RecipientEvent
 from broadcast_domain.domain.policies import DeliveryPolicy
+from broadcast_domain.domain.reasons import classify_reason
 from broadcast_domain.domain.recipient import Recipient
 from broadcast_domain.domain.unmatched import (
     BounceUnmatched,
@@ -348,6 +349,9 @@ class BounceIntake:
                 source="dsn",
                 remote_mta=parsed_report.remote_mta,
                 feedback_type=parsed_report.feedback_type,
+                reason=classify_reason(
+                    parsed_report.status, parsed_report.reply_code, parsed_report.diagnostic
+                ),
             )
             if parsed_report.action not in _RECORDED_ACTIONS:
                 outcomes.append(
