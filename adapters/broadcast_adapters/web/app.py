@@ -44,6 +44,7 @@ from starlette.staticfiles import StaticFiles
 from broadcast_adapters.metrics import CONTENT_TYPE, Metrics
 from broadcast_adapters.web.csrf import CsrfTokens
 from broadcast_domain import (
+    REASONS,
     Actor,
     BounceOutcome,
     BounceReport,
@@ -59,11 +60,6 @@ from broadcast_domain import (
     PermissionDenied,
     UnknownBroadcast,
 )
-
-try:
-    from broadcast_domain import REASONS  # type: ignore[attr-defined,unused-ignore]
-except ImportError:  # the core before REASONS joined its public names
-    from broadcast_domain.domain.reasons import REASONS
 
 __all__ = ["SubscriptionConfirmer", "create_app"]
 
@@ -361,7 +357,7 @@ def _summary_dict(summary: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for field in attrs.fields(type(summary)):
         out[field.name] = value(getattr(summary, field.name))
-    by_reason = getattr(summary, "errors_by_reason", None) or {}
+    by_reason = summary.errors_by_reason
     out["errors_by_reason"] = {k: int(v) for k, v in sorted(by_reason.items()) if v}
     return out
 
@@ -381,7 +377,7 @@ def _bar(summary: Any) -> dict[str, Any]:
 
 
 def _reason_rows(summary: Any) -> list[dict[str, Any]]:
-    by_reason = getattr(summary, "errors_by_reason", None) or {}
+    by_reason = summary.errors_by_reason
     rows = []
     for name, count in sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0])):
         if count:
@@ -492,7 +488,7 @@ async def _broadcast_page(settings: _Settings, request: Request) -> Response:
             "first_name": item.first_name,
             "address": item.address,
             "company": item.company,
-            "reason": _reason_label(getattr(item, "reason", None)),
+            "reason": _reason_label(item.reason),
             "detail_message": item.detail_message,
             "status_updated_at": _local(item.status_updated_at, zone),
         }
@@ -565,7 +561,7 @@ async def _errors_page(settings: _Settings, request: Request) -> Response:
             "first_name": item.first_name,
             "address": item.address,
             "company": item.company,
-            "reason": _reason_label(getattr(item, "reason", None)),
+            "reason": _reason_label(item.reason),
             "detail_message": item.detail_message,
             "status_updated_at": _local(item.status_updated_at, zone),
         }
