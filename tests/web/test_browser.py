@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from web_support import INBOX, SECRET, Seeded, actor_for, seed, served
+from web_support import ACTORS, INBOX, SECRET, Seeded, actor_for, seed, served
 
 from broadcast_adapters.web import create_app
 from broadcast_domain import DeliveryStatus
@@ -105,7 +105,9 @@ def test_list_detail_search_filter_export_and_acknowledge(
     page.click('[data-view="sent"]')
     assert page.locator("#broadcasts tbody tr").count() == 2
 
-    page.locator(f'tr[data-broadcast="{seeded.csv_broadcast}"] a:has-text("宛先を確認する")').click()
+    page.locator(
+        f'tr[data-broadcast="{seeded.csv_broadcast}"] a:has-text("宛先を確認する")'
+    ).click()
     summary = svc.summary(seeded.csv_broadcast)
     for field in ("recipients", "delivered", "succeeded", "errors", "sending", "scheduled"):
         assert _number(page, field) == getattr(summary, field), field
@@ -133,16 +135,19 @@ def test_list_detail_search_filter_export_and_acknowledge(
         "rows => rows.map(r => r.dataset.address)"
     )
     assert addresses == [item.address for item in errors.items]
-    assert all(s == "error" for s in page.locator("#recipients tbody tr").evaluate_all(
-        "rows => rows.map(r => r.dataset.status)"
-    ))
+    assert all(
+        s == "error"
+        for s in page.locator("#recipients tbody tr").evaluate_all(
+            "rows => rows.map(r => r.dataset.status)"
+        )
+    )
 
     # The download is exactly what the service exports.
     with page.expect_download() as info:
         page.click("#csv-export")
     download = info.value
     expected = io.BytesIO()
-    svc.export_results_csv(seeded.csv_broadcast, expected, actor=actor_for_user("admin"))
+    svc.export_results_csv(seeded.csv_broadcast, expected, actor=ACTORS["admin"])
     assert Path(download.path()).read_bytes() == expected.getvalue()
     assert download.suggested_filename == svc.results_file_name(seeded.csv_broadcast)
 
@@ -168,13 +173,6 @@ def test_list_detail_search_filter_export_and_acknowledge(
     page.goto(f"{url}/broadcasts/{seeded.csv_broadcast}")
     assert _number(page, "unacknowledged_errors") == 0
     page.context.close()
-
-
-def actor_for_user(user: str) -> Any:
-    class _Request:
-        headers = {"x-test-user": user}
-
-    return actor_for(_Request())
 
 
 def test_the_bar_follows_the_broadcast_while_it_sends(

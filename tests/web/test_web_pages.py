@@ -56,11 +56,17 @@ MATRIX = {
         ["list", "page", "summary", "errors", "results.csv", "errors.csv", "book results.csv"],
         (403, "VIEWER"),
     )
-    | {"results.csv": (403, "OPERATOR"), "errors.csv": (403, "OPERATOR"),
-       "book results.csv": (403, "ADMIN")},
+    | {
+        "results.csv": (403, "OPERATOR"),
+        "errors.csv": (403, "OPERATOR"),
+        "book results.csv": (403, "ADMIN"),
+    },
     "viewer": dict.fromkeys(["list", "page", "summary", "errors"], (200, None))
-    | {"results.csv": (403, "OPERATOR"), "errors.csv": (403, "OPERATOR"),
-       "book results.csv": (403, "ADMIN")},
+    | {
+        "results.csv": (403, "OPERATOR"),
+        "errors.csv": (403, "OPERATOR"),
+        "book results.csv": (403, "ADMIN"),
+    },
     "operator": dict.fromkeys(
         ["list", "page", "summary", "errors", "results.csv", "errors.csv"], (200, None)
     )
@@ -96,8 +102,15 @@ def test_summary_json_is_one_flat_object_of_spec_names(site: tuple[Seeded, httpx
     for bid in (seeded.csv_broadcast, seeded.sending_broadcast):
         got = _get(http, f"/broadcasts/{bid}/summary.json", "viewer").json()
         s = seeded.svc.summary(bid)
-        for name in ("recipients", "scheduled", "sending", "succeeded", "errors", "delivered",
-                     "unacknowledged_errors"):
+        for name in (
+            "recipients",
+            "scheduled",
+            "sending",
+            "succeeded",
+            "errors",
+            "delivered",
+            "unacknowledged_errors",
+        ):
             assert got[name] == getattr(s, name)
         assert got["status"] == s.status.value == s.status.value.lower()
         assert got["broadcast_id"] == str(bid)
@@ -109,7 +122,9 @@ def test_summary_json_is_one_flat_object_of_spec_names(site: tuple[Seeded, httpx
         assert got["errors_by_reason"] == {k: v for k, v in s.errors_by_reason.items() if v}
         assert all(k in REASONS and v > 0 for k, v in got["errors_by_reason"].items())
         assert sum(got["errors_by_reason"].values()) == got["errors"]
-        assert all(not isinstance(v, dict | list) for k, v in got.items() if k != "errors_by_reason")
+        assert all(
+            not isinstance(v, dict | list) for k, v in got.items() if k != "errors_by_reason"
+        )
 
 
 @pytest.mark.parametrize(
@@ -121,12 +136,18 @@ def test_results_csv_is_exactly_the_service_export(
     """results.csv is byte for byte export_results_csv, an attachment named by the service."""
     seeded, http = site
     response = _get(
-        http, f"/broadcasts/{seeded.csv_broadcast}/results.csv", "operator",
-        encoding=encoding, headers=headers,
+        http,
+        f"/broadcasts/{seeded.csv_broadcast}/results.csv",
+        "operator",
+        encoding=encoding,
+        headers=headers,
     )
     expected = io.BytesIO()
     seeded.svc.export_results_csv(
-        seeded.csv_broadcast, expected, actor=ACTORS["operator"], encoding=encoding,
+        seeded.csv_broadcast,
+        expected,
+        actor=ACTORS["operator"],
+        encoding=encoding,
         headers=headers,
     )
     assert response.status_code == 200
@@ -152,8 +173,13 @@ def test_errors_csv_is_exactly_the_service_export(site: tuple[Seeded, httpx.Clie
 
 @pytest.mark.parametrize(
     "query",
-    [{"status": "ERROR"}, {"status": "unknown"}, {"reason": "nonsense"}, {"page": "0"},
-     {"page": "x"}],
+    [
+        {"status": "ERROR"},
+        {"status": "unknown"},
+        {"reason": "nonsense"},
+        {"page": "0"},
+        {"page": "x"},
+    ],
 )
 def test_bad_query_values_are_400(site: tuple[Seeded, httpx.Client], query: dict[str, str]) -> None:
     """status takes lower-case DeliveryStatus names, reason a REASONS name, page from 1."""
@@ -177,7 +203,9 @@ def test_filters_show_what_the_service_returns(site: tuple[Seeded, httpx.Client]
 def test_unknown_broadcast_is_404(site: tuple[Seeded, httpx.Client]) -> None:
     """An id that names no broadcast, or is no id at all, is 404."""
     _, http = site
-    assert _get(http, "/broadcasts/00000000-0000-0000-0000-000000000000", "admin").status_code == 404
+    assert (
+        _get(http, "/broadcasts/00000000-0000-0000-0000-000000000000", "admin").status_code == 404
+    )
     assert _get(http, "/broadcasts/not-an-id/summary.json", "admin").status_code == 404
 
 
@@ -245,9 +273,7 @@ def test_acknowledge_all_as_of_the_page_and_303_back(fresh: tuple[Seeded, httpx.
     total = svc.summary(bid).unacknowledged_errors
     assert f"{total}件 確認済みにする" in page
     # An error recorded after the page was read is not acknowledged by it.
-    late = next(
-        i for i in svc.recipients(bid, status=DeliveryStatus.SUCCEEDED, per_page=5).items
-    )
+    late = next(i for i in svc.recipients(bid, status=DeliveryStatus.SUCCEEDED, per_page=5).items)
     from web_support import verp_token
 
     from broadcast_domain import BounceReport
@@ -255,8 +281,11 @@ def test_acknowledge_all_as_of_the_page_and_303_back(fresh: tuple[Seeded, httpx.
     message = next(m for m in seeded.transport.accepted if m.recipient == late.address)
     svc.record_bounce(
         BounceReport(
-            recipient=late.address, status="5.1.1", diagnostic="550 5.1.1 user unknown",
-            permanent=True, reported_at=seeded.clock(),
+            recipient=late.address,
+            status="5.1.1",
+            diagnostic="550 5.1.1 user unknown",
+            permanent=True,
+            reported_at=seeded.clock(),
             verp_token=verp_token(message.envelope_from),
         )
     )

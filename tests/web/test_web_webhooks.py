@@ -66,7 +66,8 @@ def _client(seeded: Seeded, keys: Keys, **options: Any) -> Any:
 def _accepted(seeded: Seeded, index: int = 0) -> tuple[str, str]:
     """Address and VERP token of a message the receiving server accepted (no report yet)."""
     reported = {
-        item.address for item in seeded.svc.recipients(seeded.csv_broadcast, per_page=500).items
+        item.address
+        for item in seeded.svc.recipients(seeded.csv_broadcast, per_page=500).items
         if item.status is DeliveryStatus.ERROR
     }
     fresh = [m for m in seeded.transport.accepted if m.recipient not in reported]
@@ -167,7 +168,9 @@ def test_subscription_confirmation_is_logged_and_not_confirmed_by_default(
 ) -> None:
     """Without the setting, the SubscribeURL is logged for a person and never fetched."""
     fetched: list[str] = []
-    body = sns_body(keys.sns, "You have chosen to subscribe", seeded.clock(), kind="SubscriptionConfirmation")
+    body = sns_body(
+        keys.sns, "You have chosen to subscribe", seeded.clock(), kind="SubscriptionConfirmation"
+    )
     caplog.set_level(logging.INFO, logger="broadcast_adapters.web")
     with (
         _client(seeded, keys, subscription_confirmer=fetched.append) as url,
@@ -176,14 +179,18 @@ def test_subscription_confirmation_is_logged_and_not_confirmed_by_default(
         response = http.post("/webhooks/ses", content=body)
     assert response.status_code == 200
     assert fetched == []
-    assert any("NOT confirmed" in r.getMessage() and "ConfirmSubscription" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "NOT confirmed" in r.getMessage() and "ConfirmSubscription" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 def test_subscription_confirmation_is_confirmed_when_allowed(seeded: Seeded, keys: Keys) -> None:
     """With confirm_subscriptions=True the validated SubscribeURL is fetched once."""
     fetched: list[str] = []
-    body = sns_body(keys.sns, "You have chosen to subscribe", seeded.clock(), kind="SubscriptionConfirmation")
+    body = sns_body(
+        keys.sns, "You have chosen to subscribe", seeded.clock(), kind="SubscriptionConfirmation"
+    )
     with (
         _client(
             seeded, keys, confirm_subscriptions=True, subscription_confirmer=fetched.append
@@ -193,7 +200,9 @@ def test_subscription_confirmation_is_confirmed_when_allowed(seeded: Seeded, key
         response = http.post("/webhooks/ses", content=body)
     assert response.status_code == 200
     assert len(fetched) == 1
-    assert fetched[0].startswith("https://sns.ap-northeast-1.amazonaws.com/?Action=ConfirmSubscription")
+    assert fetched[0].startswith(
+        "https://sns.ap-northeast-1.amazonaws.com/?Action=ConfirmSubscription"
+    )
 
 
 def test_sendgrid_signed_batch_is_recorded_and_a_bad_signature_is_403(
@@ -281,9 +290,7 @@ def test_postmark_needs_its_basic_credentials(seeded: Seeded, keys: Keys) -> Non
     before = _state(seeded)
     with _client(seeded, keys) as url, httpx.Client(base_url=url) as http:
         missing = http.post("/webhooks/postmark", content=body)
-        wrong = http.post(
-            "/webhooks/postmark", content=body, headers=basic(POSTMARK_USER, "guess")
-        )
+        wrong = http.post("/webhooks/postmark", content=body, headers=basic(POSTMARK_USER, "guess"))
         assert _state(seeded) == before
         right = http.post(
             "/webhooks/postmark", content=body, headers=basic(POSTMARK_USER, POSTMARK_PASSWORD)

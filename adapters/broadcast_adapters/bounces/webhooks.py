@@ -50,6 +50,8 @@ from broadcast_domain.errors import BroadcastError, InvalidInput, InvalidSignatu
 from broadcast_domain.ports import SeenTokens
 
 __all__ = [
+    "POSTMARK_CONTENT_SCAN",
+    "POSTMARK_VERP_METADATA",
     "BasicAuth",
     "CachingCertificateLoader",
     "CertificateLoader",
@@ -57,8 +59,6 @@ __all__ = [
     "InMemorySeenTokens",
     "MailgunWebhook",
     "PostmarkAuth",
-    "POSTMARK_CONTENT_SCAN",
-    "POSTMARK_VERP_METADATA",
     "PostmarkWebhook",
     "SeenTokens",
     "SendGridWebhook",

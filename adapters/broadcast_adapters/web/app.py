@@ -707,7 +707,9 @@ def _normalise(
 
 def _subscription(settings: _Settings, hook: Any, result: Any, url: str) -> None:
     topic = getattr(result.message, "topic_arn", "?")
-    allowed = settings.confirm_subscriptions or getattr(hook, "confirm_subscriptions", False) is True
+    allowed = (
+        settings.confirm_subscriptions or getattr(hook, "confirm_subscriptions", False) is True
+    )
     if not allowed:
         log.warning(
             "SNS subscription confirmation for topic %s received and NOT confirmed "
