@@ -341,7 +341,9 @@ def ingest(
 
     given = [p for p in (path, maildir, mbox) if p is not None]
     if len(given) != 1:
-        raise click.UsageError("give exactly one of --maildir PATH or --mbox PATH (or the PATH alone)")
+        raise click.UsageError(
+            "give exactly one of --maildir PATH or --mbox PATH (or the PATH alone)"
+        )
     if path is not None:
         maildir, mbox = (path, None) if path.is_dir() else (None, path)
 
@@ -555,7 +557,11 @@ def serve_app(svc: BroadcastService, *, user: str, host: str, port: int, banner:
         finally:
             task.cancel()
 
-    asyncio.run(run())
+    # uvicorn handles SIGTERM/SIGINT itself while serving and raises the signal again
+    # once it has shut down; that second delivery lands in these handlers, so a
+    # stop asked by the service manager ends in exit 0, as for the other workers.
+    with stop_on_signals():
+        asyncio.run(run())
 
 
 @cli.command()
