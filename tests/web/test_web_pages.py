@@ -332,3 +332,27 @@ def test_healthz_and_metrics(site: tuple[Seeded, httpx.Client]) -> None:
         "broadcast_projection_lag_events",
     ):
         assert name in metrics.text
+
+
+def test_mounted_under_a_prefix_every_link_keeps_it(fresh: tuple[Seeded, httpx.Client]) -> None:
+    """Mounted at /broadcast in a host's Starlette app, pages, links and static files work."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    seeded, _ = fresh
+    inner = create_app(seeded.svc, actor_for=actor_for, secret_key=SECRET)
+    host = Starlette(routes=[Mount("/broadcast", app=inner)])
+    with served(host) as url, httpx.Client(base_url=url) as http:
+        listing = _get(http, f"/broadcast/inboxes/{INBOX}/broadcasts", "viewer")
+        assert listing.status_code == 200
+        links = re.findall(r'href="(/[^"]*)"', listing.text)
+        assert links
+        assert all(link.startswith("/broadcast/") for link in links)
+        for link in links:
+            assert _get(http, link.replace("&amp;", "&"), "viewer").status_code == 200, link
+        page = _get(http, f"/broadcast/broadcasts/{seeded.csv_broadcast}/errors", "operator")
+        form_action = re.search(r'<form method="post" action="([^"]+)"', page.text)
+        assert form_action is not None
+        response = _post(http, form_action.group(1), "operator", _form(page.text))
+        assert response.status_code == 303
+        assert response.headers["location"].startswith("/broadcast/broadcasts/")
