@@ -743,6 +743,19 @@ def _record(settings: _Settings, reports: list[BounceReport], now: datetime) -> 
     return outcomes
 
 
+def _take_in(
+    settings: _Settings, provider: str, hook: Any, body: bytes, headers: dict[str, str]
+) -> list[BounceOutcome]:
+    """Verify and normalise the request, then record its reports (in a worker thread)."""
+    try:
+        reports, now = _normalise(settings, provider, hook, body, headers)
+    except InvalidSignature as exc:
+        raise HttpError(401 if provider == "postmark" else 403, str(exc)) from None
+    except BroadcastError as exc:  # InvalidInput and any other refusal of the payload
+        raise HttpError(400, str(exc)) from None
+    return _record(settings, reports, now)
+
+
 async def _webhook(settings: _Settings, request: Request) -> Response:
     provider = request.path_params["provider"]
     status = 500
@@ -753,15 +766,9 @@ async def _webhook(settings: _Settings, request: Request) -> Response:
         if hook is None:
             raise HttpError(404, f"no {provider!r} webhook is configured in this app")
         headers = {k.lower(): v for k, v in request.headers.items()}
-        try:
-            reports, now = await _call(_normalise, settings, provider, hook, body, headers)
-        except InvalidSignature as exc:
-            raise HttpError(401 if provider == "postmark" else 403, str(exc)) from None
-        except InvalidInput as exc:
-            raise HttpError(400, str(exc)) from None
-        except BroadcastError as exc:
-            raise HttpError(400, str(exc)) from None
-        outcomes = await _call(_record, settings, reports, now)
+        # One trip to the thread pool for both steps: each hand-off between the event
+        # loop and a worker thread costs a GIL switch, a large share of a small request.
+        outcomes = await _call(_take_in, settings, provider, hook, body, headers)
         settings.metrics.observe_outcomes(outcomes)
         kinds: dict[str, int] = {}
         for outcome in outcomes:
