@@ -42,8 +42,9 @@ class CsrfTokens:
 
     def check(self, token: str, user_id: str, purpose: str, now: datetime) -> str | None:
         """None when the token is valid; otherwise why it is not (for the 403 page)."""
+        # Tokens are ASCII; anything else (a tampered form) is malformed, not an error.
         stamp, dot, mac = token.partition(".")
-        if not dot or not stamp.isdigit() or len(stamp) > 12:
+        if not token.isascii() or not dot or not stamp.isdigit() or len(stamp) > 12:
             return "the form's CSRF token is missing or malformed; reload the page and try again"
         issued = int(stamp)
         if not hmac.compare_digest(mac, self._mac(issued, user_id, purpose)):
