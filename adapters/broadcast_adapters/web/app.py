@@ -251,7 +251,13 @@ def _fail(settings: _Settings, request: Request, exc: Exception) -> Response:
     elif isinstance(exc, InvalidInput) and not _store_failure(exc):
         error = HttpError(400, str(exc))
     elif _store_failure(exc):
-        log.error("store unavailable on %s %s: %s", request.method, request.url.path, exc)
+        log.error(
+            "store unavailable on %s %s: %s",
+            request.method,
+            request.url.path,
+            exc,
+            exc_info=exc,
+        )
         error = HttpError(503, f"the store is unavailable, try again later ({type(exc).__name__})")
     else:
         error = HttpError(400, str(exc))
@@ -290,8 +296,9 @@ async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return await run_in_threadpool(fn, *args, **kwargs)
 
 
-def _actor(settings: _Settings, request: Request) -> Actor:
-    actor = settings.actor_for(request)
+async def _actor(settings: _Settings, request: Request) -> Actor:
+    # In the thread pool: a host's resolver may look the session up in a database.
+    actor = await _call(settings.actor_for, request)
     if actor is None:
         raise HttpError(401, "ログインが必要です (authentication required)")
     if not isinstance(actor, Actor):
@@ -404,14 +411,13 @@ def _query(**params: Any) -> str:
 async def _broadcast_list(settings: _Settings, request: Request) -> Response:
     svc = settings.svc
     inbox_id = request.path_params["inbox_id"]
-    actor = _actor(settings, request)
+    actor = await _actor(settings, request)
     _require_viewer(actor, inbox_id)
     view = _choice(request, "view", _VIEWS, "all")
     page_no = _page(request)
     page = await _call(svc.list_broadcasts, inbox_id, view=_VIEWS[view], page=page_no)
     rows = []
     for item in page.items:
-        zone = ZoneInfo("UTC")
         b = await _call(svc.broadcast, item.broadcast_id)
         zone = await _call(_zone, svc, b.account_id)
         rows.append(
@@ -444,7 +450,7 @@ async def _broadcast_list(settings: _Settings, request: Request) -> Response:
 
 
 async def _load(settings: _Settings, request: Request) -> tuple[Actor, UUID, Any]:
-    actor = _actor(settings, request)
+    actor = await _actor(settings, request)
     bid = _broadcast_id(request)
     b = await _call(settings.svc.broadcast, bid)
     _require_viewer(actor, b.inbox_id)
@@ -606,7 +612,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 async def _acknowledge(settings: _Settings, request: Request) -> Response:
     svc = settings.svc
-    actor = _actor(settings, request)
+    actor = await _actor(settings, request)
     bid = _broadcast_id(request)
     body = await _read_body(request, settings.max_body_bytes)
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -643,7 +649,7 @@ def _disposition(name: str) -> str:
 
 async def _download(settings: _Settings, request: Request, kind: str) -> Response:
     svc = settings.svc
-    actor = _actor(settings, request)
+    actor = await _actor(settings, request)
     bid = _broadcast_id(request)
     encoding = _choice(request, "encoding", _CSV_TYPES, "utf-8-sig")
     headers = _choice(request, "headers", {"ja": None, "en": None}, "ja")
