@@ -237,8 +237,21 @@ def test_follow_keeps_the_projections_current_and_stops_on_sigterm(
     child_processes.append(child)
     child.line("projection follower started")
     with _open(db) as svc:
-        svc.dispatch_due(FakeTransport())  # records events; nobody reads
+        transport = FakeTransport()
+        svc.dispatch_due(transport)
+        message = transport.accepted[0]
+        svc.record_bounce(  # recorded, and not projected until someone reads
+            BounceReport(
+                recipient=message.recipient,
+                status="5.1.1",
+                diagnostic="550 5.1.1 User unknown",
+                permanent=True,
+                reported_at=datetime.now(UTC),
+                verp_token=message.envelope_from.split("@")[0].split("+", 1)[1],
+            )
+        )
         child.wait_for(lambda: svc.projection_lag() == 0, "the follower to catch up")
+    assert any("projections applied up to position" in line for line in child.lines)
     assert child.terminate() == 0
     assert any("projection follower stopped" in line for line in child.lines)
 

@@ -344,6 +344,9 @@ def test_store_unavailable_is_503_so_the_provider_retries(keys: Keys, tmp_path: 
         s.svc.close()
         response = http.post("/webhooks/ses", content=body)
         health = http.get("/healthz")
+        metrics = http.get("/metrics")
+    assert metrics.status_code == 200
+    assert "broadcast_projection_lag_events NaN" in metrics.text
     assert response.status_code == 503
     assert "retry-after" in response.headers
     assert health.status_code == 503

@@ -15,6 +15,7 @@ recorded, whatever their outcome, so the provider stops resending it.
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 import tempfile
 import urllib.request
@@ -124,6 +125,14 @@ class _Settings:
     confirmer: SubscriptionConfirmer
 
 
+def _lag(svc: BroadcastService) -> float:
+    # A scrape must answer even while the store does not: NaN is Prometheus' "unknown".
+    try:
+        return float(svc.projection_lag())
+    except Exception:
+        return math.nan
+
+
 def _fetch_subscribe_url(url: str) -> None:
     # SesWebhook has validated the URL (https, an sns.<region>.amazonaws.com host).
     with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310
@@ -183,7 +192,7 @@ def create_app(
         csrf=csrf,
         webhooks=hooks,
         max_body_bytes=max_body_bytes,
-        metrics=metrics or Metrics(projection_lag=lambda: float(svc.projection_lag())),
+        metrics=metrics or Metrics(projection_lag=lambda: _lag(svc)),
         templates=env,
         confirm_subscriptions=confirm_subscriptions,
         confirmer=subscription_confirmer or _fetch_subscribe_url,
