@@ -142,6 +142,19 @@ def test_list_detail_search_filter_export_and_acknowledge(
         )
     )
 
+    # The reason filter, with the status filter still on.
+    page.select_option('select[name="reason"]', "userunknown")
+    page.click("#search-button")
+    page.wait_for_url("**reason=userunknown*")
+    unknown = svc.recipients(
+        seeded.csv_broadcast, status=DeliveryStatus.ERROR, reason="userunknown", per_page=50
+    )
+    shown = page.locator("#recipients tbody tr[data-address]").evaluate_all(
+        "rows => rows.map(r => r.dataset.address)"
+    )
+    assert shown == [item.address for item in unknown.items]
+    assert shown
+
     # The download is exactly what the service exports.
     with page.expect_download() as info:
         page.click("#csv-export")
