@@ -286,6 +286,14 @@ class BroadcastService:
         """Apply every recorded event not yet in the projections; return the position."""
         return self._apply_pending()
 
+    def projection_lag(self) -> int:
+        """How many recorded events the projections have not applied yet (0 when current).
+
+        Touches the event log and the view store, so it also tells whether the store
+        is reachable (health checks call it); it applies nothing.
+        """
+        return max(0, self._log.max_position() - self._views.position())
+
     def _apply_pending(self, on_batch: Callable[[int], None] | None = None) -> int:
         """catch_up, calling ``on_batch(last position of the batch)`` after each batch."""
         with self._catch_up_lock:
