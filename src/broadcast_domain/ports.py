@@ -134,6 +134,12 @@ class ParsedReport:
     permanent: bool
     remote_mta: str | None = None
     feedback_type: str | None = None
+    # Why it failed, a name of REASONS ("undefined" when nothing decides).
+    reason: str = "undefined"
+    # What a person reads about the failure; never empty for a failed report.
+    detail: str = ""
+    # The Original-Recipient the report gives beside ``recipient`` (list expansion).
+    original_recipient: str | None = None
 
 
 @attrs.frozen
@@ -145,6 +151,9 @@ class ParsedMessage:
     original_message_ids: tuple[str, ...]
     message_id: str | None
     date: datetime | None
+    # Set when the parser would not read the message (e.g. over its size limit):
+    # the reason, for an ``ignored`` outcome that records nothing.
+    refused: str | None = None
 
 
 class BounceParser(Protocol):
@@ -323,3 +332,24 @@ class ViewStore(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+
+@runtime_checkable
+class SeenTokens(Protocol):
+    """One-time webhook tokens (Mailgun's), each bound to the request it came with.
+
+    A provider's retry of a request that was never recorded must still be
+    accepted, while the same token carrying other content is a replay. So a
+    token is remembered with a digest of what it authenticated, until it
+    expires: ``claim`` answers True for a new (or expired) token and for the
+    same token with the same digest, False for the same token with another
+    digest. Share one store between every worker that receives the webhook.
+    """
+
+    def claim(self, token: str, digest: str, *, expires_at: datetime, now: datetime) -> bool:
+        """Remember ``token`` with ``digest`` until ``expires_at``; False if it is live with
+        another digest. Must be atomic (check and record in one step)."""
+        ...
+
+
+__all__ += ["SeenTokens"]

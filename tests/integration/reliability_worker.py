@@ -115,6 +115,9 @@ def bounce(svc: BroadcastService) -> None:
     reported: set[str] = set()
     while True:
         done = _sent(svc, bid)
+        # Reporting turns rows of this very list into errors, so later pages shift and
+        # a pass can miss some: stop only after a pass, once sending is over, that
+        # found nothing left to report.
         before = len(reported)
         page_no, pages = 1, 1
         while page_no <= pages:
@@ -148,8 +151,6 @@ def bounce(svc: BroadcastService) -> None:
                     )
                     assert outcome.kind == "applied", outcome
                 reported.add(item.address)
-        # Each report moves a row out of the SUCCEEDED pages being walked, so a pass
-        # can skip rows: stop only after a pass that found nothing more to report.
         if done and len(reported) == before:
             break
         time.sleep(0.01)

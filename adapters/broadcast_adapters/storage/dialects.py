@@ -20,7 +20,14 @@ import attrs
 
 from broadcast_domain.errors import StoreUnavailable
 
-__all__ = ["POSTGRES", "SQLITE", "Dialect", "connect_postgres", "connect_sqlite"]
+__all__ = [
+    "POSTGRES",
+    "SQLITE",
+    "Dialect",
+    "connect_postgres",
+    "connect_sqlite",
+    "is_read_only_sqlite",
+]
 
 
 def _text_time(moment: datetime | None) -> str | None:
@@ -129,11 +136,26 @@ POSTGRES = Dialect(
 )
 
 
+def is_read_only_sqlite(path: str) -> bool:
+    """A ``file:...?mode=ro`` URI: the store is opened for reading only (status, verify)."""
+    return path.startswith("file:") and "mode=ro" in path
+
+
 def connect_sqlite(path: str) -> Any:
-    """A connection to a SQLite file (WAL) or ``:memory:``, transactions by hand."""
+    """A connection to a SQLite file (WAL) or ``:memory:``, transactions by hand.
+
+    A ``file:`` path is a SQLite URI; with ``mode=ro`` no journal change is
+    attempted.
+    """
     try:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60.0)
-        if path != ":memory:":
+        conn = sqlite3.connect(
+            path,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=60.0,
+            uri=path.startswith("file:"),
+        )
+        if path != ":memory:" and not is_read_only_sqlite(path):
             conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
     except sqlite3.Error as e:

@@ -29,6 +29,7 @@ from broadcast_domain.domain.broadcast import Broadcast
 from broadcast_domain.domain.events import DomainEvent
 from broadcast_domain.domain.unmatched import UnmatchedMessage
 from broadcast_domain.domain.values import BroadcastStatus, DeliveryStatus
+from broadcast_domain.errors import StoreUnavailable
 from broadcast_domain.projections.rows import RESULT_FIELDS, ROW_FIELDS, RecipientRow, ResultCells
 from broadcast_domain.projections.views import (
     Counts,
@@ -179,7 +180,7 @@ class SqlViewStore:
     tables and the same behaviour.
     """
 
-    def __init__(self, conn: Any, dialect: Dialect) -> None:
+    def __init__(self, conn: Any, dialect: Dialect, *, read_only: bool = False) -> None:
         self._conn = conn
         self.dialect = dialect
         self._lock = threading.RLock()
@@ -217,14 +218,20 @@ class SqlViewStore:
 
         self._decode_row: Callable[[Sequence[Any]], RecipientRow] = decode
         with self._lock:
-            self._create_schema()
+            if not read_only:
+                self._create_schema()
+            elif self._outdated():
+                raise StoreUnavailable(
+                    "the store's views were written by an earlier version of broadcast-domain; "
+                    "open it read-write once (any command that writes) to rebuild them"
+                )
 
     @classmethod
     def sqlite(cls, path: str) -> SqlViewStore:
         """The views in the SQLite file at ``path`` (or ``:memory:``)."""
-        from broadcast_adapters.storage.dialects import connect_sqlite
+        from broadcast_adapters.storage.dialects import connect_sqlite, is_read_only_sqlite
 
-        return cls(connect_sqlite(path), SQLITE)
+        return cls(connect_sqlite(path), SQLITE, read_only=is_read_only_sqlite(path))
 
     @classmethod
     def postgresql(

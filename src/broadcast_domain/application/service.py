@@ -21,7 +21,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import attrs
 
 from broadcast_domain.application import results_io
-from broadcast_domain.application.bounces import BounceIntake, report_outcome
+from broadcast_domain.application.bounces import (
+    DEFAULT_MAX_BOUNCE_BYTES,
+    BounceIntake,
+    normalised_outcome,
+)
 from broadcast_domain.application.eventlog import (
     EventLog,
     StoreUrl,
@@ -149,6 +153,7 @@ class BroadcastService:
         address_book: AddressBook | None = None,
         csv_codec: CsvCodec | None = None,
         bounce_parser: BounceParser | None = None,
+        max_bounce_bytes: int = DEFAULT_MAX_BOUNCE_BYTES,
     ) -> None:
         self._log = log
         self._views = views
@@ -161,6 +166,7 @@ class BroadcastService:
         self._catch_up_lock = threading.Lock()
         self._sleep: Callable[[float], None] = time.sleep
         self._bounce_parser = bounce_parser
+        self._max_bounce_bytes = max_bounce_bytes
         self._intake: BounceIntake | None = None
         self._results = Results(
             views=views,
@@ -187,17 +193,28 @@ class BroadcastService:
         address_book: AddressBook | None = None,
         csv_codec: CsvCodec | None = None,
         bounce_parser: BounceParser | None = None,
+        max_bounce_bytes: int = DEFAULT_MAX_BOUNCE_BYTES,
     ) -> BroadcastService:
         """Open (creating on first use) the store at ``url`` and return the facade.
 
         ``url`` is ``memory://`` (in process), ``sqlite:///path.db`` or
-        ``postgresql://user:password@host:port/dbname``.
+        ``postgresql://user:password@host:port/dbname``. A raw report message
+        larger than ``max_bounce_bytes`` (default 10 MiB) is ``ignored`` unread.
         """
         if not isinstance(bounce_window, timedelta) or bounce_window <= timedelta(0):
             raise InvalidInput("bounce_window must be a positive timedelta", field="bounce_window")
         if clock is not None and not callable(clock):
             raise InvalidInput(
                 "clock must be a callable returning an aware datetime", field="clock"
+            )
+        if (
+            isinstance(max_bounce_bytes, bool)
+            or not isinstance(max_bounce_bytes, int)
+            or max_bounce_bytes < 1
+        ):
+            raise InvalidInput(
+                f"max_bounce_bytes must be a positive number of bytes, got {max_bounce_bytes!r}",
+                field="max_bounce_bytes",
             )
         store = parse_store_url(url)
         verp = Verp(return_path, signing_key)
@@ -215,6 +232,7 @@ class BroadcastService:
             address_book=address_book,
             csv_codec=csv_codec,
             bounce_parser=bounce_parser,
+            max_bounce_bytes=max_bounce_bytes,
         )
 
     @staticmethod
@@ -266,6 +284,14 @@ class BroadcastService:
     def catch_up(self) -> int:
         """Apply every recorded event not yet in the projections; return the position."""
         return self._apply_pending()
+
+    def projection_lag(self) -> int:
+        """How many recorded events the projections have not applied yet (0 when current).
+
+        Touches the event log and the view store, so it also tells whether the store
+        is reachable (health checks call it); it applies nothing.
+        """
+        return max(0, self._log.max_position() - self._views.position())
 
     def _apply_pending(
         self, on_batch: Callable[[int], None] | None = None, chunk: int = _READ_CHUNK
@@ -647,23 +673,29 @@ class BroadcastService:
 
     # --- reports -------------------------------------------------------------------------
 
-    def _correlate(self, report: BounceReport) -> UUID | None:
+    def _correlate(self, report: BounceReport) -> tuple[UUID | None, str]:
+        """The delivery a normalised report's token or Message-ID names, and which one did."""
         if report.verp_token:
             rid = self._verp.verify(report.verp_token)
             if rid is not None:
-                return rid
+                return rid, "VERP token"
         if report.message_id:
             self.catch_up()
             mid = report.message_id.strip()
             if not mid.startswith("<"):
                 mid = f"<{mid}>"
-            return self._views.recipient_by_message_id(mid)
-        return None
+            return self._views.recipient_by_message_id(mid), "Message-ID"
+        return None, ""
 
     def record_bounce(
         self, report: BounceReport, received_at: datetime | None = None
     ) -> BounceOutcome:
-        """Take in one normalised report: applied, duplicate, late, unmatched or ignored."""
+        """Take in one normalised report: applied, duplicate, late, unmatched or ignored.
+
+        The report must name the failed recipient's address, and it must be the
+        address of the delivery its VERP token or Message-ID names; otherwise it
+        is ``unmatched`` and changes nothing (SPEC section 2).
+        """
         if not isinstance(report, BounceReport):
             raise InvalidInput("report must be a BounceReport", field="report")
         if report.reason is not None and not is_reason(report.reason):
@@ -675,22 +707,22 @@ class BroadcastService:
             require_aware(received_at, "received_at") if received_at is not None else self.now()
         )
         received = received.astimezone(UTC)
-        report_id = derive_report_id(report)
-        rid = self._correlate(report)
+        rid, correlated_by = self._correlate(report)
         if rid is None:
             return BounceOutcome(
                 kind="unmatched",
                 report=report,
-                report_id=report_id,
+                report_id=derive_report_id(report),
                 detail="no valid VERP token or known Message-ID",
             )
         now = self.now()
 
         def decide() -> tuple[BounceOutcome, Sequence[RecipientEvent]]:
-            return report_outcome(
+            # The recipient's state from the event log (the write side), never a view.
+            return normalised_outcome(
                 self._load_recipient(rid),
                 report,
-                report_id=report_id,
+                correlated_by=correlated_by,
                 received_at=received,
                 now=now,
                 policy=self.policy,
@@ -711,7 +743,7 @@ class BroadcastService:
                         "with its broadcast_adapters package"
                     )
                 parser = self._components.bounce_parser()
-            self._intake = BounceIntake(self, parser)
+            self._intake = BounceIntake(self, parser, max_bytes=self._max_bounce_bytes)
         return self._intake
 
     def record_bounce_message(
