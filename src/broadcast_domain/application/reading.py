@@ -52,7 +52,7 @@ from broadcast_domain.application.results_io import (
     check_encoding,
     check_out,
     header_row,
-    result_row,
+    result_rows,
     results_file_stem,
     summary_of,
     time_formatter,
@@ -329,7 +329,7 @@ class Results:
             )
         upto = as_of
         times = time_formatter(self._zone_of(b.account_id))
-        lines = (result_row(r, times) for r in rows(b.id, upto))
+        lines = result_rows(rows(b.id, upto), times)
         try:
             written = self._csv().write_rows(lines, target, header=header, encoding=enc)
         except CsvExportError as exc:

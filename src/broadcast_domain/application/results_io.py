@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, BinaryIO, Final
 from urllib.parse import quote
@@ -38,7 +38,7 @@ from broadcast_domain.domain.events import (
 )
 from broadcast_domain.domain.reasons import REASONS
 from broadcast_domain.domain.recipient import Recipient
-from broadcast_domain.domain.values import BroadcastStatus
+from broadcast_domain.domain.values import BroadcastStatus, DeliveryStatus
 from broadcast_domain.errors import BroadcastError, InvalidInput
 from broadcast_domain.ports import CsvCodec, ImportedCsv
 from broadcast_domain.projections.rows import ResultCells
@@ -53,7 +53,7 @@ __all__ = [
     "header_row",
     "parse_recipient_csv",
     "recipient_history",
-    "result_row",
+    "result_rows",
     "results_file_stem",
     "safe_file_stem",
     "summary_of",
@@ -147,20 +147,27 @@ def time_formatter(zone: ZoneInfo, *, keep: int = 64) -> Callable[[datetime | No
     return formatted
 
 
-def result_row(cells: ResultCells, zone: Callable[[datetime | None], str]) -> tuple[str, ...]:
-    """One result CSV row (SPEC column order) from a recipient's values; ``zone`` formats
-    its times (a :func:`time_formatter`)."""
-    status, acknowledged_at, last_name, first_name, address, company, detail, at = cells
-    return (
-        status.label,
-        zone(acknowledged_at),
-        last_name,
-        first_name,
-        address,
-        company,
-        detail,
-        zone(at),
-    )
+def result_rows(
+    cells: Iterable[ResultCells], times: Callable[[datetime | None], str]
+) -> Iterator[tuple[str, ...]]:
+    """Result CSV rows (SPEC column order) from recipients' values; ``times`` formats
+    their times (a :func:`time_formatter`). Lazy: one row at a time."""
+    labels = {status: status.label for status in DeliveryStatus}
+
+    def row(values: ResultCells) -> tuple[str, ...]:
+        status, acknowledged_at, last_name, first_name, address, company, detail, at = values
+        return (
+            labels[status],
+            times(acknowledged_at),
+            last_name,
+            first_name,
+            address,
+            company,
+            detail,
+            times(at),
+        )
+
+    return map(row, cells)
 
 
 def header_row(headers: object) -> tuple[str, ...]:
