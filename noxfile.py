@@ -28,7 +28,10 @@ nox.options.sessions = ["lint", "types", "arch", "tests"]
 
 ROOT = Path(__file__).parent
 SOURCES = ["src", "adapters", "tests", "noxfile.py", "tools"]
-PACKAGE_DIRS = ["src", "adapters"]  # where the two import packages live, as in [tool.hatch]
+PACKAGE_DIRS = ["src", "adapters"]
+# Every version the sessions install, pinned (``nox -s lock`` rewrites it), so that
+# CI installs today what it installed yesterday.
+CONSTRAINTS = ROOT / "tools" / "constraints.txt"  # where the two import packages live, as in [tool.hatch]
 
 # Tool pins: a new ruff or mypy release must not turn a green tree red by itself.
 RUFF = "ruff>=0.17.6,<0.18"
@@ -62,7 +65,7 @@ def install_project(session: nox.Session, extras: str = "all") -> None:
     the project alone, because installers skip a directory whose version did
     not change and a reused venv would otherwise keep yesterday's code.
     """
-    session.install(f".[{extras}]")
+    session.install("-c", str(CONSTRAINTS), f".[{extras}]")
     session.install("--force-reinstall", "--no-deps", ".")
 
 
@@ -118,7 +121,7 @@ def tests(session: nox.Session) -> None:
     # pytest exits 5 when it collects nothing: that is only acceptable while
     # the tree has no test file at all, never once tests exist.
     codes = [0] if has_tests() else [0, 5]
-    session.install(COVERAGE)
+    session.install("-c", str(CONSTRAINTS), COVERAGE)
     # Branch coverage of both installed packages, always measured; the floor applies
     # to the whole suite only (a run of a few files covers less by design).
     floor = [] if session.posargs else [f"--cov-fail-under={COVERAGE_FLOOR}"]
@@ -137,7 +140,7 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check over the sources, tests and tooling."""
-    session.install(RUFF)
+    session.install("-c", str(CONSTRAINTS), RUFF)
     paths = [p for p in [*SOURCES, "benchmarks", "docs/conf.py"] if (ROOT / p).exists()]
     session.run("ruff", "check", *session.posargs, *paths)
     session.run("ruff", "format", "--check", *paths)
@@ -147,7 +150,7 @@ def lint(session: nox.Session) -> None:
 def types(session: nox.Session) -> None:
     """mypy --strict over both import packages, with every extra's types installed."""
     install_project(session)
-    session.install(MYPY)
+    session.install("-c", str(CONSTRAINTS), MYPY)
     # Packages and strictness come from [tool.mypy]; mypy_path points at the
     # checkout, so the sources are checked, and the deps' types are installed.
     session.run("mypy", "--strict", *session.posargs)
@@ -160,7 +163,7 @@ def arch(session: nox.Session) -> None:
     A contract that names a module that does not exist fails the session: a
     renamed module must be renamed in the contracts too, never silently dropped.
     """
-    session.install(IMPORT_LINTER)
+    session.install("-c", str(CONSTRAINTS), IMPORT_LINTER)
     # The graph is built from source text, so the checkout is analysed as is.
     env = {"PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in PACKAGE_DIRS)}
     session.run(
@@ -178,7 +181,7 @@ def arch(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     """Build the HTML docs with warnings as errors (docs/_build/html)."""
     # autoapi reads the source text, so the project itself need not be installed.
-    session.install(*DOCS)
+    session.install("-c", str(CONSTRAINTS), *DOCS)
     out = ROOT / "docs" / "_build"
     # autoapi regenerates its pages; a stale tree would hide removed modules.
     shutil.rmtree(out, ignore_errors=True)
@@ -208,3 +211,24 @@ def demo(session: nox.Session) -> None:
     """Run ``broadcast-domain demo``: ``nox -s demo -- --recipients 50``."""
     install_project(session)
     session.run("broadcast-domain", "demo", *session.posargs)
+
+
+@nox.session
+def lock(session: nox.Session) -> None:
+    """Rewrite tools/constraints.txt: the project's extras and the dev tools, pinned."""
+    session.install("uv>=0.5")
+    session.run(
+        "uv",
+        "pip",
+        "compile",
+        "--quiet",
+        "--python-version",
+        "3.11",
+        "--universal",
+        "--no-header",
+        "--all-extras",
+        "pyproject.toml",
+        "tools/requirements-dev.in",
+        "-o",
+        str(CONSTRAINTS),
+    )
