@@ -160,7 +160,7 @@ def _export(svc: BroadcastService, bid: Any, out: Path) -> int:
         from broadcast_adapters.csv_io import CsvCodec
 
         def cells() -> Iterator[list[str]]:
-            for r in svc._views.iter_recipients(bid):
+            for r in svc.views.iter_recipients(bid):
                 yield [
                     r.status.value,
                     "",

@@ -60,7 +60,7 @@ def create(svc: BroadcastService, clock: FakeClock, n: int = 3, **kw: Any) -> An
 
 
 def positions(svc: BroadcastService) -> int:
-    return svc._log.max_position()
+    return svc.events.max_position()
 
 
 def test_create_records_broadcast_and_recipients_and_folds_duplicates(

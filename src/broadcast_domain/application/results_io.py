@@ -1,5 +1,5 @@
-"""Results in and out: recipient CSV import, result and error CSV exports, their file
-names, past status bars, readable recipient histories and the log of exports.
+"""Results out: result and error CSV exports, their file names, past status bars,
+readable recipient histories and the log of exports.
 
 The CSV bytes are the :class:`~broadcast_domain.ports.CsvCodec` port's business
 (an adapter; the core never imports :mod:`csv`). This module decides who may
@@ -46,8 +46,6 @@ from zoneinfo import ZoneInfo
 from broadcast_domain.application.results import (
     ExportRecord,
     HistoryEntry,
-    ImportedRecipients,
-    ImportProblem,
     RecipientItem,
     Summary,
 )
@@ -68,8 +66,7 @@ from broadcast_domain.domain.events import (
 from broadcast_domain.domain.permissions import require_export
 from broadcast_domain.domain.recipient import Recipient
 from broadcast_domain.domain.values import BroadcastStatus, require_aware
-from broadcast_domain.errors import BroadcastError, CsvExportError, InvalidInput
-from broadcast_domain.ports import CsvCodec, ImportedCsv
+from broadcast_domain.errors import CsvExportError, InvalidInput
 from broadcast_domain.projections.views import Counts, Views, estimated_completion, project
 
 if TYPE_CHECKING:
@@ -82,7 +79,6 @@ __all__ = [
     "export_results_csv",
     "export_unacknowledged_errors_csv",
     "format_time",
-    "parse_recipient_csv",
     "recipient_history",
     "results_file_name",
     "safe_file_stem",
@@ -104,45 +100,7 @@ RESULT_HEADERS: Final[dict[str, tuple[str, ...]]] = {
 }
 """The result CSV's header row per ``headers=`` choice (SPEC 2, Results views)."""
 
-DEFAULT_MAX_ROWS: Final = 100_000
-DEFAULT_MAX_BYTES: Final = 20 * 1024 * 1024
-
 _READ_CHUNK: Final = 5_000
-
-
-# --- import ------------------------------------------------------------------------------
-
-
-def _positive_int(value: object, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidInput(f"{field} must be a positive int, got {value!r}", field=field)
-    return value
-
-
-def parse_recipient_csv(
-    codec: CsvCodec, data: bytes, *, max_rows: int, max_bytes: int
-) -> ImportedRecipients:
-    """Parse a recipient file through the codec; CsvImportError when the file is unusable."""
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise InvalidInput(
-            f"data must be the file's bytes, got {type(data).__name__}; read the file in "
-            "binary mode ('rb')",
-            field="data",
-        )
-    _positive_int(max_rows, "max_rows")
-    _positive_int(max_bytes, "max_bytes")
-    parsed = codec.parse_recipients(bytes(data), max_rows=max_rows, max_bytes=max_bytes)
-    if not isinstance(parsed, ImportedCsv):
-        raise BroadcastError(
-            f"the CSV codec returned {type(parsed).__name__}, not ImportedCsv; "
-            "fix the codec passed as csv_codec="
-        )
-    return ImportedRecipients(
-        contacts=tuple(parsed.contacts),
-        problems=tuple(ImportProblem(p.line, p.reason) for p in parsed.problems),
-        duplicates=parsed.duplicates,
-        ignored_columns=tuple(parsed.ignored_columns),
-    )
 
 
 # --- export ------------------------------------------------------------------------------

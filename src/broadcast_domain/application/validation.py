@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from uuid import UUID
 
 from email_validator import EmailNotValidError, validate_email
 
 from broadcast_domain.domain.values import Contact, normalise_address
-from broadcast_domain.errors import InvalidInput
+from broadcast_domain.errors import InvalidInput, UnknownBroadcast
 
-__all__ = ["check_address", "check_header_field", "fold_contacts"]
+__all__ = [
+    "check_address",
+    "check_header_field",
+    "check_paging",
+    "fold_contacts",
+    "require_broadcast_id",
+    "require_text",
+]
 
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -107,3 +115,35 @@ def fold_contacts(
             )
         )
     return kept, duplicates
+
+
+def require_text(value: object, field: str, *, allow_empty: bool = False) -> str:
+    """A string (non-blank unless ``allow_empty``), or InvalidInput naming the field."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field} must be a string, got {type(value).__name__}", field=field)
+    if not allow_empty and not value.strip():
+        raise InvalidInput(f"{field} must not be empty", field=field)
+    return value
+
+
+def require_broadcast_id(value: object, field: str = "broadcast_id") -> UUID:
+    """A broadcast id given as a UUID or its string form; UnknownBroadcast otherwise."""
+    if isinstance(value, UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return UUID(value)
+        except ValueError:
+            pass
+    raise UnknownBroadcast(f"{field} {value!r} is not a broadcast id (a UUID)")
+
+
+def check_paging(page: object, per_page: object) -> tuple[int, int]:
+    """A page number (>= 1) and a page size (1 to 1000), or InvalidInput."""
+    if isinstance(page, bool) or not isinstance(page, int) or page < 1:
+        raise InvalidInput(f"page must be an int >= 1, got {page!r}", field="page")
+    if isinstance(per_page, bool) or not isinstance(per_page, int) or not 1 <= per_page <= 1000:
+        raise InvalidInput(
+            f"per_page must be an int from 1 to 1000, got {per_page!r}", field="per_page"
+        )
+    return page, per_page
