@@ -26,7 +26,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from broadcast_domain import BroadcastStatus, MonthlyUsage, Summary
+from broadcast_domain import REASONS, BroadcastStatus, MonthlyUsage, Summary
 
 __all__ = ["RateColumn", "progress_bar", "status_table", "usage_line"]
 
@@ -95,6 +95,9 @@ def status_table(summary: Summary, *, title: str, zone: ZoneInfo) -> Table:
     table.add_row("配信済み (delivered)", f"{summary.delivered:,}")
     table.add_row("  配信成功 (succeeded)", f"{summary.succeeded:,}")
     table.add_row("  配信エラー (errors)", f"{summary.errors:,}")
+    for reason, count in summary.errors_by_reason.items():
+        english, japanese = REASONS[reason]
+        table.add_row(f"    {japanese} ({english})", f"{count:,}")
     table.add_row("配信中 (sending)", f"{summary.sending:,}")
     table.add_row("予約済み (scheduled)", f"{summary.scheduled:,}")
     table.add_row("未確認のエラー (unacknowledged errors)", f"{summary.unacknowledged_errors:,}")

@@ -21,6 +21,7 @@ from broadcast_domain.application.results import (
 )
 from broadcast_domain.application.service import BroadcastService
 from broadcast_domain.domain.policies import DeliveryPolicy
+from broadcast_domain.domain.reasons import REASONS
 from broadcast_domain.domain.values import (
     Actor,
     AddressBookRole,
@@ -48,6 +49,7 @@ from broadcast_domain.errors import (
 )
 
 __all__ = [
+    "REASONS",
     "Actor",
     "AddressBookRole",
     "AddressBookSource",

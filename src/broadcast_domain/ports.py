@@ -271,8 +271,12 @@ class ViewStore(Protocol):
         status: DeliveryStatus | None,
         offset: int,
         limit: int,
+        reason: str | None = None,
     ) -> tuple[list[Recipient], int]:
-        """A page of recipients (keyword already normalised by ``keyword_key``) and the total."""
+        """A page of recipients (keyword already normalised by ``keyword_key``) and the total.
+
+        ``reason`` keeps only errors of that reason (``recipient_reason`` of the row).
+        """
         ...
 
     def iter_recipients(self, broadcast_id: UUID) -> Iterator[Recipient]:
@@ -300,3 +304,24 @@ class ViewStore(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+
+@runtime_checkable
+class SeenTokens(Protocol):
+    """One-time webhook tokens (Mailgun's), each bound to the request it came with.
+
+    A provider's retry of a request that was never recorded must still be
+    accepted, while the same token carrying other content is a replay. So a
+    token is remembered with a digest of what it authenticated, until it
+    expires: ``claim`` answers True for a new (or expired) token and for the
+    same token with the same digest, False for the same token with another
+    digest. Share one store between every worker that receives the webhook.
+    """
+
+    def claim(self, token: str, digest: str, *, expires_at: datetime, now: datetime) -> bool:
+        """Remember ``token`` with ``digest`` until ``expires_at``; False if it is live with
+        another digest. Must be atomic (check and record in one step)."""
+        ...
+
+
+__all__ += ["SeenTokens"]

@@ -115,6 +115,10 @@ def bounce(svc: BroadcastService) -> None:
     reported: set[str] = set()
     while True:
         done = _sent(svc, bid)
+        # Reporting turns rows of this very list into errors, so later pages shift and
+        # a pass can miss some: stop only after a pass, once sending is over, that
+        # found nothing left to report.
+        before = len(reported)
         page_no, pages = 1, 1
         while page_no <= pages:
             page = svc.recipients(
@@ -147,7 +151,7 @@ def bounce(svc: BroadcastService) -> None:
                     )
                     assert outcome.kind == "applied", outcome
                 reported.add(item.address)
-        if done:
+        if done and len(reported) == before:
             break
         time.sleep(0.01)
 

@@ -3,7 +3,7 @@
 Lives here: one normaliser per provider (``SesWebhook`` for Amazon SES through
 SNS, ``SendGridWebhook``, ``MailgunWebhook``, ``PostmarkWebhook``), the ports
 they depend on (``CertificateLoader`` for SNS signing certificates,
-``SeenTokens`` for Mailgun's one-time tokens) with small default
+``SeenTokens``, a port of the core, for Mailgun's one-time tokens) with small default
 implementations, and the ``WebhookNormaliser`` protocol they all satisfy.
 
 Every normaliser takes the raw request body (bytes, exactly as received: the
@@ -45,7 +45,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from broadcast_domain.domain.values import BounceReport
+from broadcast_domain.domain.verp import verp_token_of
 from broadcast_domain.errors import BroadcastError, InvalidInput, InvalidSignature
+from broadcast_domain.ports import SeenTokens
 
 __all__ = [
     "BasicAuth",
@@ -55,6 +57,8 @@ __all__ = [
     "InMemorySeenTokens",
     "MailgunWebhook",
     "PostmarkAuth",
+    "POSTMARK_CONTENT_SCAN",
+    "POSTMARK_VERP_METADATA",
     "PostmarkWebhook",
     "SeenTokens",
     "SendGridWebhook",
@@ -274,17 +278,6 @@ def _strip_angle(address: str) -> str:
     if address.startswith("<") and address.endswith(">"):
         address = address[1:-1]
     return address
-
-
-def _verp_token(address: str | None) -> str | None:
-    """TOKEN from a return path ``local+TOKEN@domain``; None without a ``+``."""
-    if not address:
-        return None
-    local, at, _domain = _strip_angle(address).rpartition("@")
-    if not at or "+" not in local:
-        return None
-    token = local.split("+", 1)[1]
-    return token or None
 
 
 def _message_id(value: str | None) -> str | None:
@@ -620,7 +613,7 @@ def _ses_reports(raw_message: str) -> list[BounceReport]:
     message_id = _message_id(
         headers.get("message-id") or _opt_str(common, "messageId", "Message.mail.commonHeaders")
     )
-    verp = _verp_token(_opt_str(mail, "source", "Message.mail")) or _verp_token(
+    verp = verp_token_of(_opt_str(mail, "source", "Message.mail")) or verp_token_of(
         headers.get("return-path")
     )
 
@@ -899,37 +892,31 @@ def _sendgrid_event(event: dict[str, Any], path: str) -> list[BounceReport]:
 # --------------------------------------------------------------------------- Mailgun
 
 
-@runtime_checkable
-class SeenTokens(Protocol):
-    """Remembers one-time webhook tokens until they expire (share one across workers)."""
-
-    def add(self, token: str, *, expires_at: datetime, now: datetime) -> bool:
-        """Record ``token``; False if it is already recorded and not yet expired.
-
-        Must be atomic (check and record in one step), e.g. Redis ``SET NX PX``.
-        """
-        ...
-
-
 class InMemorySeenTokens:
-    """A process-local, thread-safe SeenTokens bounded to ``max_tokens`` entries."""
+    """A process-local, thread-safe SeenTokens bounded to ``max_tokens`` entries.
+
+    For one process only: several workers behind one webhook URL share a
+    ``SqlSeenTokens`` (``broadcast_adapters.storage.seen_tokens``) instead.
+    """
 
     __slots__ = ("_lock", "_max_tokens", "_tokens")
 
     def __init__(self, *, max_tokens: int = 100_000) -> None:
-        self._tokens: dict[str, datetime] = {}
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+            raise InvalidInput("max_tokens must be a positive int", field="max_tokens")
+        self._tokens: dict[str, tuple[str, datetime]] = {}
         self._max_tokens = max_tokens
         self._lock = threading.Lock()
 
-    def add(self, token: str, *, expires_at: datetime, now: datetime) -> bool:
-        """Record ``token`` until ``expires_at``; False if it was seen and is still live."""
+    def claim(self, token: str, digest: str, *, expires_at: datetime, now: datetime) -> bool:
+        """Remember ``token`` with ``digest``; False if it is live with another digest."""
         with self._lock:
-            live_until = self._tokens.get(token)
-            if live_until is not None and live_until > now:
-                return False
+            seen = self._tokens.get(token)
+            if seen is not None and seen[1] > now:
+                return hmac.compare_digest(seen[0], digest)
             if len(self._tokens) >= self._max_tokens:
                 self._prune(now)
-            self._tokens[token] = expires_at
+            self._tokens[token] = (digest, expires_at)
             return True
 
     def __len__(self) -> int:
@@ -937,23 +924,35 @@ class InMemorySeenTokens:
             return len(self._tokens)
 
     def _prune(self, now: datetime) -> None:
-        for token in [t for t, until in self._tokens.items() if until <= now]:
+        for token in [t for t, (_, until) in self._tokens.items() if until <= now]:
             del self._tokens[token]
         # Still full of live tokens: forget the ones expiring first. Their
         # timestamps leave the tolerance soonest, so the replay window that
         # opens is the smallest possible.
         excess = len(self._tokens) - self._max_tokens + 1
         if excess > 0:
-            for token, _ in sorted(self._tokens.items(), key=lambda kv: kv[1])[:excess]:
+            for token, _ in sorted(self._tokens.items(), key=lambda kv: kv[1][1])[:excess]:
                 del self._tokens[token]
+
+
+def _event_digest(event: dict[str, Any]) -> str:
+    # Canonical JSON, so a provider retry that re-serialises the same event
+    # (other key order or spacing) has the same digest.
+    canonical = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
 class MailgunWebhook:
     """Mailgun's JSON webhooks: HMAC-SHA256 over timestamp + token, one-time tokens.
 
     Mailgun's signature does not cover ``event-data``: what makes a captured
-    request useless to replay is the timestamp tolerance plus refusing a token
-    seen before. The token is recorded only when the whole request is valid.
+    request useless is the timestamp tolerance plus binding each token to the
+    event it came with (``SeenTokens.claim`` with a digest of ``event-data``).
+    The same token with another event is refused as a replay; the same request
+    again (Mailgun retrying one the host failed to record, for whatever
+    reason, even a crash) is accepted, and recording it again is idempotent
+    (``report_id``), so no bounce is lost and none is counted twice. The
+    claim is made only when the whole request is valid.
     """
 
     __slots__ = ("_key", "_seen", "_tolerance")
@@ -968,8 +967,16 @@ class MailgunWebhook:
         tolerance: timedelta = timedelta(minutes=5),
     ) -> None:
         key = signing_key.encode("utf-8") if isinstance(signing_key, str) else signing_key
-        if not isinstance(key, bytes) or not key:
-            raise InvalidInput("signing_key must be a non-empty string", field="signing_key")
+        if not isinstance(key, bytes) or not key.strip():
+            raise InvalidInput(
+                "signing_key must be the webhook signing key shown by Mailgun, not empty",
+                field="signing_key",
+            )
+        if seen_tokens is not None and not isinstance(seen_tokens, SeenTokens):
+            raise InvalidInput(
+                "seen_tokens must implement broadcast_domain.ports.SeenTokens (claim)",
+                field="seen_tokens",
+            )
         self._key = key
         self._seen: SeenTokens = seen_tokens if seen_tokens is not None else InMemorySeenTokens()
         self._tolerance = tolerance
@@ -1003,10 +1010,16 @@ class MailgunWebhook:
             )
         stamp = datetime.fromtimestamp(int(parts["timestamp"]), tz=UTC)
         _check_fresh(stamp, now, self._tolerance, "signature.timestamp")
-        reports = _mailgun_event(_obj(_req(doc, "event-data", ""), "event-data"))
-        if not self._seen.add(parts["token"], expires_at=stamp + self._tolerance, now=now):
+        event = _obj(_req(doc, "event-data", ""), "event-data")
+        reports = _mailgun_event(event)
+        # Expires with the timestamp's tolerance: after that the freshness check
+        # refuses the request anyway.
+        if not self._seen.claim(
+            parts["token"], _event_digest(event), expires_at=stamp + self._tolerance, now=now
+        ):
             raise InvalidSignature(
-                "signature.token was seen before (replayed request); nothing was recorded"
+                "signature.token was already used with another event (replayed or altered "
+                "request); nothing was recorded"
             )
         return reports
 
@@ -1023,7 +1036,7 @@ def _mailgun_event(event: dict[str, Any]) -> list[BounceReport]:
     headers = _opt_obj(message, "headers", f"{path}.message")
     message_id = _message_id(_opt_str(headers, "message-id", f"{path}.message.headers"))
     envelope = _opt_obj(event, "envelope", path)
-    verp = _verp_token(_opt_str(envelope, "sender", f"{path}.envelope"))
+    verp = verp_token_of(_opt_str(envelope, "sender", f"{path}.envelope"))
     common: dict[str, Any] = {
         "recipient": recipient,
         "reported_at": at,
@@ -1095,12 +1108,48 @@ def _mailgun_event(event: dict[str, Any]) -> list[BounceReport]:
 # --------------------------------------------------------------------------- Postmark
 
 
+def _credential(field: str) -> Any:
+    def check(_instance: object, _attribute: object, value: object) -> None:
+        # An empty secret would let anyone in: "Basic Og==" is ":" (empty
+        # user and password), an empty header value is easy to send.
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidInput(
+                f"{field} must be a non-empty string (the credential set on the provider's "
+                "webhook); an empty one would let anyone in",
+                field=field,
+            )
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise InvalidInput(f"{field} must not hold control characters", field=field)
+
+    return check
+
+
+def _no_colon(_instance: object, _attribute: object, value: str) -> None:
+    if ":" in value:
+        # Basic auth joins user and password with the first colon, so a user
+        # name with one could never be matched.
+        raise InvalidInput("BasicAuth username must not contain ':'", field="username")
+
+
+_HTTP_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _header_name(_instance: object, _attribute: object, value: object) -> None:
+    if not isinstance(value, str) or not _HTTP_TOKEN.fullmatch(value):
+        raise InvalidInput(
+            f"HeaderSecret header must be an HTTP header name, got {value!r}", field="header"
+        )
+
+
 @attrs.frozen
 class BasicAuth:
-    """Postmark authenticates with HTTP basic auth (credentials in the webhook URL)."""
+    """Postmark authenticates with HTTP basic auth (credentials in the webhook URL).
 
-    username: str
-    password: str = attrs.field(repr=False)
+    Both parts must be non-empty (``InvalidInput`` otherwise).
+    """
+
+    username: str = attrs.field(validator=[_credential("username"), _no_colon])
+    password: str = attrs.field(repr=False, validator=_credential("password"))
 
     def check(self, headers: dict[str, str]) -> None:
         """Raise InvalidSignature unless the Authorization header carries these credentials."""
@@ -1120,10 +1169,10 @@ class BasicAuth:
 
 @attrs.frozen
 class HeaderSecret:
-    """Postmark authenticates with a custom header carrying a shared secret."""
+    """Postmark authenticates with a custom header carrying a shared secret (non-empty)."""
 
-    header: str
-    secret: str = attrs.field(repr=False)
+    header: str = attrs.field(validator=_header_name)
+    secret: str = attrs.field(repr=False, validator=_credential("secret"))
 
     def check(self, headers: dict[str, str]) -> None:
         """Raise InvalidSignature unless the header carries the secret."""
@@ -1162,23 +1211,89 @@ _POSTMARK_TYPES: dict[str, tuple[str, bool]] = {
 }
 
 
+#: The ``Metadata`` key whose value is the delivery's signed VERP token. Postmark
+#: rewrites the return path, so the token travels as message metadata: set it
+#: when sending through Postmark (over SMTP, the header
+#: ``X-PM-Metadata-verp: TOKEN``; over the API, ``"Metadata": {"verp": TOKEN}``),
+#: where TOKEN is what follows the ``+`` in the message's envelope sender.
+POSTMARK_VERP_METADATA = "verp"
+
+#: How much of a bounce's ``Content`` (the full dump, when the webhook is set to
+#: include it) is searched for the original Message-ID: the quoted headers of
+#: the original come early in a bounce, and a bounded scan keeps a huge dump cheap.
+POSTMARK_CONTENT_SCAN = 256 * 1024
+
+
+def _original_message_id(content: str | None) -> str | None:
+    """The first Message-ID in ``content`` after its own header block, in ``<...>`` form.
+
+    ``content`` is the bounce as Postmark received it: its own headers (with
+    the bounce's own Message-ID) come first, the original message's headers
+    later (in the ``message/rfc822`` or ``text/rfc822-headers`` part). One pass
+    over the lines, plain string operations: linear in the scanned size.
+    """
+    if not content:
+        return None
+    in_own_headers = True
+    lines = content[:POSTMARK_CONTENT_SCAN].splitlines()
+    for i, line in enumerate(lines):
+        if in_own_headers:
+            if not line.strip():
+                in_own_headers = False
+            continue
+        if line[:11].lower() != "message-id:":
+            continue
+        value = line[11:]
+        # A folded header continues on lines that start with white space.
+        for follow in lines[i + 1 : i + 4]:
+            if not follow[:1].isspace():
+                break
+            value += follow
+        opened = value.find("<")
+        closed = value.find(">", opened + 1)
+        if opened >= 0 and closed > opened + 1:
+            candidate = value[opened : closed + 1]
+            if "@" in candidate and not any(ch.isspace() for ch in candidate):
+                return candidate
+    return None
+
+
 class PostmarkWebhook:
     """Postmark's bounce, spam complaint and delivery webhooks.
 
     Postmark does not sign its webhooks: the request is authenticated by the
     ``auth`` chosen at construction (basic auth or a shared-secret header,
-    compared in constant time). There is no timestamp to bound, so replays are
-    absorbed by ``report_id`` idempotency downstream.
+    compared in constant time; empty credentials are refused at construction).
+    There is no timestamp to bound, so replays are absorbed by ``report_id``
+    idempotency downstream.
+
+    Correlation uses only what Postmark gives back of ours, never its own
+    ``MessageID`` (a Postmark UUID, not our Message-ID header): the signed VERP
+    token in ``Metadata[metadata_key]`` (see ``POSTMARK_VERP_METADATA``) and
+    the original ``Message-ID`` found in the bounce's ``Content`` (when the
+    webhook includes it). With neither, the report is ``unmatched``.
     """
 
-    __slots__ = ("_auth",)
+    __slots__ = ("_auth", "_metadata_key")
 
     source = "postmark"
 
-    def __init__(self, auth: PostmarkAuth) -> None:
+    def __init__(self, auth: PostmarkAuth, *, metadata_key: str = POSTMARK_VERP_METADATA) -> None:
         if not isinstance(auth, BasicAuth | HeaderSecret):
             raise InvalidInput("auth must be BasicAuth or HeaderSecret", field="auth")
+        if not isinstance(metadata_key, str) or not metadata_key.strip():
+            raise InvalidInput("metadata_key must be a non-empty string", field="metadata_key")
         self._auth = auth
+        self._metadata_key = metadata_key
+
+    def _verp(self, doc: dict[str, Any]) -> str | None:
+        metadata = _opt_obj(doc, "Metadata", "")
+        value = metadata.get(self._metadata_key)
+        # Metadata is the sender's free text: only a plain string can be our token
+        # (Verp.verify then decides whether it names a delivery).
+        if not isinstance(value, str) or not value.strip() or len(value) > 128:
+            return None
+        return value.strip()
 
     def normalise(
         self, body: bytes, headers: Mapping[str, str], now: datetime
@@ -1200,7 +1315,7 @@ class PostmarkWebhook:
                     diagnostic=details or "delivered",
                     permanent=False,
                     reported_at=_iso_time(_req(doc, "DeliveredAt", ""), "DeliveredAt"),
-                    message_id=postmark_id,
+                    verp_token=self._verp(doc),
                     report_id=f"postmark:delivery:{postmark_id}:{recipient}",
                     action="delivered",
                     source="postmark",
@@ -1230,7 +1345,8 @@ class PostmarkWebhook:
                 diagnostic=_diagnostic(details, description) or f"Postmark {bounce_type}",
                 permanent=permanent,
                 reported_at=at,
-                message_id=_opt_str(doc, "MessageID", ""),
+                verp_token=self._verp(doc),
+                message_id=_original_message_id(_opt_str(doc, "Content", "")),
                 report_id=f"postmark:{event_id}",
                 action=action,
                 source="postmark",

@@ -36,7 +36,13 @@ from broadcast_domain.domain.recipient import Recipient
 from broadcast_domain.domain.unmatched import UnmatchedMessage
 from broadcast_domain.domain.values import BroadcastStatus, DeliveryStatus
 from broadcast_domain.errors import StoreUnavailable
-from broadcast_domain.projections.views import Counts, Views, project, recipient_search_text
+from broadcast_domain.projections.views import (
+    Counts,
+    Views,
+    project,
+    recipient_reason,
+    recipient_search_text,
+)
 
 __all__ = ["PostgresViewStore"]
 
@@ -58,7 +64,10 @@ _SCHEMA: tuple[LiteralString, ...] = (
         unack BOOLEAN NOT NULL,
         error_pos BIGINT,
         search TEXT NOT NULL,
-        state BYTEA NOT NULL)""",
+        state BYTEA NOT NULL,
+        reason TEXT)""",
+    # A store made before reasons existed: the column is filled by a rebuild.
+    "ALTER TABLE bd_recipients ADD COLUMN IF NOT EXISTS reason TEXT",
     """CREATE INDEX IF NOT EXISTS bd_recipients_by_position
         ON bd_recipients (broadcast_id, position)""",
     """CREATE INDEX IF NOT EXISTS bd_recipients_by_status
@@ -231,18 +240,19 @@ class PostgresViewStore:
                 views.error_positions.get(rid),
                 recipient_search_text(r),
                 encode_state(r),
+                recipient_reason(r),
             )
             for rid, r in ((i, views.recipients[i]) for i in views.dirty_recipients)
         ]
         with c.cursor() as cur:
             if recipients:
                 cur.executemany(
-                    "INSERT INTO bd_recipients VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) "
+                    "INSERT INTO bd_recipients VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
                     "ON CONFLICT (id) DO UPDATE SET broadcast_id = EXCLUDED.broadcast_id, "
                     "position = EXCLUDED.position, status = EXCLUDED.status, "
                     "due_at = EXCLUDED.due_at, unack = EXCLUDED.unack, "
                     "error_pos = EXCLUDED.error_pos, search = EXCLUDED.search, "
-                    "state = EXCLUDED.state",
+                    "state = EXCLUDED.state, reason = EXCLUDED.reason",
                     recipients,
                 )
             broadcasts = [
@@ -446,12 +456,16 @@ class PostgresViewStore:
         status: DeliveryStatus | None,
         offset: int,
         limit: int,
+        reason: str | None = None,
     ) -> tuple[list[Recipient], int]:
         where = "broadcast_id = %s"
         params: list[Any] = [broadcast_id.hex]
         if status is not None:
             where += " AND status = %s"
             params.append(status.value)
+        if reason is not None:
+            where += " AND reason = %s"
+            params.append(reason)
         if keyword:
             # strpos, not LIKE: the keyword is matched literally (no % or _ wildcards).
             where += " AND strpos(search, %s) > 0"

@@ -30,7 +30,13 @@ from broadcast_domain.domain.events import (
 from broadcast_domain.domain.recipient import Recipient
 from broadcast_domain.domain.unmatched import UnmatchedMessage
 from broadcast_domain.domain.values import BroadcastStatus, DeliveryStatus
-from broadcast_domain.projections.views import Counts, Views, project, recipient_search_text
+from broadcast_domain.projections.views import (
+    Counts,
+    Views,
+    project,
+    recipient_reason,
+    recipient_search_text,
+)
 
 __all__ = ["SqliteViewStore"]
 
@@ -51,7 +57,8 @@ CREATE TABLE IF NOT EXISTS bd_recipients (
     unack INTEGER NOT NULL,
     error_pos INTEGER,
     search TEXT NOT NULL,
-    state BLOB NOT NULL
+    state BLOB NOT NULL,
+    reason TEXT
 );
 CREATE INDEX IF NOT EXISTS bd_recipients_by_position ON bd_recipients (broadcast_id, position);
 CREATE INDEX IF NOT EXISTS bd_recipients_by_status
@@ -138,6 +145,10 @@ class SqliteViewStore:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         with self._lock:
             self._conn.executescript(_SCHEMA)
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(bd_recipients)")}
+            if "reason" not in columns:
+                # A store made before reasons existed: the column is filled by a rebuild.
+                self._conn.execute("ALTER TABLE bd_recipients ADD COLUMN reason TEXT")
         # Recipient rows as this store last wrote them, valid while the tracking
         # position is still the one it wrote (every change to the tables moves it):
         # a rebuild or a dispatch touches each recipient in several batches, and
@@ -231,6 +242,7 @@ class SqliteViewStore:
                         1 if r.unacknowledged_error else 0,
                         views.error_positions.get(rid),
                         encode_state(r),
+                        recipient_reason(r),
                         rid.hex,
                     )
                 )
@@ -246,12 +258,13 @@ class SqliteViewStore:
                     views.error_positions.get(rid),
                     recipient_search_text(r),
                     encode_state(r),
+                    recipient_reason(r),
                 )
             )
-        c.executemany("INSERT OR REPLACE INTO bd_recipients VALUES (?,?,?,?,?,?,?,?,?)", rows)
+        c.executemany("INSERT OR REPLACE INTO bd_recipients VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
         c.executemany(
-            "UPDATE bd_recipients SET status = ?, due_at = ?, unack = ?, error_pos = ?, state = ? "
-            "WHERE id = ?",
+            "UPDATE bd_recipients SET status = ?, due_at = ?, unack = ?, error_pos = ?, state = ?, "
+            "reason = ? WHERE id = ?",
             updates,
         )
         c.executemany(
@@ -465,12 +478,16 @@ class SqliteViewStore:
         status: DeliveryStatus | None,
         offset: int,
         limit: int,
+        reason: str | None = None,
     ) -> tuple[list[Recipient], int]:
         where = "broadcast_id = ?"
         params: list[Any] = [broadcast_id.hex]
         if status is not None:
             where += " AND status = ?"
             params.append(status.value)
+        if reason is not None:
+            where += " AND reason = ?"
+            params.append(reason)
         if keyword:
             where += " AND instr(search, ?) > 0"
             params.append(keyword)

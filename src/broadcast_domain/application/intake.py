@@ -40,6 +40,7 @@ from broadcast_domain.application.projector import Projector
 from broadcast_domain.application.results import BounceOutcome, Page
 from broadcast_domain.domain.events import DomainEvent, RecipientEvent
 from broadcast_domain.domain.policies import DeliveryPolicy
+from broadcast_domain.domain.reasons import classify_reason, is_reason
 from broadcast_domain.domain.recipient import Recipient, derive_report_id
 from broadcast_domain.domain.unmatched import (
     BounceUnmatched,
@@ -275,6 +276,10 @@ class BounceIntake:
         """Record one normalised report (``BroadcastService.record_bounce``)."""
         if not isinstance(report, BounceReport):
             raise InvalidInput("report must be a BounceReport", field="report")
+        if report.reason is not None and not is_reason(report.reason):
+            raise InvalidInput(
+                f"report.reason {report.reason!r} is not one of REASONS", field="report.reason"
+            )
         require_aware(report.reported_at, "report.reported_at")
         received = (
             require_aware(received_at, "received_at") if received_at is not None else self.now()
@@ -425,6 +430,9 @@ class BounceIntake:
                 source="dsn",
                 remote_mta=parsed_report.remote_mta,
                 feedback_type=parsed_report.feedback_type,
+                reason=classify_reason(
+                    parsed_report.status, parsed_report.reply_code, parsed_report.diagnostic
+                ),
             )
             if parsed_report.action not in _RECORDED_ACTIONS:
                 outcomes.append(

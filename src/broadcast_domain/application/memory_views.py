@@ -19,6 +19,7 @@ from broadcast_domain.projections.views import (
     Counts,
     Views,
     project,
+    recipient_reason,
     recipient_search_text,
     unmatched_order,
 )
@@ -142,12 +143,15 @@ class InMemoryViewStore:
         status: DeliveryStatus | None,
         offset: int,
         limit: int,
+        reason: str | None = None,
     ) -> tuple[list[Recipient], int]:
         search = self._search
         rows = [
             r
             for r in self._rows(broadcast_id)
-            if (status is None or r.status is status) and (not keyword or keyword in search[r.id])
+            if (status is None or r.status is status)
+            and (reason is None or recipient_reason(r) == reason)
+            and (not keyword or keyword in search[r.id])
         ]
         return rows[offset : offset + limit], len(rows)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Generic, TypeVar
 from uuid import UUID
@@ -45,6 +45,8 @@ class Summary:
     unacknowledged_errors: int
     estimated_completion_at: datetime | None
     paused_reason: str | None = None
+    # Errors by reason, only reasons with errors, in REASONS' order; sums to ``errors``.
+    errors_by_reason: Mapping[str, int] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -82,6 +84,8 @@ class RecipientItem:
     acknowledged_at: datetime | None
     status_updated_at: datetime | None
     contact_id: str | None = None
+    # For an ERROR, one of REASONS; None otherwise.
+    reason: str | None = None
 
 
 @attrs.frozen

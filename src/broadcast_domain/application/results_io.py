@@ -64,6 +64,7 @@ from broadcast_domain.domain.events import (
     Succeeded,
 )
 from broadcast_domain.domain.permissions import require_export
+from broadcast_domain.domain.reasons import REASONS
 from broadcast_domain.domain.recipient import Recipient
 from broadcast_domain.domain.values import BroadcastStatus, require_aware
 from broadcast_domain.errors import CsvExportError, InvalidInput
@@ -381,7 +382,13 @@ def summary_of(b: Broadcast, c: Counts, now: datetime) -> Summary:
         unacknowledged_errors=c.unacknowledged,
         estimated_completion_at=eta,
         paused_reason=b.paused_reason,
+        errors_by_reason=_by_display_order(c.errors_by_reason),
     )
+
+
+def _by_display_order(errors_by_reason: dict[str, int]) -> dict[str, int]:
+    # REASONS' order, so every screen lists the reasons the same way.
+    return {name: errors_by_reason[name] for name in REASONS if errors_by_reason.get(name)}
 
 
 def summary_as_of(svc: BroadcastService, broadcast_id: object, as_of: datetime) -> Summary:

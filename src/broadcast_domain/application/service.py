@@ -60,6 +60,7 @@ from broadcast_domain.domain.account import Account
 from broadcast_domain.domain.broadcast import Broadcast
 from broadcast_domain.domain.events import DomainEvent
 from broadcast_domain.domain.policies import DeliveryPolicy
+from broadcast_domain.domain.reasons import is_reason
 from broadcast_domain.domain.recipient import Recipient
 from broadcast_domain.domain.unmatched import UnmatchedMessage
 from broadcast_domain.domain.values import (
@@ -82,7 +83,7 @@ from broadcast_domain.ports import (
     MailTransport,
     ViewStore,
 )
-from broadcast_domain.projections.views import keyword_key
+from broadcast_domain.projections.views import keyword_key, recipient_reason
 
 __all__ = ["BroadcastService", "system_clock"]
 
@@ -389,6 +390,7 @@ class BroadcastService:
             acknowledged_at=r.acknowledged_at,
             status_updated_at=r.status_updated_at,
             contact_id=r.contact_id,
+            reason=recipient_reason(r),
         )
 
     def recipients(
@@ -399,17 +401,29 @@ class BroadcastService:
         status: DeliveryStatus | None = None,
         page: int = 1,
         per_page: int = 50,
+        reason: str | None = None,
     ) -> Page[RecipientItem]:
-        """Search the recipient list: keyword over names, address, company; status filter."""
+        """Search the recipient list: keyword over names, address, company; status and
+        reason filters (``reason`` keeps the errors of that reason, a name of REASONS)."""
         b = self._viewed_broadcast(broadcast_id)
         page, per_page = _check_paging(page, per_page)
         if status is not None and not isinstance(status, DeliveryStatus):
             raise InvalidInput("status must be a DeliveryStatus or None", field="status")
+        if reason is not None and not is_reason(reason):
+            raise InvalidInput(
+                f"reason {reason!r} is not one of REASONS (e.g. 'userunknown', 'mailboxfull')",
+                field="reason",
+            )
         if keyword is not None and not isinstance(keyword, str):
             raise InvalidInput("keyword must be a string or None", field="keyword")
         key = keyword_key(keyword) if keyword else None
         rows, total = self._views.recipient_page(
-            b.id, keyword=key or None, status=status, offset=(page - 1) * per_page, limit=per_page
+            b.id,
+            keyword=key or None,
+            status=status,
+            reason=reason,
+            offset=(page - 1) * per_page,
+            limit=per_page,
         )
         return Page(items=[self._item(r) for r in rows], total=total, page=page, per_page=per_page)
 

@@ -142,6 +142,8 @@ class Bounced(RecipientEvent):
     report_id: str
     reported_at: datetime
     received_at: datetime
+    # One of REASONS; events recorded before reasons existed decode as "undefined".
+    reason: str = "undefined"
 
     def apply(self, state: Recipient | None) -> Recipient:
         return _existing(state).on_bounced(self)

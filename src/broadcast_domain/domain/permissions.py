@@ -22,12 +22,21 @@ def _check_actor(actor: object) -> Actor:
     return actor
 
 
+def _at_least(role: object, needed: InboxRole | AddressBookRole) -> bool:
+    # Both are IntEnums, so a bare ``<`` would also order an int, True or the
+    # other enum: a role only counts when it is a member of the needed enum.
+    # Actor refuses such values already; this keeps the rule where it is used.
+    if type(role) is not type(needed):
+        return False
+    return list(type(needed)).index(role) >= list(type(needed)).index(needed)
+
+
 def require_inbox_role(actor: object, inbox_id: str, needed: InboxRole, action: str) -> Actor:
     """The actor's role on the inbox must be ``needed`` or above."""
     a = _check_actor(actor)
     role = a.inbox_role(inbox_id)
-    if role is None or role < needed:
-        have = role.name if role is not None else "no role"
+    if not _at_least(role, needed):
+        have = role.name if isinstance(role, InboxRole) else "no role"
         raise PermissionDenied(
             f"{action} needs inbox role {needed.name} or above on inbox {inbox_id!r}; "
             f"user {a.user_id!r} has {have}",
@@ -41,8 +50,8 @@ def require_export(actor: object, inbox_id: str, source: Source, action: str) ->
     a = _check_actor(actor)
     if isinstance(source, AddressBookSource):
         role = a.address_book_role(source.address_book_id)
-        if role is None or role < AddressBookRole.ADMIN:
-            have = role.name if role is not None else "no role"
+        if not _at_least(role, AddressBookRole.ADMIN):
+            have = role.name if isinstance(role, AddressBookRole) else "no role"
             raise PermissionDenied(
                 f"{action} needs address book role ADMIN or above on address book "
                 f"{source.address_book_id!r}; user {a.user_id!r} has {have}",

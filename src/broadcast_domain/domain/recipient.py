@@ -26,6 +26,7 @@ from broadcast_domain.domain.events import (
     Succeeded,
 )
 from broadcast_domain.domain.policies import DeliveryPolicy
+from broadcast_domain.domain.reasons import classify_reason, describe_status, is_reason
 from broadcast_domain.domain.values import (
     BounceReport,
     Contact,
@@ -37,7 +38,15 @@ from broadcast_domain.errors import InvalidTransition
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-__all__ = ["Recipient", "ReportOutcome", "recipient_id", "recipient_id_maker", "schedule"]
+__all__ = [
+    "Recipient",
+    "ReportOutcome",
+    "recipient_id",
+    "recipient_id_maker",
+    "report_detail",
+    "report_reason",
+    "schedule",
+]
 
 _RECIPIENT_NS = uuid5(NAMESPACE_URL, "urn:broadcast-domain:recipient")
 
@@ -128,6 +137,37 @@ def derive_report_id(report: BounceReport) -> str:
     return "sha256:" + hashlib.sha256(material.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
+def _status_in(text: str) -> str | None:
+    # An SMTP reply often carries an enhanced status code as its first word ("5.1.1 ...").
+    first = text.split(None, 1)[0] if text.strip() else ""
+    return first if first.count(".") == 2 else None
+
+
+def report_detail(report: BounceReport) -> str:
+    """The detail message of a report's error: never empty (SPEC section 2).
+
+    The reporter's diagnostic, else the standard description of its enhanced
+    status code, else the status as given.
+    """
+    diagnostic = " ".join(report.diagnostic.split())
+    if diagnostic:
+        return diagnostic
+    described = describe_status(report.status)
+    if described:
+        return described
+    status = report.status.strip()
+    return f"status {status}" if status else "failure reported without a status or a diagnostic"
+
+
+def report_reason(report: BounceReport) -> str:
+    """The report's reason: the reporter's when it is one of REASONS, else classified."""
+    if report.reason is not None and is_reason(report.reason):
+        return report.reason
+    status = report.status.strip()
+    reply = status if status.isdigit() else None
+    return classify_reason(None if reply else status, reply, report.diagnostic)
+
+
 def _error_rank(permanent: bool, reported_at: datetime, report_id: str) -> tuple[bool, str, str]:
     # The error shown is the one with the smallest rank, so that the final state
     # does not depend on the order reports arrive in: permanent before temporary,
@@ -161,6 +201,7 @@ class Recipient:
     error_source: str | None = None
     error_status: str | None = None
     error_detail: str | None = None
+    error_reason: str | None = None
     last_reply: str | None = None
     error_permanent: bool | None = None
     error_rank: tuple[bool, str, str] | None = None
@@ -253,6 +294,7 @@ class Recipient:
             error_source=e.source if replace else self.error_source,
             error_status=e.status if replace else self.error_status,
             error_detail=e.diagnostic if replace else self.error_detail,
+            error_reason=e.reason if replace else self.error_reason,
             error_permanent=e.permanent if replace else self.error_permanent,
             error_rank=rank if replace else self.error_rank,
             report_ids=self.report_ids | {e.report_id},
@@ -351,6 +393,7 @@ class Recipient:
                     diagnostic=f"{code} {text}".strip(),
                     permanent=True,
                     now=now,
+                    reason=classify_reason(_status_in(text), str(code), text),
                 )
             ]
         detail = f"{code} {text}".strip() if code else text
@@ -362,6 +405,8 @@ class Recipient:
                     diagnostic=f"gave up after {self.attempts} attempts; last reply: {detail}",
                     permanent=False,
                     now=now,
+                    # Retries used up is "expired" whatever the last temporary reply said.
+                    reason="expired",
                 )
             ]
         return [
@@ -384,6 +429,7 @@ class Recipient:
         diagnostic: str,
         permanent: bool,
         now: datetime,
+        reason: str,
         report_id: str | None = None,
         reported_at: datetime | None = None,
         received_at: datetime | None = None,
@@ -400,6 +446,7 @@ class Recipient:
             report_id=f"{source}:{self.id.hex}:{self.attempts}" if report_id is None else report_id,
             reported_at=now if reported_at is None else reported_at,
             received_at=now if received_at is None else received_at,
+            reason=reason,
         )
 
     def receive_report(
@@ -437,9 +484,10 @@ class Recipient:
             self._bounced(
                 source=report.source,
                 status=report.status,
-                diagnostic=report.diagnostic,
+                diagnostic=report_detail(report),
                 permanent=report.permanent,
                 now=now,
+                reason=report_reason(report),
                 report_id=report_id,
                 reported_at=report.reported_at,
                 received_at=received_at,

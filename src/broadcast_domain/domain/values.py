@@ -169,18 +169,57 @@ class CsvSource:
 Source = AddressBookSource | CsvSource
 
 
-def _freeze_roles(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return MappingProxyType(dict(value or {}))
+def _checked_roles(value: object, field: str, role_type: type[enum.Enum]) -> Mapping[str, Any]:
+    # Roles decide who may export personal data: a role of the other enum, a
+    # bare integer or ``True`` would compare as an int (IntEnum) and grant
+    # access, so only members of the field's own enum are accepted.
+    if value is None:
+        return MappingProxyType({})
+    if not isinstance(value, Mapping):
+        raise InvalidInput(
+            f"{field} must be a mapping of id to {role_type.__name__}, "
+            f"got {type(value).__name__}",
+            field=field,
+        )
+    checked: dict[str, Any] = {}
+    for key, role in value.items():
+        if not isinstance(key, str):
+            raise InvalidInput(
+                f"{field} key {key!r} must be a string id, got {type(key).__name__}",
+                field=field,
+            )
+        if type(role) is not role_type:
+            raise InvalidInput(
+                f"{field}[{key!r}] must be a {role_type.__name__} "
+                f"({', '.join(m.name for m in role_type)}), got {role!r}",
+                field=f"{field}[{key!r}]",
+            )
+        checked[key] = role
+    return MappingProxyType(checked)
+
+
+def _inbox_roles(value: object) -> Mapping[str, InboxRole]:
+    return _checked_roles(value, "inbox_roles", InboxRole)
+
+
+def _address_book_roles(value: object) -> Mapping[str, AddressBookRole]:
+    return _checked_roles(value, "address_book_roles", AddressBookRole)
 
 
 @attrs.frozen
 class Actor:
-    """Who acts, with their roles per inbox and per address book (supplied by the host)."""
+    """Who acts, with their roles per inbox and per address book (supplied by the host).
+
+    ``inbox_roles`` maps inbox ids (strings) to ``InboxRole`` members and
+    ``address_book_roles`` maps address book ids to ``AddressBookRole`` members;
+    anything else (a string, an int, ``True``, the other enum) is
+    ``InvalidInput`` naming the key. Both are kept as read-only copies.
+    """
 
     user_id: str
-    inbox_roles: Mapping[str, InboxRole] = attrs.field(factory=dict, converter=_freeze_roles)
+    inbox_roles: Mapping[str, InboxRole] = attrs.field(factory=dict, converter=_inbox_roles)
     address_book_roles: Mapping[str, AddressBookRole] = attrs.field(
-        factory=dict, converter=_freeze_roles
+        factory=dict, converter=_address_book_roles
     )
 
     def inbox_role(self, inbox_id: str) -> InboxRole | None:
@@ -214,3 +253,6 @@ class BounceReport:
     source: str = "report"
     remote_mta: str | None = None
     feedback_type: str | None = None
+    # One of REASONS when the reporter decided it (a parser, a webhook); None lets
+    # the recipient decide from the status and the diagnostic.
+    reason: str | None = None

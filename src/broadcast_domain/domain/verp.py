@@ -16,9 +16,47 @@ from uuid import UUID
 
 from broadcast_domain.errors import InvalidInput
 
-__all__ = ["Verp"]
+__all__ = ["Verp", "split_verp_address", "verp_token_of"]
 
 _MAC_BYTES = 10
+
+
+def split_verp_address(address: str) -> tuple[str, str, str] | None:
+    """``(base, token, domain)`` of ``<base+TOKEN@domain>``; None when it carries no token.
+
+    The one reading of a VERP address: surrounding spaces and angle brackets
+    are dropped, the token is everything after the first ``+`` of the local
+    part (the base never holds a ``+``, ``Verp`` refuses such return paths).
+    """
+    if not isinstance(address, str):
+        return None
+    addr = address.strip().strip("<>").strip()
+    local, sep, domain = addr.rpartition("@")
+    if not sep or not domain:
+        return None
+    base, plus, token = local.partition("+")
+    if not plus or not base or not token:
+        return None
+    return base, token, domain
+
+
+def verp_token_of(address: str | None, *, return_path: str | None = None) -> str | None:
+    """The token of a VERP address, or None; with ``return_path``, only when base and domain
+    are that return path's (compared case-insensitively).
+
+    The token is not verified here: ``Verp.verify`` decides whether it names a delivery.
+    """
+    if not address:
+        return None
+    parts = split_verp_address(address)
+    if parts is None:
+        return None
+    base, token, domain = parts
+    if return_path is not None:
+        own_base, _, own_domain = return_path.strip().rpartition("@")
+        if base.lower() != own_base.lower() or domain.lower() != own_domain.lower():
+            return None
+    return token
 
 
 class Verp:
@@ -77,11 +115,4 @@ class Verp:
 
     def token_from_address(self, address: str) -> str | None:
         """Extract the token from ``local+TOKEN@domain`` when local and domain are ours."""
-        addr = address.strip().strip("<>").strip()
-        local, sep, domain = addr.rpartition("@")
-        if not sep or domain.lower() != self.domain:
-            return None
-        base, plus, token = local.partition("+")
-        if not plus or base.lower() != self.local.lower() or not token:
-            return None
-        return token
+        return verp_token_of(address, return_path=f"{self.local}@{self.domain}")

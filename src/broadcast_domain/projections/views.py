@@ -38,6 +38,7 @@ __all__ = [
     "keyword_key",
     "month_of",
     "project",
+    "recipient_reason",
     "recipient_search_text",
     "unmatched_order",
 ]
@@ -62,6 +63,8 @@ class Counts:
     # 0 in rows written before these fields existed: replay from the start then.
     first_position: int = 0
     last_position: int = 0
+    # Errors by reason (only reasons with errors): sums to ``errors``.
+    errors_by_reason: dict[str, int] = attrs.field(factory=dict)
 
     @property
     def delivered(self) -> int:
@@ -83,6 +86,15 @@ class Counts:
             self.succeeded += delta
         else:
             self.errors += delta
+
+    def bump_reason(self, reason: str | None, delta: int) -> None:
+        """Add ``delta`` to the errors of ``reason`` (a reason at zero leaves the map)."""
+        key = reason or "undefined"
+        left = self.errors_by_reason.get(key, 0) + delta
+        if left:
+            self.errors_by_reason[key] = left
+        else:
+            self.errors_by_reason.pop(key, None)
 
 
 def month_of(moment: datetime, timezone: str) -> tuple[int, int]:
@@ -148,6 +160,15 @@ def _project_recipient(views: Views, event: RecipientEvent, position: int) -> No
     elif before.status is not after.status:
         counts.bump(before.status, -1)
         counts.bump(after.status, +1)
+    was_error = before is not None and before.status is DeliveryStatus.ERROR
+    is_error = after.status is DeliveryStatus.ERROR
+    if was_error or is_error:
+        old_reason = before.error_reason if was_error and before is not None else None
+        if not (was_error and is_error and old_reason == after.error_reason):
+            if was_error:
+                counts.bump_reason(old_reason, -1)
+            if is_error:
+                counts.bump_reason(after.error_reason, +1)
     was_unack = before is not None and before.unacknowledged_error
     if after.unacknowledged_error != was_unack:
         counts.unacknowledged += 1 if after.unacknowledged_error else -1
@@ -220,6 +241,13 @@ def estimated_completion(counts: Counts, now: datetime) -> datetime | None:
         return None
     per_second = done / elapsed
     return max(now, counts.last_outcome_at) + timedelta(seconds=remaining / per_second)
+
+
+def recipient_reason(recipient: Recipient) -> str | None:
+    """The reason shown and filtered on: an ERROR's reason, None for any other status."""
+    if recipient.status is not DeliveryStatus.ERROR:
+        return None
+    return recipient.error_reason or "undefined"
 
 
 def recipient_search_text(recipient: Recipient) -> str:

@@ -10,7 +10,10 @@ every step checks these invariants:
 2. the summary's counts equal a tally of the recipients' states folded from
    ``history()``, and so does the unacknowledged error count;
 3. a recipient once in ``ERROR`` never turns back;
-4. the recipient list shows each recipient's folded status and acknowledgement;
+4. the recipient list shows each recipient's folded status, acknowledgement and
+   reason (one of REASONS for an ``ERROR``, None otherwise); the errors by
+   reason sum to the errors, equal a tally of the folded reasons, and the
+   reason filter finds exactly those recipients;
 5. ``verify_projections()`` finds no difference between the live projections
    and a replay of the log;
 6. the monthly counts, summed over months, equal the delivered recipients
@@ -70,6 +73,7 @@ from broadcast_domain import (
     InboxRole,
     InvalidTransition,
 )
+from broadcast_domain.domain.reasons import REASONS
 from broadcast_domain.domain.recipient import Recipient, recipient_id
 from broadcast_domain.ports import OutgoingMessage, TransportReply
 from broadcast_domain.testing.bounces import build_arf, build_auto_reply, build_dsn
@@ -358,12 +362,23 @@ class BroadcastMachine(RuleBasedStateMachine):
             assert s.unacknowledged_errors == unack
             page = self.svc.recipients(bid, per_page=50)
             by_address = {item.address: item for item in page.items}
+            reasons: dict[str, int] = {}
             for state in states:
                 assert state is not None
                 item = by_address[state.address]
                 assert item.status is state.status
                 assert item.acknowledged_at == state.acknowledged_at
                 assert recipient_id(bid, state.address) == state.id
+                if state.status is DeliveryStatus.ERROR:
+                    assert item.reason in REASONS
+                    assert item.reason == (state.error_reason or "undefined")
+                    reasons[item.reason] = reasons.get(item.reason, 0) + 1
+                else:
+                    assert item.reason is None
+            assert dict(s.errors_by_reason) == reasons
+            assert sum(s.errors_by_reason.values()) == s.errors
+            for reason, n in reasons.items():
+                assert self.svc.recipients(bid, reason=reason, per_page=50).total == n
 
     @invariant()
     def projections_equal_a_replay(self) -> None:
