@@ -381,7 +381,6 @@ class MessageTemplate:
         html_body: str | None,
         extra_headers: Mapping[str, str] | None = None,
     ) -> None:
-        self._sender = sender
         template = build_message(
             sender=sender,
             sender_name=sender_name,

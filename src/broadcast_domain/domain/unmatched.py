@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import ClassVar
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 import attrs
 
-from broadcast_domain.domain.events import DomainEvent
+from broadcast_domain.domain.base import DomainEvent
 
 __all__ = [
     "BounceUnmatched",
@@ -60,8 +59,6 @@ def unmatched_id_of_digest(digest: str) -> UUID:
 class BounceUnmatched(DomainEvent):
     """A raw report message was kept because a failure report in it matched no delivery."""
 
-    aggregate: ClassVar[str] = "unmatched"
-
     raw: bytes
     received_at: datetime
     reason: str
@@ -83,8 +80,6 @@ class BounceUnmatched(DomainEvent):
 @attrs.frozen(kw_only=True)
 class UnmatchedResolved(DomainEvent):
     """A retry matched every report of a kept message; ``outcome`` says how it ended."""
-
-    aggregate: ClassVar[str] = "unmatched"
 
     outcome: str
 

@@ -177,8 +177,7 @@ def _checked_roles(value: object, field: str, role_type: type[enum.Enum]) -> Map
         return MappingProxyType({})
     if not isinstance(value, Mapping):
         raise InvalidInput(
-            f"{field} must be a mapping of id to {role_type.__name__}, "
-            f"got {type(value).__name__}",
+            f"{field} must be a mapping of id to {role_type.__name__}, got {type(value).__name__}",
             field=field,
         )
     checked: dict[str, Any] = {}
