@@ -40,7 +40,7 @@ from broadcast_domain.domain.broadcast import Broadcast
 from broadcast_domain.domain.events import BroadcastEvent, DomainEvent, SendsReserved
 from broadcast_domain.domain.messages import MessageTemplate, make_message_id
 from broadcast_domain.domain.policies import DeliveryPolicy
-from broadcast_domain.domain.recipient import Recipient
+from broadcast_domain.domain.recipient import Bounced, Recipient, Succeeded
 from broadcast_domain.domain.values import BroadcastStatus, Contact, DeliveryStatus, require_aware
 from broadcast_domain.domain.verp import Verp
 from broadcast_domain.errors import InvalidInput
@@ -57,8 +57,6 @@ PASS_SIZE = 10_000
 
 _DEPTH = 2
 """Batches handed over but not yet recorded, at most (the pipeline's bound)."""
-
-_FINAL = (DeliveryStatus.SUCCEEDED, DeliveryStatus.ERROR)
 
 
 class Dispatcher:
@@ -410,8 +408,8 @@ class _Run:
             new = r.record_reply(code=code, text=text, now=now, policy=policy)
             events.extend(new)
             self._tally(code, r)
-            if not new or new[-1].apply(r).status not in _FINAL:
-                self.unsettled += 1
+            if not new or not isinstance(new[-1], Succeeded | Bounced):
+                self.unsettled += 1  # deferred (still SENDING), or nothing recorded
         try:
             self.d.gateway.put(events)
         except VersionConflict:
