@@ -11,6 +11,7 @@ from typing import Any
 
 from broadcast_adapters.bounces.parser import BounceMessageParser
 from broadcast_adapters.csv_io import CsvCodec
+from broadcast_adapters.storage.marker import claim_store
 from broadcast_adapters.storage.sqlite import SqliteViewStore
 
 __all__ = ["Components", "components"]
@@ -20,7 +21,12 @@ class Components:
     """Factories for the adapters the core needs when it opens a store."""
 
     def view_store(self, store: Any) -> Any:
-        """The view store for a parsed store URL (``kind``, ``path`` ...)."""
+        """The view store for a parsed store URL (``kind``, ``path`` ...).
+
+        Called first when a store is opened, so the marker check comes before any
+        table is created: a database that is not a store is refused untouched.
+        """
+        claim_store(store)
         if store.kind == "sqlite":
             return SqliteViewStore(store.path)
         if store.kind == "memory":

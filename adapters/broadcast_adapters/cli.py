@@ -25,6 +25,7 @@ import io
 import os
 import secrets
 import sqlite3
+import stat
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -41,6 +42,11 @@ from rich.console import Console
 from rich.table import Table
 
 from broadcast_adapters.console import progress_bar, status_table, usage_line
+from broadcast_adapters.storage.marker import (
+    read_only_sqlite_url,
+    require_postgres_store,
+    require_sqlite_store,
+)
 from broadcast_domain import (
     Actor,
     AddressBookRole,
@@ -48,6 +54,7 @@ from broadcast_domain import (
     BroadcastService,
     InboxRole,
 )
+from broadcast_domain.application.memory_views import InMemoryViewStore
 from broadcast_domain.ports import BounceSource
 
 __all__ = ["cli", "main", "operator_for"]
@@ -108,18 +115,33 @@ def _parse_key(text: str, where: str) -> bytes:
     return key
 
 
+def _read_key_file(path: Path) -> bytes:
+    """The key in ``path``, refused when group or others may read it."""
+    mode = path.stat().st_mode
+    if mode & 0o077:
+        # Whoever reads the key can forge bounce reports for every delivery.
+        raise CliError(
+            f"the key file {path} is readable by group or others (mode {mode & 0o777:o}); "
+            f"run: chmod 600 {path}"
+        )
+    return _parse_key(path.read_text(encoding="ascii", errors="replace"), str(path))
+
+
 def signing_key(settings: Settings, url: str, *, need: bool, create: bool = False) -> bytes:
     """The VERP signing key: the option, else the key file beside a SQLite database.
 
     ``create`` writes a fresh key file when there is none (the demo does);
-    ``need`` is False for commands that neither send nor read bounces, which
-    get a throwaway key because the service always wants one.
+    ``need`` is False for commands that neither send nor read bounces: they
+    get a throwaway key because the service always wants one, and never read
+    the key file (an unreadable or loose one does not stop them).
     """
     if settings.signing_key:
         return _parse_key(settings.signing_key, "--signing-key / BROADCAST_SIGNING_KEY")
+    if not need and not create:
+        return secrets.token_bytes(32)
     path = key_file(url)
     if path is not None and path.is_file():
-        return _parse_key(path.read_text(encoding="ascii", errors="replace"), str(path))
+        return _read_key_file(path)
     if path is not None and create:
         key = secrets.token_bytes(32)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -143,22 +165,30 @@ def open_service(
     *,
     need_key: bool = False,
     create: bool = False,
+    read_only: bool = False,
+    replay_if_behind: bool = False,
     clock: Callable[[], datetime] | None = None,
 ) -> BroadcastService:
-    """Open the store; a missing SQLite file is an error unless ``create``."""
+    """Open the store; a SQLite file that is not an existing store is refused unless ``create``.
+
+    ``read_only`` opens a SQLite store with SQLite's ``mode=ro``: nothing can be
+    written, so projections behind the log cannot be caught up in the file; with
+    ``replay_if_behind`` they are then replayed from the log into memory
+    instead (right, but as slow as a rebuild), otherwise it is an error.
+    """
     db = sqlite_path(url)
-    if db is not None and not create and not db.is_file():
-        raise CliError(
-            f"no database at {db}: give --db URL (default {DEFAULT_DB} in the working "
-            "directory), or make one with 'broadcast-domain demo --db URL'"
-        )
+    if db is not None and not create:
+        # Looked at read-only first: a missing, empty or foreign file is refused
+        # before anything could create a table in it.
+        require_sqlite_store(db)
+    if url.lower().startswith(("postgresql://", "postgres://")) and not create:
+        require_postgres_store(url)
     if db is not None and create:
         db.parent.mkdir(parents=True, exist_ok=True)
     key = signing_key(settings, url, need=need_key, create=create)
+    open_url = read_only_sqlite_url(db) if db is not None and read_only else url
     try:
-        svc = BroadcastService.open(
-            url, return_path=settings.return_path, signing_key=key, clock=clock
-        )
+        svc = _open(open_url, settings, key, clock)
     except BroadcastError:
         raise
     except (sqlite3.Error, OSError) as exc:
@@ -171,9 +201,49 @@ def open_service(
     except BroadcastError:
         svc.close()
         raise
+    except sqlite3.OperationalError as exc:
+        svc.close()
+        if read_only and "readonly" in str(exc):
+            if replay_if_behind:
+                return _replayed(open_url, settings, key, clock)
+            raise CliError(
+                f"the projections of {db} are behind its event log and this command opens "
+                "the store read-only: let the projection follower or your application "
+                "catch them up, then run it again"
+            ) from None
+        raise CliError(f"{url} is not a broadcast-domain store: {exc}") from None
     except Exception as exc:
         svc.close()
         raise CliError(f"{url} is not a broadcast-domain store: {exc}") from None
+    return svc
+
+
+def _open(
+    url: str,
+    settings: Settings,
+    key: bytes,
+    clock: Callable[[], datetime] | None,
+    view_store: InMemoryViewStore | None = None,
+) -> BroadcastService:
+    return BroadcastService.open(
+        url, return_path=settings.return_path, signing_key=key, clock=clock, view_store=view_store
+    )
+
+
+def _replayed(
+    url: str, settings: Settings, key: bytes, clock: Callable[[], datetime] | None
+) -> BroadcastService:
+    """The read-only store with its projections replayed into memory from the log."""
+    click.echo(
+        "Note: the stored projections are behind the event log; replaying the log in memory",
+        err=True,
+    )
+    svc = _open(url, settings, key, clock, view_store=InMemoryViewStore())
+    try:
+        svc.catch_up()
+    except BaseException:
+        svc.close()
+        raise
     return svc
 
 
@@ -325,7 +395,7 @@ def status(ctx: click.Context, broadcast_id: str) -> None:
     """Show a broadcast's status bar and its account's count for this month."""
     settings = _settings(ctx)
     bid = _broadcast_id(broadcast_id)
-    with open_service(settings, _url(settings)) as svc:
+    with open_service(settings, _url(settings), read_only=True, replay_if_behind=True) as svc:
         show_status(svc, bid, _stdout())
 
 
@@ -428,6 +498,39 @@ def export(
     _stdout().print(f"Wrote {rows:,} rows to {target}")
 
 
+def _umask() -> int:
+    # The only way to read the umask is to set it; the CLI is single-threaded here.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def check_output_path(target: Path) -> Path:
+    """The folder to write ``target`` in; CliError unless ``target`` is absent or a regular file.
+
+    The export replaces ``target`` by renaming a finished temporary file onto
+    it: over a device, a directory or a symbolic link that would replace the
+    thing itself (a link's target would not get the CSV), so those are refused.
+    """
+    folder = target.parent if str(target.parent) else Path()
+    if not folder.is_dir():
+        raise CliError(f"cannot write {target}: folder {folder} does not exist")
+    try:
+        mode = target.lstat().st_mode
+    except FileNotFoundError:
+        return folder
+    if stat.S_ISLNK(mode):
+        raise CliError(
+            f"{target} is a symbolic link; give the path of a regular file (nothing written)"
+        )
+    if not stat.S_ISREG(mode):
+        kind = (
+            "a directory" if stat.S_ISDIR(mode) else "not a regular file (a device, pipe or socket)"
+        )
+        raise CliError(f"{target} is {kind}; give the path of a regular file (nothing written)")
+    return folder
+
+
 def export_csv(
     svc: BroadcastService,
     bid: UUID,
@@ -444,14 +547,15 @@ def export_csv(
     The file appears only when the export succeeded: a row CP932 cannot hold
     leaves no half-written file behind.
     """
+    folder = check_output_path(target)
     summary = svc.summary(bid)
     total = summary.unacknowledged_errors if errors_only else summary.recipients
-    folder = target.parent if str(target.parent) else Path()
-    if not folder.is_dir():
-        raise CliError(f"cannot write {target}: folder {folder} does not exist")
     fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
+        # mkstemp makes the file 0600; an export is an ordinary file (0644 under
+        # the usual umask), as any other program would write it.
+        os.fchmod(fd, 0o666 & ~_umask())
         with progress_bar(console, "rows") as bar, os.fdopen(fd, "wb") as raw:
             task = bar.add_task("Exporting" if not errors_only else "Exporting errors", total=total)
             header_line = [True]
@@ -466,6 +570,7 @@ def export_csv(
             export = svc.export_unacknowledged_errors_csv if errors_only else svc.export_results_csv
             rows = export(bid, counting, actor=actor, encoding=encoding, headers=headers)
             bar.update(task, completed=rows, total=max(rows, total))
+        check_output_path(target)  # again: the path may have changed while exporting
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -581,7 +686,7 @@ def verify(ctx: click.Context) -> None:
     Exits 1 and prints every difference when they disagree (run `rebuild` to repair).
     """
     settings = _settings(ctx)
-    with open_service(settings, _url(settings)) as svc:
+    with open_service(settings, _url(settings), read_only=True) as svc:
         diffs = svc.verify_projections()
     if report_differences(diffs, _stdout()):
         ctx.exit(1)

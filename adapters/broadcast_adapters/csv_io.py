@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import codecs
 import csv  # noqa: TID251 - this is the module the ban points to
-import io
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -27,7 +26,7 @@ from broadcast_domain.domain.values import Contact, normalise_address
 from broadcast_domain.errors import CsvExportError, CsvImportError, InvalidInput
 from broadcast_domain.ports import CsvProblem, ImportedCsv
 
-__all__ = ["EXPORT_ENCODINGS", "HEADER_ALIASES", "CsvCodec"]
+__all__ = ["EXPORT_ENCODINGS", "HEADER_ALIASES", "CsvCodec", "is_formula_cell"]
 
 # --------------------------------------------------------------------------- import
 
@@ -134,11 +133,24 @@ def _decode(data: bytes) -> str:
         # Several valid multi-byte UTF-8 characters before the bad byte mean a damaged
         # UTF-8 file: read as CP932 it would import garbled names without a word.
         prefix = data[: utf8_error.start].decode("utf-8")
-        if sum(1 for char in prefix if char > "\x7f") >= _UTF8_EVIDENCE:
+        # A character of three UTF-8 bytes or more (kana, kanji, full-width forms)
+        # is what Japanese UTF-8 text is made of; CP932 text rarely forms one by
+        # accident (its half-width kana do form two-byte ones, so those count
+        # only in numbers). Either way the file is UTF-8 and then something else:
+        # mixed, refused rather than guessed.
+        wide = next((i for i, char in enumerate(prefix) if char >= "\u0800"), None)
+        if wide is not None or sum(1 for char in prefix if char > "\x7f") >= _UTF8_EVIDENCE:
             line = _line_of(data, utf8_error.start)
+            first = (
+                wide if wide is not None else next(i for i, c in enumerate(prefix) if c > "\x7f")
+            )
+            first_offset = len(prefix[:first].encode("utf-8"))
             raise CsvImportError(
-                f"the file is UTF-8 up to line {line}, where byte "
-                f"0x{data[utf8_error.start]:02x} is not UTF-8; fix or re-save the file",
+                f"the file mixes encodings: it is UTF-8 up to line {line} (UTF-8 text from "
+                f"line {_line_of(data, first_offset)}, byte offset {first_offset}), where byte "
+                f"0x{data[utf8_error.start]:02x} at byte offset {utf8_error.start} is not "
+                "UTF-8 (Shift_JIS/CP932?); save the whole file "
+                "again in one encoding",
                 line=line,
             ) from None
         try:
@@ -218,10 +230,17 @@ class _Record:
     cells: list[str]
 
 
+_PHYSICAL_LINE: Final = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+
+
 def _records(text: str) -> Iterator[_Record]:
     """Records with the physical line each starts on; csv errors become CsvImportError."""
-    # newline="" keeps the CR/LF inside quoted fields for csv, as its docs require.
-    reader = csv.reader(io.StringIO(text, newline=""), dialect=_Rfc4180)
+    # Physical lines, made one at a time and with their CR/LF kept (as csv's docs
+    # require), split where StringIO(newline="") would split them; a StringIO
+    # would copy the whole text at four bytes a character before the row limit
+    # could stop anything.
+    lines = (m.group() for m in _PHYSICAL_LINE.finditer(text))
+    reader = csv.reader(lines, dialect=_Rfc4180)
     previous_end = 0
     while True:
         start = previous_end + 1
@@ -313,22 +332,25 @@ class CsvCodec:
             )
         data = bytes(data)
         # Every record is read before any address is validated, so that a broken or
-        # oversized file fails fast; the list is bounded by max_bytes.
-        records = [r for r in _records(_decode(data)) if not _is_blank(r.cells)]
-        if not records:
+        # oversized file fails fast; the list holds at most max_rows records.
+        records = (r for r in _records(_decode(data)) if not _is_blank(r.cells))
+        header = next(records, None)
+        if header is None:
             raise CsvImportError("the file is empty: it needs a header line and data rows")
-        header, body = records[0], records[1:]
         columns = _read_header(header.cells, header.line)
+        body: list[_Record] = []
+        for record in records:
+            if len(body) == max_rows:
+                # Reading stops here: the rest of the file is never split into rows.
+                raise CsvImportError(
+                    f"the file has more than the limit of {max_rows:,} data rows "
+                    f"(line {record.line} is row {max_rows + 1:,}); split it into smaller files",
+                    line=record.line,
+                )
+            body.append(record)
         if not body:
             raise CsvImportError(
                 f"the file has a header (line {header.line}) but no data rows", line=header.line
-            )
-        if len(body) > max_rows:
-            over = body[max_rows]
-            raise CsvImportError(
-                f"the file has {len(body):,} data rows, more than the limit of {max_rows:,} "
-                f"(line {over.line} is row {max_rows + 1:,}); split it into smaller files",
-                line=over.line,
             )
 
         contacts: list[Contact] = []
@@ -449,6 +471,21 @@ class CsvCodec:
 
 _CHUNK_ROWS: Final = 1024
 _FORMULA_START: Final = "=+-@\t\r"
+# Spreadsheets also run a formula written with full-width signs (they fold
+# them), and some skip invisible or special spaces in front of the sign.
+_FULLWIDTH_FORMULA: Final = "\uff1d\uff0b\uff0d\uff20"  # ＝＋－＠
+_INVISIBLE_LEAD: Final = "\u00a0\u3000\u200b\u200c\u200d\u2060\ufeff"
+
+
+def is_formula_cell(cell: str) -> bool:
+    """True when a spreadsheet could run ``cell`` as a formula (so it is neutralised)."""
+    if not cell:
+        return False
+    if cell[0] in _FORMULA_START or cell[0] in _FULLWIDTH_FORMULA:
+        return True
+    rest = cell.lstrip(_INVISIBLE_LEAD)
+    return rest != cell and bool(rest) and (rest[0] in "=+-@" or rest[0] in _FULLWIDTH_FORMULA)
+
 
 EXPORT_ENCODINGS: Final[dict[str, tuple[str, bool]]] = {
     "utf-8-sig": ("utf-8", True),
@@ -569,7 +606,7 @@ class _Export:
                 f"{len(self._header)}",
                 field="rows",
             )
-        return [("'" + c) if (c and c[0] in _FORMULA_START) else c for c in row]
+        return [("'" + c) if is_formula_cell(c) else c for c in row]
 
     def _raise_unencodable(self, row: Sequence[str], number: int) -> NoReturn:
         self._parts.clear()

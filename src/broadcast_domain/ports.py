@@ -134,6 +134,12 @@ class ParsedReport:
     permanent: bool
     remote_mta: str | None = None
     feedback_type: str | None = None
+    # Why it failed, a name of REASONS ("undefined" when nothing decides).
+    reason: str = "undefined"
+    # What a person reads about the failure; never empty for a failed report.
+    detail: str = ""
+    # The Original-Recipient the report gives beside ``recipient`` (list expansion).
+    original_recipient: str | None = None
 
 
 @attrs.frozen
@@ -145,6 +151,9 @@ class ParsedMessage:
     original_message_ids: tuple[str, ...]
     message_id: str | None
     date: datetime | None
+    # Set when the parser would not read the message (e.g. over its size limit):
+    # the reason, for an ``ignored`` outcome that records nothing.
+    refused: str | None = None
 
 
 class BounceParser(Protocol):

@@ -87,9 +87,7 @@ def test_concurrent_claims_with_different_digests_let_exactly_one_win(make_store
 
     def claim(i: int) -> None:
         barrier.wait()
-        results[f"d{i}"] = store.claim(
-            "tok", f"d{i}", expires_at=T0 + timedelta(minutes=5), now=T0
-        )
+        results[f"d{i}"] = store.claim("tok", f"d{i}", expires_at=T0 + timedelta(minutes=5), now=T0)
 
     threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
     for t in threads:

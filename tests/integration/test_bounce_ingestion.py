@@ -293,13 +293,14 @@ def test_each_report_of_a_multi_recipient_dsn_goes_to_its_own_recipient(world: W
 
 
 def test_a_verp_dsn_with_a_report_for_a_stranger_matches_only_its_recipient(world: World) -> None:
-    """A VERP DSN names one delivery: a second report about another address stays unmatched."""
+    """A VERP DSN names one delivery: a second report about another address is ignored, not kept."""
     raw = build_dsn(world.sent["user0@example.org"], extra_recipients=["stranger@example.net"])
     outcomes = world.svc.record_bounce_message(raw)
-    assert sorted(o.kind for o in outcomes) == ["applied", "unmatched"]
+    assert sorted(o.kind for o in outcomes) == ["applied", "ignored"]
+    assert "VERP token" in next(o.detail for o in outcomes if o.kind == "ignored")
     assert world.status("user0@example.org") is DeliveryStatus.ERROR
     assert world.svc.summary(world.bid).errors == 1
-    assert world.svc.unmatched_reports().total == 1
+    assert world.svc.unmatched_reports().total == 0
 
 
 # --- the unmatched log ------------------------------------------------------------------

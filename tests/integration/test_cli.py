@@ -56,7 +56,9 @@ class Store:
 def store(tmp_path: Path) -> Store:
     """A store whose key is in ``<db>.key`` as the CLI expects, with errors unacknowledged."""
     path = tmp_path / "broadcasts.db"
-    path.with_name(path.name + ".key").write_text(KEY.hex())
+    key = path.with_name(path.name + ".key")
+    key.write_text(KEY.hex())
+    key.chmod(0o600)
     # Real now: `ingest` takes reports at the system clock, within the bounce window.
     clock = FakeClock(datetime.now(UTC))
     transport = FakeTransport(reject=["gone@example.com"])

@@ -163,17 +163,20 @@ def test_a_postmark_bounce_without_anything_of_ours_is_unmatched(
     token or junk metadata never match: unmatched, the recipient stays SUCCEEDED."""
     svc, bid, mid, _token = sent
     doc = postmark_bounce(
-        **{k: (v.replace("PLACEHOLDER", mid) if isinstance(v, str) else v) for k, v in overrides.items()}
+        **{
+            k: (v.replace("PLACEHOLDER", mid) if isinstance(v, str) else v)
+            for k, v in overrides.items()
+        }
     )
     (report,) = PostmarkWebhook(AUTH).normalise(json.dumps(doc).encode(), AUTH_HEADERS, NOW)
     assert svc.record_bounce(report, received_at=NOW).kind == "unmatched"
     assert status_of(svc, bid) is DeliveryStatus.SUCCEEDED
 
 
-def mailgun_body(event: dict[str, Any], token: str = "tok-1") -> bytes:
+def mailgun_body(event: dict[str, Any], one_time: str = "tok-1") -> bytes:
     stamp = str(int(NOW.timestamp()))
-    digest = hmac.new(MAILGUN_KEY.encode(), f"{stamp}{token}".encode(), hashlib.sha256)
-    signature = {"timestamp": stamp, "token": token, "signature": digest.hexdigest()}
+    digest = hmac.new(MAILGUN_KEY.encode(), f"{stamp}{one_time}".encode(), hashlib.sha256)
+    signature = {"timestamp": stamp, "token": one_time, "signature": digest.hexdigest()}
     return json.dumps({"signature": signature, "event-data": event}).encode()
 
 
@@ -265,3 +268,29 @@ def test_a_notice_listing_several_recipients_gives_one_report_each(addresses: li
     assert [r.recipient for r in reports] == addresses
     assert len({r.report_id for r in reports}) == len(addresses)
     assert {r.verp_token for r in reports} == {"tok"}
+
+
+def test_a_mailgun_retry_reaching_another_worker_is_accepted_through_the_shared_store(
+    sent: tuple[BroadcastService, Any, str, str], tmp_path: Any
+) -> None:
+    """Worker A checks a request and dies before recording; Mailgun's retry reaches worker
+    B, which shares A's token store (SQL): accepted and applied once; an altered replay to
+    either worker is refused."""
+    from broadcast_adapters.storage.seen_tokens import SqlSeenTokens
+
+    svc, bid, _mid, token = sent
+    path = str(tmp_path / "tokens.db")
+    store_a, store_b = SqlSeenTokens.sqlite(path), SqlSeenTokens.sqlite(path)
+    try:
+        body = mailgun_body(mailgun_failure(f"bounces+{token}@mail.example.com"))
+        MailgunWebhook(MAILGUN_KEY, seen_tokens=store_a).normalise(body, {}, NOW)
+        store_a.close()  # worker A is gone; nothing was recorded
+        worker_b = MailgunWebhook(MAILGUN_KEY, seen_tokens=store_b)
+        (report,) = worker_b.normalise(body, {}, NOW + timedelta(seconds=30))
+        assert svc.record_bounce(report, received_at=NOW).kind == "applied"
+        altered = mailgun_body(mailgun_failure(f"bounces+{token}@mail.example.com", "x@y.example"))
+        with pytest.raises(InvalidSignature):
+            worker_b.normalise(altered, {}, NOW + timedelta(seconds=31))
+        assert status_of(svc, bid) is DeliveryStatus.ERROR
+    finally:
+        store_b.close()

@@ -77,8 +77,16 @@ def read_rfc4180(text: str) -> list[list[str]]:
     return records
 
 
+# Signs a spreadsheet runs, full-width too, and what it may skip in front of them.
+SIGNS = "=+-@\uff1d\uff0b\uff0d\uff20"
+INVISIBLE = "\u00a0\u3000\u200b\u200c\u200d\u2060\ufeff"
+
+
 def neutralised(cell: str) -> str:
-    return "'" + cell if cell[:1] and cell[0] in FORMULA_START else cell
+    runs = bool(cell[:1]) and cell[0] in FORMULA_START
+    bare = cell.lstrip(INVISIBLE)
+    runs = runs or (bool(bare[:1]) and bare[0] in SIGNS)
+    return "'" + cell if runs else cell
 
 
 def check_result(result: ImportedCsv, data: bytes) -> None:

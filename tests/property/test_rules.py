@@ -91,10 +91,16 @@ def test_final_state_does_not_depend_on_order_or_duplicates(items, rnd, dup_pick
 def test_failure_applies_only_within_the_bounce_window(
     report: BounceReport, offset: timedelta
 ) -> None:
-    """A failure report turns SUCCEEDED into ERROR iff received within the window."""
+    """A failure report turns SUCCEEDED into ERROR iff received within the window.
+
+    One received before the delivery was handed over cannot be about it: ignored.
+    """
     assume(report.action == "failed")
     kind, state = ingest(succeeded(), report, T0 + offset)
-    if offset <= POLICY.bounce_window:
+    if offset < timedelta(0):
+        assert kind == "ignored"
+        assert state.status is DeliveryStatus.SUCCEEDED
+    elif offset <= POLICY.bounce_window:
         assert kind == "applied" and state.status is DeliveryStatus.ERROR
     else:
         assert kind == "late"

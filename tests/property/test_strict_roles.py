@@ -34,7 +34,9 @@ NOT_A_ROLE = st.one_of(
     st.sampled_from(["OPERATOR", "ADMIN", "owner", "3", ""]),
     st.builds(object),
 )
-BAD_KEYS = st.one_of(st.integers(), st.none(), st.tuples(st.text(max_size=3)), st.binary(max_size=3))
+BAD_KEYS = st.one_of(
+    st.integers(), st.none(), st.tuples(st.text(max_size=3)), st.binary(max_size=3)
+)
 
 
 def _value_for(role_type: type[Any], other_type: type[Any]) -> st.SearchStrategy[Any]:
@@ -46,9 +48,7 @@ def _value_for(role_type: type[Any], other_type: type[Any]) -> st.SearchStrategy
 
 
 def _maps(role_type: type[Any], other_type: type[Any]) -> st.SearchStrategy[dict[Any, Any]]:
-    return st.dictionaries(
-        st.one_of(KEYS, BAD_KEYS), _value_for(role_type, other_type), max_size=4
-    )
+    return st.dictionaries(st.one_of(KEYS, BAD_KEYS), _value_for(role_type, other_type), max_size=4)
 
 
 def _first_bad(roles: dict[Any, Any], role_type: type[Any]) -> Any:
@@ -67,9 +67,7 @@ def test_an_actor_accepts_exactly_the_role_maps_of_its_own_enums(
     bad_inbox = _first_bad(inbox, InboxRole)
     bad_book = _first_bad(books, AddressBookRole)
     valid_inbox = all(isinstance(k, str) and type(v) is InboxRole for k, v in inbox.items())
-    valid_books = all(
-        isinstance(k, str) and type(v) is AddressBookRole for k, v in books.items()
-    )
+    valid_books = all(isinstance(k, str) and type(v) is AddressBookRole for k, v in books.items())
     if valid_inbox and valid_books:
         actor = Actor("u", inbox_roles=inbox, address_book_roles=books)
         assert dict(actor.inbox_roles) == inbox
@@ -103,7 +101,9 @@ def test_a_role_map_that_is_not_a_mapping_of_strings_is_invalid_input(roles: Any
 
 
 @given(role=st.sampled_from(list(InboxRole)), needed=st.sampled_from(list(InboxRole)))
-def test_an_inbox_role_grants_exactly_its_rank_and_below(role: InboxRole, needed: InboxRole) -> None:
+def test_an_inbox_role_grants_exactly_its_rank_and_below(
+    role: InboxRole, needed: InboxRole
+) -> None:
     """require_inbox_role passes iff the actor's role is the needed one or above."""
     actor = Actor("u", inbox_roles={"support": role})
     ranks = list(InboxRole)

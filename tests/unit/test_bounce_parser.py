@@ -132,7 +132,8 @@ def test_dsn_failed_recipient_gives_a_permanent_failure_with_the_server_code() -
     parsed = parse_bounce(DSN)
     failed = parsed.reports[0]
     assert failed.action == "failed"
-    assert failed.recipient == "alice@example.net"
+    assert failed.recipient == "Alice@Example.NET"  # as the report writes it
+    assert failed.original_recipient == "alice@example.net"
     assert failed.status == "5.1.1"
     assert failed.reply_code == "550"
     assert failed.permanent is True
@@ -246,7 +247,7 @@ def test_broken_mime_boundary_still_reads_the_dsn_fields() -> None:
     broken = DSN.replace(b'boundary="BB"', b'boundary="ZZ"')
     parsed = parse_bounce(broken)
     assert [(r.action, r.recipient, r.status) for r in parsed.reports] == [
-        ("failed", "alice@example.net", "5.1.1"),
+        ("failed", "Alice@Example.NET", "5.1.1"),
         ("delayed", "bob@example.net", "4.2.2"),
     ]
 
@@ -287,3 +288,121 @@ def test_mutated_messages_never_raise(
             "autoreply",
             "complaint",
         }
+
+
+# --------------------------------------------------------------------------- issue examples
+
+SENDMAIL_TRANSCRIPT = b"""From: Mail Delivery Subsystem <MAILER-DAEMON@relay.example.net>
+To: bounces+tok@mail.example.com
+Subject: Returned mail: see transcript for details
+
+The original message was received at Mon, 2 Nov 2026 09:00:00 +0900
+from localhost [127.0.0.1]
+
+   ----- The following addresses had permanent fatal errors -----
+<hanako@example.org>
+
+   ----- Transcript of session follows -----
+... while talking to mx.example.org.:
+>>> RCPT To:<hanako@example.org>
+<<< 552 5.2.2 <hanako@example.org>... Mailbox full
+"""
+
+
+def test_a_non_mime_sendmail_transcript_with_a_5xx_line_is_a_failure_with_that_line() -> None:
+    """A plain sendmail transcript gives a failure whose detail is the server's 552 5.2.2 line."""
+    [got] = parse_bounce(SENDMAIL_TRANSCRIPT).reports
+    assert (got.action, got.recipient, got.status, got.reply_code) == (
+        "failed",
+        "hanako@example.org",
+        "5.2.2",
+        "552",
+    )
+    assert "552 5.2.2" in got.detail
+    assert got.reason == "mailboxfull"
+
+
+CHALLENGE = b"""From: Spam Guard <guard@example.org>
+To: bounces+tok@mail.example.com
+Subject: Please confirm your message
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="b"
+
+--b
+Content-Type: text/plain
+
+Your message to jiro@example.org is held. Please confirm you are human by
+clicking the link below; it will then be delivered.
+
+--b
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; guard.example.org
+
+Final-Recipient: rfc822; jiro@example.org
+Action: failed
+Status: 4.7.0
+
+--b--
+"""
+
+
+def test_a_challenge_sent_as_a_report_with_a_4xx_status_is_not_a_failure() -> None:
+    """A challenge/response mail dressed as a multipart/report with Status 4.7.0 is only delayed."""
+    [got] = parse_bounce(CHALLENGE).reports
+    assert got.action == "delayed"
+    assert not got.permanent
+
+
+def _dsn_without_diagnostic(status_line: str, notice: str = "Delivery failed.") -> bytes:
+    return (
+        "From: MAILER-DAEMON@mx.example.net\nTo: bounces@mail.example.com\n"
+        "Subject: Undelivered Mail\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\n\n'
+        f"--b\nContent-Type: text/plain\n\n{notice}\n\n"
+        "--b\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.net\n\n"
+        f"Final-Recipient: rfc822; saburo@example.org\nAction: failed\nStatus: {status_line}\n\n"
+        "--b--\n"
+    ).encode()
+
+
+def test_the_status_comment_is_the_detail_without_a_diagnostic_code() -> None:
+    """``Status: 5.0.0 (recipient reached disk quota)`` gives that comment as the detail."""
+    [got] = parse_bounce(_dsn_without_diagnostic("5.0.0 (recipient reached disk quota)")).reports
+    assert got.detail == "recipient reached disk quota"
+    assert got.reason == "mailboxfull"
+
+
+def test_the_notice_explains_the_recipient_when_the_fields_do_not() -> None:
+    """A first part that says ``Reason: ...`` about the recipient is the detail, not boilerplate."""
+    notice = "Your message could not be delivered.\n\nReason: recipient reached disk quota"
+    [got] = parse_bounce(_dsn_without_diagnostic("5.2.2", notice)).reports
+    assert got.detail == "recipient reached disk quota"
+
+
+def test_a_bare_status_is_described_by_its_standard_meaning() -> None:
+    """With only ``Status: 5.1.1`` and boilerplate, the detail is RFC 3463's description."""
+    [got] = parse_bounce(_dsn_without_diagnostic("5.1.1")).reports
+    assert got.detail == "5.1.1 Bad destination mailbox address"
+    assert got.reason == "userunknown"
+
+
+def test_a_vacation_notice_in_html_is_an_auto_reply() -> None:
+    """An out-of-office reply sent as text/html is an auto-reply, never a failure."""
+    raw = (
+        b"From: Taro <taro@example.org>\nTo: bounces@mail.example.com\n"
+        b"Subject: Out of Office: News\nContent-Type: text/html\n\n"
+        b"<p>I am away until Monday and will read your message then.</p>\n"
+    )
+    assert [r.action for r in parse_bounce(raw).reports] == ["autoreply"]
+
+
+def test_list_expansion_gives_both_recipients() -> None:
+    """Final-Recipient is the report's recipient as written; Original-Recipient rides beside it."""
+    raw = DSN.replace(
+        b"Original-Recipient: rfc822; alice@example.net",
+        b"Original-Recipient: rfc822; list@example.net",
+    )
+    [got, *_] = parse_bounce(raw).reports
+    assert (got.recipient, got.original_recipient) == ("Alice@Example.NET", "list@example.net")

@@ -137,18 +137,26 @@ class SqliteViewStore:
     def __init__(self, path: str) -> None:
         self.path = path
         self._lock = threading.RLock()
+        # A "file:...?mode=ro" URI opens the store read-only (status, verify): no
+        # schema or journal change is attempted then.
+        read_only = path.startswith("file:") and "mode=ro" in path
         self._conn = sqlite3.connect(
-            path, isolation_level=None, check_same_thread=False, timeout=60.0
+            path,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=60.0,
+            uri=path.startswith("file:"),
         )
-        if path != ":memory:":
+        if path != ":memory:" and not read_only:
             self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         with self._lock:
-            self._conn.executescript(_SCHEMA)
-            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(bd_recipients)")}
-            if "reason" not in columns:
-                # A store made before reasons existed: the column is filled by a rebuild.
-                self._conn.execute("ALTER TABLE bd_recipients ADD COLUMN reason TEXT")
+            if not read_only:
+                self._conn.executescript(_SCHEMA)
+                columns = {row[1] for row in self._conn.execute("PRAGMA table_info(bd_recipients)")}
+                if "reason" not in columns:
+                    # A store made before reasons existed: the column is filled by a rebuild.
+                    self._conn.execute("ALTER TABLE bd_recipients ADD COLUMN reason TEXT")
         # Recipient rows as this store last wrote them, valid while the tracking
         # position is still the one it wrote (every change to the tables moves it):
         # a rebuild or a dispatch touches each recipient in several batches, and

@@ -13,20 +13,40 @@ correlated, never by address alone:
    X-Original-To ...); a forged or tampered token never matches;
 2. else the Message-ID(s) of the returned original, looked up in the projection.
 
-Each per-recipient report is matched to the correlated recipient whose address
-it names; a message with a single report may name another address (the
-recipient forwarded the mail) and still matches its one correlated recipient.
-A failure report or complaint that matches nothing keeps the raw message in the
+A message over the intake's size limit (``max_bounce_bytes``, default
+:data:`DEFAULT_MAX_BOUNCE_BYTES`) is ``ignored`` before it is read. A larger
+message than :data:`~broadcast_domain.domain.unmatched.EXCERPT_BYTES` is read
+through its excerpt (headers and the start of each part), the same bytes the
+unmatched log keeps, so a retry reads exactly what the first reading read.
+
+Matching follows the signed token (SPEC section 2): when a valid VERP token
+names the delivery, its reports are about that delivery whatever case the
+report writes the address in; when some report names the delivery's address,
+reports about other addresses (a list expansion, a locator list) are
+``ignored`` and never give anyone a status; when none does (forwarding), every
+failure in it is about the delivery. Without a token, the Message-IDs of the
+returned original correlate, each report matched to the correlated recipient
+whose address it names (a single report with a single correlated delivery
+matches it whatever address it names: forwarding). A failure report or
+complaint that matches nothing keeps the message's excerpt in the
 event-sourced unmatched log, for ``retry_unmatched``.
+
+A normalised report (``record_bounce``, every webhook) must name the
+correlated delivery's address (:func:`normalised_outcome`): a token or
+Message-ID never changes another recipient.
+
+A report's id is what it says (:func:`~broadcast_domain.domain.recipient.report_identity`):
+the delivery, action, status and diagnostic, never the bounce's own headers,
+so a re-delivered report is ``duplicate``. Recipient states are read from the
+event log, never from the projections.
 
 Ingestion writes the events of many messages in one transaction and marks each
 message done only after that commit, so a crash loses nothing and a second run
-records nothing twice (every report has a content-derived id).
+records nothing twice.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -41,12 +61,20 @@ from broadcast_domain.application.results import BounceOutcome, Page
 from broadcast_domain.domain.events import DomainEvent, RecipientEvent
 from broadcast_domain.domain.policies import DeliveryPolicy
 from broadcast_domain.domain.reasons import classify_reason, is_reason
-from broadcast_domain.domain.recipient import Recipient, derive_report_id
+from broadcast_domain.domain.recipient import (
+    OUTCOME_KINDS,
+    Recipient,
+    derive_report_id,
+    outcome_detail,
+    report_identity,
+)
 from broadcast_domain.domain.unmatched import (
+    EXCERPT_BYTES,
     BounceUnmatched,
     UnmatchedMessage,
     UnmatchedResolved,
-    canonical_raw,
+    message_digest,
+    report_excerpt,
     unmatched_id_of_digest,
 )
 from broadcast_domain.domain.values import BounceReport, normalise_address, require_aware
@@ -60,10 +88,16 @@ from broadcast_domain.ports import (
     ViewStore,
 )
 
-__all__ = ["OUTCOME_KINDS", "BounceIntake", "report_outcome"]
+__all__ = [
+    "DEFAULT_MAX_BOUNCE_BYTES",
+    "OUTCOME_KINDS",
+    "BounceIntake",
+    "normalised_outcome",
+    "report_outcome",
+]
 
-OUTCOME_KINDS = ("applied", "duplicate", "late", "unmatched", "ignored")
-"""Every kind a BounceOutcome can have."""
+DEFAULT_MAX_BOUNCE_BYTES = 10 * 1024 * 1024
+"""The largest raw report message the intake reads (10 MiB); a larger one is ``ignored``."""
 
 _RECORDED_ACTIONS = ("failed", "complaint")
 _INGEST_BATCH = 200
@@ -97,19 +131,69 @@ def report_outcome(
         report_id=report_id,
         broadcast_id=state.broadcast_id,
         address=state.address,
+        detail=outcome_detail(state, kind, report, received_at=received_at, policy=policy),
     ), events
+
+
+def normalised_outcome(
+    state: Recipient | None,
+    report: BounceReport,
+    *,
+    correlated_by: str,
+    received_at: datetime,
+    now: datetime,
+    policy: DeliveryPolicy,
+) -> tuple[BounceOutcome, Sequence[RecipientEvent]]:
+    """What a normalised report (``record_bounce``, a webhook) does to its correlated delivery.
+
+    The report names its failed recipient; unless that is the correlated
+    delivery's address (compared by ``normalise_address``), the token or
+    Message-ID belongs to another delivery (another recipient, another account)
+    and the report is ``unmatched``: it never changes a recipient it does not
+    name. The outcome then says nothing about the other delivery, which may
+    belong to another tenant. ``correlated_by`` names what correlated it.
+    """
+    if state is None:
+        return BounceOutcome(
+            kind="unmatched",
+            report=report,
+            report_id=derive_report_id(report),
+            detail=f"the {correlated_by} names no recipient in this store",
+        ), []
+    named = normalise_address(report.recipient) if report.recipient.strip() else ""
+    if named != normalise_address(state.address):
+        why = (
+            "the report names no recipient address"
+            if not named
+            else f"the report names {report.recipient!r}, but its {correlated_by} belongs to "
+            "a delivery to another address"
+        )
+        return BounceOutcome(
+            kind="unmatched",
+            report=report,
+            report_id=derive_report_id(report),
+            detail=f"{why}: a report never changes a recipient it does not name",
+        ), []
+    return report_outcome(
+        state,
+        report,
+        report_id=derive_report_id(report, delivery=state.id),
+        received_at=received_at,
+        now=now,
+        policy=policy,
+    )
 
 
 class _Workspace:
     """What one intake knows: recipient states, kept messages, events not yet written.
 
     Several messages of one ingest run may touch one recipient (a bounce and its
-    copy): each is decided on the state the earlier ones left. A single message
-    reads states from the event log. An ingest run reads them from the
-    projection, caught up when the run starts, and keeps the states its own
-    decisions lead to, so it needs neither a log read per message nor a catch-up
-    per batch; if another process wrote meanwhile, the batch's write conflicts
-    and its messages are decided again from the log.
+    copy): each is decided on the state the earlier ones left. States are read
+    from the event log (writes decide from the write side, never from the
+    projections) once per run and kept with the changes the run's own decisions
+    make; if another process wrote meanwhile, the batch's write conflicts and
+    its messages are decided again from the log. Only Message-ID correlation
+    reads a projection (the Message-ID index).
     """
 
     def __init__(self, gateway: Gateway, projector: Projector, *, run: bool = False) -> None:
@@ -131,9 +215,12 @@ class _Workspace:
 
     def recipient(self, rid: UUID) -> Recipient | None:
         if rid not in self.states:
-            state = self.projector.views.recipient(rid) if self.run else None
-            self.states[rid] = state if state is not None else self.gateway.recipient(rid)
+            self.states[rid] = self.gateway.recipient(rid)
         return self.states[rid]
+
+    def recipients(self, rids: Sequence[UUID]) -> dict[UUID, Recipient | None]:
+        """The states of several recipients (a message quoting many Message-IDs), each read once."""
+        return {rid: self.recipient(rid) for rid in dict.fromkeys(rids)}
 
     def kept_version(self, uid: UUID, *, keeping: bool) -> int:
         """The unmatched-log aggregate's version (0: never kept) where it matters."""
@@ -177,8 +264,7 @@ class _Workspace:
         self.events = []
         self.refreshed = False
         if len(self.states) > _STATE_CACHE:
-            # Bound memory on huge runs: project what was written, then read afresh.
-            self.base, self.own = self.projector.catch_up(), 0
+            # Bound memory on huge runs: what was written is in the log, read it afresh.
             self.states.clear()
 
     def forget(self) -> None:
@@ -229,7 +315,7 @@ def _status(report: ParsedReport) -> str:
 
 
 class BounceIntake:
-    """Takes in bounce reports for one store: record, keep unmatched, ingest, retry."""
+    """Reads raw report messages for one service: record, keep unmatched, ingest, retry."""
 
     def __init__(
         self,
@@ -240,7 +326,13 @@ class BounceIntake:
         policy: DeliveryPolicy,
         clock: Callable[[], datetime],
         parser: Callable[[], BounceParser],
+        max_bytes: int = DEFAULT_MAX_BOUNCE_BYTES,
     ) -> None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+            raise InvalidInput(
+                f"max_bounce_bytes must be a positive number of bytes, got {max_bytes!r}",
+                field="max_bounce_bytes",
+            )
         self.gateway = gateway
         self.projector = projector
         self.verp = verp
@@ -249,6 +341,7 @@ class BounceIntake:
         # Made on first use: a store that only sends never needs the parser installed.
         self._make_parser = parser
         self._parser: BounceParser | None = None
+        self.max_bytes = max_bytes
 
     @property
     def parser(self) -> BounceParser:
@@ -259,18 +352,19 @@ class BounceIntake:
 
     # --- one normalised report -----------------------------------------------------------
 
-    def _correlate_report(self, report: BounceReport) -> UUID | None:
+    def _correlate_report(self, report: BounceReport) -> tuple[UUID | None, str]:
+        """The delivery a normalised report's token or Message-ID names, and which one did."""
         if report.verp_token:
             rid = self.verp.verify(report.verp_token)
             if rid is not None:
-                return rid
+                return rid, "VERP token"
         if report.message_id:
             self.projector.catch_up()
             mid = report.message_id.strip()
             if not mid.startswith("<"):
                 mid = f"<{mid}>"
-            return self.projector.views.recipient_by_message_id(mid)
-        return None
+            return self.projector.views.recipient_by_message_id(mid), "Message-ID"
+        return None, ""
 
     def record_report(self, report: object, received_at: datetime | None) -> BounceOutcome:
         """Record one normalised report (``BroadcastService.record_bounce``)."""
@@ -285,22 +379,22 @@ class BounceIntake:
             require_aware(received_at, "received_at") if received_at is not None else self.now()
         )
         received = received.astimezone(UTC)
-        report_id = derive_report_id(report)
-        rid = self._correlate_report(report)
+        rid, correlated_by = self._correlate_report(report)
         if rid is None:
             return BounceOutcome(
                 kind="unmatched",
                 report=report,
-                report_id=report_id,
+                report_id=derive_report_id(report),
                 detail="no valid VERP token or known Message-ID",
             )
         now = self.now()
 
         def decide() -> tuple[BounceOutcome, Sequence[RecipientEvent]]:
-            return report_outcome(
+            # The recipient's state from the event log (the write side), never a view.
+            return normalised_outcome(
                 self.gateway.recipient(rid),
                 report,
-                report_id=report_id,
+                correlated_by=correlated_by,
                 received_at=received,
                 now=now,
                 policy=self.policy,
@@ -342,30 +436,84 @@ class BounceIntake:
             state = batch.recipient(rid)
             if state is not None:
                 return _Correlation(candidates={rid: state}, verp_token=token)
-        candidates: dict[UUID, Recipient] = {}
-        message_ids: dict[UUID, str] = {}
+        # No token: the returned original's Message-IDs, never an address.
+        found: dict[UUID, str] = {}
         for mid in parsed.original_message_ids:
-            found = batch.by_message_id(mid.strip())
-            if found is None or found in candidates:
-                continue
-            state = batch.recipient(found)
-            if state is not None:
-                candidates[found] = state
-                message_ids[found] = mid.strip()
-        return _Correlation(candidates=candidates, message_ids=message_ids)
+            rid = batch.by_message_id(mid.strip())
+            if rid is not None and rid not in found:
+                found[rid] = mid.strip()
+        states = batch.recipients(list(found))
+        candidates = {rid: state for rid, state in states.items() if state is not None}
+        return _Correlation(
+            candidates=candidates,
+            message_ids={rid: mid for rid, mid in found.items() if rid in candidates},
+        )
 
     @staticmethod
-    def _match(report: ParsedReport, corr: _Correlation, reports: int) -> UUID | None:
-        if report.recipient:
-            key = normalise_address(report.recipient)
-            for rid, state in corr.candidates.items():
-                if normalise_address(state.address) == key:
-                    return rid
-        if reports == 1 and len(corr.candidates) == 1:
-            # The one report of a message correlated to one delivery is about that
-            # delivery even when it names another address (forwarding, aliases).
-            return next(iter(corr.candidates))
-        return None
+    def _match(
+        reports: Sequence[ParsedReport], corr: _Correlation
+    ) -> list[tuple[UUID | None, str]]:
+        """For each report: the delivery it is about (or None), and why not when None."""
+        keys = [normalise_address(r.recipient) if r.recipient else None for r in reports]
+        if corr.verp_token is not None:
+            # The signed token names the delivery (SPEC section 2): its own reports
+            # are about it whatever case they write; when none names it (forwarding,
+            # a list expansion), every report is. Other addresses get nothing.
+            ((named, state),) = corr.candidates.items()
+            own = normalise_address(state.address)
+            if own not in keys:
+                return [(named, "")] * len(reports)
+            return [
+                (named, "")
+                if key == own
+                else (
+                    None,
+                    f"about {r.recipient!r}, not the delivery the VERP token names: "
+                    "another address in a report gets no status from it",
+                )
+                for r, key in zip(reports, keys, strict=True)
+            ]
+        if not corr.candidates:
+            return [(None, "no valid VERP token or known Message-ID")] * len(reports)
+        by_address = {normalise_address(s.address): rid for rid, s in corr.candidates.items()}
+        single = len(reports) == 1 and len(corr.candidates) == 1
+        matched: list[tuple[UUID | None, str]] = []
+        for r, key in zip(reports, keys, strict=True):
+            rid = by_address.get(key) if key is not None else None
+            if rid is None and single:
+                # The one report of a message correlated to one delivery is about that
+                # delivery even when it names another address (forwarding, aliases).
+                rid = next(iter(corr.candidates))
+            matched.append(
+                (rid, "")
+                if rid is not None
+                else (
+                    None,
+                    f"the report's recipient {r.recipient!r} is not the correlated delivery's",
+                )
+            )
+        return matched
+
+    def _too_large(self, size: int, received_at: datetime) -> BounceOutcome:
+        report = BounceReport(
+            recipient="",
+            status="",
+            diagnostic="",
+            permanent=False,
+            reported_at=received_at,
+            report_id=f"dsn:oversized:{size}",
+            action="none",
+            source="dsn",
+        )
+        return BounceOutcome(
+            kind="ignored",
+            report=report,
+            report_id=report.report_id or "",
+            detail=(
+                f"the message is {size} bytes, over the intake's limit of {self.max_bytes} "
+                "bytes (max_bounce_bytes): not read, nothing recorded"
+            ),
+        )
 
     def handle(
         self,
@@ -374,11 +522,20 @@ class BounceIntake:
         envelope_recipient: str | None,
         batch: _Workspace,
         now: datetime,
+        *,
+        digest: str | None = None,
     ) -> list[BounceOutcome]:
-        """Decide one message's outcomes; its events go into ``batch`` only if nothing raised."""
-        parsed = self._parse(raw)
-        canonical = canonical_raw(raw)
-        digest = hashlib.sha256(canonical).hexdigest()
+        """Decide one message's outcomes; its events go into ``batch`` only if nothing raised.
+
+        ``digest`` is the whole message's when ``raw`` is a kept excerpt (a retry).
+        """
+        if digest is None and len(raw) > self.max_bytes:
+            return [self._too_large(len(raw), received_at)]
+        excerpt = report_excerpt(raw)
+        # A small message is read as it came; a large one through the excerpt the
+        # log would keep, so that a retry reads the same bytes.
+        parsed = self._parse(raw if len(raw) <= EXCERPT_BYTES else excerpt)
+        digest = digest or message_digest(raw)
         reported_at = parsed.date or received_at
         if not parsed.reports:
             report = BounceReport(
@@ -400,25 +557,31 @@ class BounceIntake:
                 )
             ]
         corr = self._correlate(parsed, envelope_recipient, batch)
+        matches = self._match(parsed.reports, corr)
         outcomes: list[BounceOutcome] = []
         events: list[DomainEvent] = []
         overlay: dict[UUID, Recipient | None] = {}
         reasons: list[str] = []
         policy = self.policy
-        for index, parsed_report in enumerate(parsed.reports):
-            rid = self._match(parsed_report, corr, len(parsed.reports))
+        unmatched_key = "\x1e".join([corr.verp_token or "", *parsed.original_message_ids])
+        for parsed_report, (rid, why) in zip(parsed.reports, matches, strict=True):
             state = (
                 (overlay[rid] if rid in overlay else batch.recipient(rid))
                 if rid is not None
                 else None
             )
             address = parsed_report.recipient or (state.address if state else "")
-            report_id = (
-                f"dsn:{digest[:40]}:{normalise_address(address) if address else f'#{index}'}"
+            status = _status(parsed_report)
+            # What the report says about which delivery: never the bounce's own bytes.
+            delivery = (
+                rid.hex if rid is not None else f"{unmatched_key}\x1e{normalise_address(address)}"
+            )
+            report_id = report_identity(
+                delivery, parsed_report.action, status, parsed_report.diagnostic
             )
             report = BounceReport(
                 recipient=address,
-                status=_status(parsed_report),
+                status=status,
                 diagnostic=parsed_report.diagnostic,
                 permanent=parsed_report.permanent,
                 reported_at=reported_at,
@@ -446,12 +609,13 @@ class BounceIntake:
                     )
                 )
                 continue
-            if rid is None:
-                why = (
-                    "no valid VERP token or known Message-ID"
-                    if not corr.candidates
-                    else f"the report's recipient {address!r} is not the correlated delivery's"
+            if rid is None and corr.verp_token is not None:
+                # Another address in a report the token ties to one delivery.
+                outcomes.append(
+                    BounceOutcome(kind="ignored", report=report, report_id=report_id, detail=why)
                 )
+                continue
+            if rid is None:
                 outcomes.append(
                     BounceOutcome(kind="unmatched", report=report, report_id=report_id, detail=why)
                 )
@@ -482,10 +646,12 @@ class BounceIntake:
                         originator_id=uid,
                         originator_version=1,
                         timestamp=now,
-                        raw=canonical,
+                        raw=excerpt,
                         received_at=received_at,
                         reason="; ".join(dict.fromkeys(reasons)),
                         envelope_recipient=envelope_recipient,
+                        digest=digest,
+                        size=len(raw),
                     )
                 )
         elif version == 1:
@@ -621,7 +787,12 @@ class BounceIntake:
                     return [], []  # resolved by another process meanwhile
                 batch = _Workspace(self.gateway, self.projector)
                 found = self.handle(
-                    kept.raw, kept.received_at, kept.envelope_recipient, batch, self.now()
+                    kept.raw,
+                    kept.received_at,
+                    kept.envelope_recipient,
+                    batch,
+                    self.now(),
+                    digest=kept.digest,
                 )
                 return found, batch.events
 

@@ -10,6 +10,7 @@ from uuid import UUID
 
 import attrs
 
+from broadcast_domain.domain.recipient import ReportOutcome
 from broadcast_domain.domain.values import BounceReport, BroadcastStatus, Contact, DeliveryStatus
 
 __all__ = [
@@ -121,9 +122,9 @@ class MonthlyUsage:
 
 @attrs.frozen
 class BounceOutcome:
-    """What one report did: applied, duplicate, late, unmatched or ignored."""
+    """What one report did: applied, duplicate, late, unmatched or ignored (OUTCOME_KINDS)."""
 
-    kind: str
+    kind: ReportOutcome
     report: BounceReport
     report_id: str
     broadcast_id: UUID | None = None

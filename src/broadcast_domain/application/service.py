@@ -38,7 +38,7 @@ from broadcast_domain.application.dispatching import Dispatcher
 from broadcast_domain.application.eventlog import EventLog, parse_store_url
 from broadcast_domain.application.gateway import Gateway
 from broadcast_domain.application.importing import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, Importer
-from broadcast_domain.application.intake import BounceIntake
+from broadcast_domain.application.intake import DEFAULT_MAX_BOUNCE_BYTES, BounceIntake
 from broadcast_domain.application.projector import Projector
 from broadcast_domain.application.results import (
     BounceOutcome,
@@ -118,6 +118,7 @@ class BroadcastService:
         address_book: AddressBook | None = None,
         csv_codec: CsvCodec | None = None,
         bounce_parser: BounceParser | None = None,
+        max_bounce_bytes: int = DEFAULT_MAX_BOUNCE_BYTES,
     ) -> None:
         self.events = log
         self.views = views
@@ -137,6 +138,7 @@ class BroadcastService:
             policy=self.policy,
             clock=self.now,
             parser=bounce_parser_factory(bounce_parser, components),
+            max_bytes=max_bounce_bytes,
         )
         self.importer = Importer(csv_codec_factory(csv_codec, components), address_book)
         # The read side still reads these names (until it has a collaborator of its own).
@@ -158,17 +160,28 @@ class BroadcastService:
         address_book: AddressBook | None = None,
         csv_codec: CsvCodec | None = None,
         bounce_parser: BounceParser | None = None,
+        max_bounce_bytes: int = DEFAULT_MAX_BOUNCE_BYTES,
     ) -> BroadcastService:
         """Open (creating on first use) the store at ``url`` and return the facade.
 
         ``url`` is ``memory://`` (in process), ``sqlite:///path.db`` or
-        ``postgresql://user:password@host:port/dbname``.
+        ``postgresql://user:password@host:port/dbname``. A raw report message
+        larger than ``max_bounce_bytes`` (default 10 MiB) is ``ignored`` unread.
         """
         if not isinstance(bounce_window, timedelta) or bounce_window <= timedelta(0):
             raise InvalidInput("bounce_window must be a positive timedelta", field="bounce_window")
         if clock is not None and not callable(clock):
             raise InvalidInput(
                 "clock must be a callable returning an aware datetime", field="clock"
+            )
+        if (
+            isinstance(max_bounce_bytes, bool)
+            or not isinstance(max_bounce_bytes, int)
+            or max_bounce_bytes < 1
+        ):
+            raise InvalidInput(
+                f"max_bounce_bytes must be a positive number of bytes, got {max_bounce_bytes!r}",
+                field="max_bounce_bytes",
             )
         store = parse_store_url(url)
         components = load_components()
@@ -184,6 +197,7 @@ class BroadcastService:
             address_book=address_book,
             csv_codec=csv_codec,
             bounce_parser=bounce_parser,
+            max_bounce_bytes=max_bounce_bytes,
         )
 
     def close(self) -> None:
@@ -492,7 +506,12 @@ class BroadcastService:
     def record_bounce(
         self, report: BounceReport, received_at: datetime | None = None
     ) -> BounceOutcome:
-        """Take in one normalised report: applied, duplicate, late, unmatched or ignored."""
+        """Take in one normalised report: applied, duplicate, late, unmatched or ignored.
+
+        The report must name the failed recipient's address, and it must be the
+        address of the delivery its VERP token or Message-ID names; otherwise it
+        is ``unmatched`` and changes nothing (SPEC section 2).
+        """
         return self.intake.record_report(report, received_at)
 
     def record_bounce_message(

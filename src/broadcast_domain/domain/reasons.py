@@ -21,6 +21,8 @@ __all__ = [
     "classify_reason",
     "describe_status",
     "is_reason",
+    "names_a_cause",
+    "smtp_command",
 ]
 
 # name -> (English label, Japanese label); the order is the display order.
@@ -143,22 +145,26 @@ STATUS_DESCRIPTIONS: Mapping[str, str] = {
     "X.7.30": "REQUIRETLS support required",
 }
 
-# The usual reason of an enhanced status code, by "subject.detail" (any class).
+# The usual reason of an enhanced status code. A key "5.2.1" (one class) wins
+# over "2.1" (both classes): some codes mean one thing when final and another
+# when temporary (a 4.7.1 is a refused connection, a 5.7.1 a security refusal).
 _STATUS_REASONS: Mapping[str, str] = {
+    "1.0": "userunknown",
     "1.1": "userunknown",
     "1.2": "hostunknown",
     "1.3": "userunknown",
-    "1.4": "userunknown",
+    "1.4": "filtered",
     "1.6": "hasmoved",
     "1.7": "rejected",
     "1.8": "rejected",
     "1.9": "systemerror",
     "1.10": "notaccept",
-    "2.0": "userunknown",
-    "2.1": "suspend",
+    "4.2.1": "suspend",
+    "5.2.0": "filtered",
+    "5.2.1": "filtered",
     "2.2": "mailboxfull",
     "2.3": "exceedlimit",
-    "2.4": "systemerror",
+    "2.4": "filtered",
     "3.0": "systemerror",
     "3.1": "systemfull",
     "3.2": "notaccept",
@@ -166,41 +172,49 @@ _STATUS_REASONS: Mapping[str, str] = {
     "3.4": "mesgtoobig",
     "3.5": "systemerror",
     "4.0": "networkerror",
-    "4.1": "networkerror",
+    "4.1": "expired",
     "4.2": "networkerror",
     "4.3": "systemerror",
-    "4.4": "hostunknown",
-    "4.5": "networkerror",
+    "4.4.4": "networkerror",
+    "5.4.4": "hostunknown",
+    "4.5": "systemfull",
     "4.6": "networkerror",
     "4.7": "expired",
-    "5.0": "syntaxerror",
-    "5.1": "syntaxerror",
-    "5.2": "syntaxerror",
-    "5.3": "syntaxerror",
-    "5.4": "syntaxerror",
-    "5.5": "syntaxerror",
-    "5.6": "syntaxerror",
+    "5.3": "toomanyconn",
+    "5.4": "systemerror",
+    "5.5": "systemerror",
+    "5.6": "securityerror",
     "6.0": "contenterror",
     "6.1": "contenterror",
     "6.2": "contenterror",
     "6.3": "contenterror",
     "6.5": "contenterror",
+    "6.6": "contenterror",
+    "6.7": "contenterror",
+    "6.8": "contenterror",
+    "6.9": "contenterror",
     "7.0": "securityerror",
-    "7.1": "rejected",
-    "7.2": "securityerror",
+    "4.7.1": "blocked",
+    "5.7.1": "securityerror",
+    "4.7.2": "blocked",
+    "5.7.2": "securityerror",
     "7.3": "securityerror",
     "7.4": "securityerror",
     "7.5": "securityerror",
     "7.6": "securityerror",
     "7.7": "securityerror",
-    "7.8": "authfailure",
+    "7.8": "securityerror",
     "7.9": "securityerror",
     "7.10": "failedstarttls",
     "7.11": "failedstarttls",
+    "7.12": "securityerror",
     "7.13": "suspend",
     "7.14": "securityerror",
+    "7.15": "securityerror",
+    "7.16": "mesgtoobig",
     "7.17": "hasmoved",
     "7.18": "hasmoved",
+    "7.19": "securityerror",
     "7.20": "authfailure",
     "7.21": "authfailure",
     "7.22": "authfailure",
@@ -209,29 +223,127 @@ _STATUS_REASONS: Mapping[str, str] = {
     "7.25": "requireptr",
     "7.26": "authfailure",
     "7.27": "notaccept",
-    "7.28": "spamdetected",
+    "7.28": "speeding",
+    "7.29": "authfailure",
     "7.30": "failedstarttls",
 }
 
-# Phrases that name a cause, lower-cased; the first reason whose phrase occurs wins,
-# so the more specific reasons come first.
+# Codes whose meaning is precise enough to decide before the text does: the
+# text of a size refusal says "too large" whatever limit was hit, the code
+# says which limit.
+_DECISIVE_STATUS = frozenset({"1.6", "1.7", "1.8", "2.3", "7.13", "7.27"})
+
+# Phrases that name a cause, lower-cased, tried in this order; the first reason
+# with a phrase in the text wins, so the narrower causes come first (a
+# "mailbox full" notice may also say "rejected"; a "spam" filter may also say
+# "blocked"). Each phrase is what servers really write, in their own words.
 _TEXT_REASONS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("virusdetected", ("virus", "malware", "infected")),
-    ("spamdetected", ("spam", "junk mail", "unsolicited")),
-    ("requireptr", ("reverse dns", "no ptr", "ptr record", "reverse lookup")),
-    ("authfailure", ("spf", "dkim", "dmarc")),
-    ("failedstarttls", ("starttls", "requiretls")),
+    (
+        "virusdetected",
+        (
+            "virus",
+            "malware",
+            "infected",
+            "trojan",
+            "worm detected",
+            "malicious attachment",
+        ),
+    ),
+    (
+        "notcompliantrfc",
+        (
+            "rfc 5322",
+            "rfc5322",
+            "rfc 2822",
+            "rfc2822",
+            "rfc 822 ",
+            "not rfc",
+            "rfc compliant",
+            "multiple addresses in from",
+            "duplicate header",
+            "multiple subject",
+            "multiple message-id",
+            "missing required header",
+            "header is missing",
+            "no date header",
+            "invalid message-id",
+            "bare lf",
+            "bare linefeed",
+        ),
+    ),
+    (
+        "policyviolation",
+        (
+            "policy violation",
+            "violates our policy",
+            "violation of policy",
+            "protocol violation",
+            "content presents a potential",
+            "header error",
+            "prohibited attachment",
+            "attachment is not allowed",
+            "not allowed by policy",
+            "by policy",
+            "host network not allowed",
+            "against our policy",
+            "policy reasons",
+            "message rejected due to local policy",
+            "local policy",
+        ),
+    ),
     (
         "mailboxfull",
         (
             "mailbox full",
             "mailbox is full",
+            "mailbox quota",
+            "mailbox size limit",
+            "mailbox exceeds",
             "over quota",
+            "overquota",
             "quota exceeded",
+            "exceeded quota",
+            "exceeds quota",
             "disk quota",
+            "quota full",
+            "user quota",
+            "storage quota",
+            "out of storage",
             "exceeded storage",
-            "insufficient storage",
-            "is full",
+            "storage space",
+            "inbox is full",
+            "mailbox has exceeded",
+            "recipient's mailbox is full",
+            "number of messages in recipient's mailbox",
+            "too many messages in",
+            "mailfolder is full",
+            "box is full",
+            "is over its quota",
+            "mail quota",
+            "reached disk quota",
+            "exceeds its storage",
+        ),
+    ),
+    (
+        "systemfull",
+        (
+            "insufficient disk space",
+            "insufficient system storage",
+            "mail system full",
+            "system storage",
+            "disk full",
+            "not enough space",
+            "out of disk space",
+        ),
+    ),
+    (
+        "exceedlimit",
+        (
+            "exceeds administrative limit",
+            "message length exceeds",
+            "exceeded the maximum size",
+            "size exceeds the limit for this recipient",
+            "recipsizelimit",
         ),
     ),
     (
@@ -239,65 +351,551 @@ _TEXT_REASONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "message too big",
             "message too large",
+            "message is too big",
+            "message is too large",
             "message size exceeds",
+            "size limit exceeded",
             "exceeds size limit",
-            "too large",
+            "mail size limit",
+            "message size limit",
+            "line limit exceeded",
+            "line too long",
+            "message exceeds the maximum",
+            "too much mail data",
+            "message length limit",
         ),
     ),
-    ("suspend", ("disabled", "suspended", "inactive", "deactivated")),
-    ("hasmoved", ("has moved",)),
+    (
+        "contenterror",
+        (
+            "headers too large",
+            "improper use of 8-bit",
+            "8-bit data",
+            "illegal character",
+            "invalid mime",
+            "mime error",
+            "media error",
+            "content error",
+        ),
+    ),
+    ("userunknown", ("recipient address rejected: access denied",)),
+    # A carrier's answer after DATA with the address left out ("550 : User
+    # unknown"): the subscriber's refuse-this-sender setting, not a bad mailbox.
+    ("filtered", ("550 : user unknown", "550: : user unknown")),
+    (
+        "blocked",
+        (
+            "banned sending ip",
+            "dnsbl",
+            "client host blocked",
+            "spamhaus.org",
+            "spamcop.net",
+            "bloquee pour incident de spam",
+        ),
+    ),
+    (
+        "spamdetected",
+        (
+            "spam",
+            "unsolicited",
+            "blacklisted url",
+            "uribl",
+            " ube",
+            "ube,",
+            "junk mail",
+            "bulk mail",
+            "content rejected",
+            "message content rejected",
+            "looks like spam",
+            "suspicious content",
+            "mail rejete",
+            "mail rejected. ofr",
+        ),
+    ),
+    (
+        "authfailure",
+        (
+            "spf",
+            "dkim",
+            "dmarc",
+            "authentication checks failed",
+            "does not have authentication information",
+            "unauthenticated email",
+            "fails to pass authentication",
+            "sender authentication",
+        ),
+    ),
+    (
+        "failedstarttls",
+        ("starttls", "requiretls", "tls negotiation", "tls is required", "must issue a starttls"),
+    ),
+    (
+        "securityerror",
+        (
+            "authentication required",
+            "authentication is required",
+            "auth required",
+            "unauthenticated senders",
+            "authentication failed",
+            "not authenticated",
+            "security policies",
+            "security policy",
+            "smtp authentication",
+            "delivery not authorized",
+        ),
+    ),
+    (
+        "requireptr",
+        (
+            "reverse dns",
+            "rdns",
+            "ptr record",
+            "no ptr",
+            "ptr resource record",
+            "reverse lookup",
+            "ip name lookup failed",
+            "name lookup failed",
+            "mismatches client ip",
+            "cannot find your hostname",
+            "cannot find your reverse",
+            "no reverse",
+            "not resolve your",
+            "reverse hostname",
+            "reverse name",
+        ),
+    ),
+    (
+        "speeding",
+        (
+            "receiving mail at a rate",
+            "sent to too many recipients",
+            "too many recipients this hour",
+            "sending rate",
+            "too many messages from",
+            "messages per hour",
+            "try again later, closing",
+        ),
+    ),
+    (
+        "badreputation",
+        (
+            "reputation",
+            "likely suspicious due to",
+            "sender score",
+        ),
+    ),
+    (
+        "toomanyconn",
+        (
+            "too many connections",
+            "too many concurrent",
+            "too many recipients",
+            "connection rate limit",
+            "frequency limited",
+            "connection limit",
+            "too many simultaneous",
+        ),
+    ),
+    (
+        "notaccept",
+        (
+            "not accepting network messages",
+            "indicated no smtp service",
+            "doesn't receive email",
+            "does not receive email",
+            "doesn't receive mail",
+            "does not receive mail",
+            "no mx record",
+            "couldn't find a mail exchanger",
+            "could not find a mail exchanger",
+            "null mx",
+            "does not accept mail",
+            "not accepting mail",
+            "accepts no mail",
+            "malformed or unexpected name server",
+            "no mail server",
+        ),
+    ),
+    (
+        "networkerror",
+        (
+            "dns error",
+            "dns type 'mx' lookup",
+            "dns lookup error",
+            "dns query failed",
+            "host name lookup failure",
+        ),
+    ),
+    (
+        "expired",
+        (
+            "retry timeout exceeded",
+            "delivery time expired",
+            "could not be delivered for",
+            "could not deliver for",
+            "not going to try again",
+            "in the queue too long",
+            "too long in queue",
+            "message expired",
+            "retry time not reached",
+            "failing for a long time",
+            "delivery expired",
+            "queue lifetime",
+            "was not delivered within",
+            "has been delayed for",
+            "delivery period expired",
+            "did not accept our requests to connect",
+            "envelope expired",
+            "connection timed out",
+            "timed out",
+            "host not reachable",
+        ),
+    ),
+    (
+        "suspend",
+        (
+            "account suspended",
+            "account has been suspended",
+            "mailbox suspended",
+            "is suspended",
+            "has been suspended",
+            "account disabled",
+            "account is disabled",
+            "mailbox disabled",
+            "mailbox is disabled",
+            "has been disabled",
+            "account has been disabled",
+            "deactivated",
+            "inactive user",
+            "inactive account",
+            "account is inactive",
+            "mailbox is inactive",
+            "and inactive",
+            "account is locked",
+            "temporary locked",
+            "temporarily locked",
+            "mailbox is frozen",
+            "account is frozen",
+            "no longer in use",
+            "account is blocked",
+            "compte du destinataire est bloque",
+            "recipient account is blocked",
+            "mailbox unavailable: disabled",
+            "not active",
+            "is disabled",
+            "is inactive",
+        ),
+    ),
+    (
+        "hasmoved",
+        (
+            "has moved",
+            "user has moved",
+            "address has changed",
+            "moved permanently",
+            "no longer on server",
+            "not our customer",
+        ),
+    ),
+    (
+        "norelaying",
+        (
+            "relay access denied",
+            "relaying denied",
+            "relay denied",
+            "not permitted to relay",
+            "relay not permitted",
+            "unable to relay",
+            "relaying not allowed",
+            "no relaying",
+            "not allowed to relay",
+            "we do not relay",
+            "relay prohibited",
+            "relaying prohibited",
+            "not a gateway",
+            "relaying is not allowed",
+            "is not local",
+        ),
+    ),
+    (
+        "rejected",
+        (
+            "sender address rejected",
+            "sender rejected",
+            "sender denied",
+            "unroutable sender",
+            "sender verify failed",
+            "sender domain",
+            "domain of sender",
+            "from: domain is invalid",
+            "invalid sender",
+            "sender is not allowed",
+            "sender not allowed",
+            "sender blocked",
+            "address that has been blacklisted",
+            "envelope sender",
+            "sender address is invalid",
+            "sender unknown",
+            "unknown sender",
+            "bad sender",
+            "permission to post",
+            "not have permission to post",
+            "purported responsible address",
+            "access denied",
+            "unexpected volume or user complaints",
+        ),
+    ),
     (
         "userunknown",
         (
             "user unknown",
+            "nonexistent user",
+            "non-existent user",
+            "nonexistent mailbox",
+            "non-existent mailbox",
+            "mailbox here by that name",
             "unknown user",
             "no such user",
-            "mailbox unavailable",
-            "does not exist",
-            "no mailbox",
+            "no such mailbox",
+            "no such recipient",
+            "no such account",
+            "user not found",
+            "user doesn't exist",
+            "user does not exist",
+            "user not exist",
             "mailbox not found",
+            "mailbox unavailable",
+            "mailbox does not exist",
+            "mailbox doesn't exist",
+            "no mailbox",
             "invalid recipient",
+            "invalid mailbox",
             "recipient unknown",
             "unknown recipient",
-            "address rejected",
-            "no such recipient",
-            "user not found",
+            "recipient not found",
+            "recipientnotfound",
             "account does not exist",
+            "account that you tried to reach does not exist",
+            "does not have a",
+            "doesn't have a",
+            "not listed in",
+            "couldn't be found",
+            "could not be found",
+            "unknown address",
+            "address unknown",
+            "invalid address",
+            "bad destination mailbox",
+            "no longer valid",
+            "unknown local part",
+            "unknown or illegal alias",
+            "not a valid mailbox",
+            "invalid final delivery userid",
+            "userid",
+            "addressee unknown",
+            "unknown account",
+            "no valid recipients",
+            "recipient no longer",
+            "is not a known user",
+            "account unavailable",
+            "no such person",
+            "undeliverable address",
+            "mailbox not available",
+            "destination mailbox",
+            "user invalid",
+            "recipient name is not recognized",
+            "please check if address is correct",
+            "address is possibly incorrect",
+            "not a registered",
+            "no such address",
         ),
     ),
     (
         "hostunknown",
         (
+            "bad destination system address",
             "host unknown",
             "unknown host",
             "domain not found",
             "no such domain",
             "host not found",
             "name or service not known",
-            "unrouteable",
+            "domain does not exist",
+            "domain is not reachable",
+            "dns lookup failure",
+            "unrouteable address",
+            "unroutable address",
+            "unknown domain",
+            "domain name not found",
+            "no route to host",
+            "nxdomain",
+            "invalid domain",
+            "does not exist",
+            "domain could not be found",
+            "host or domain name not found",
         ),
     ),
     (
-        "norelaying",
-        ("relay access denied", "relaying denied", "not permitted to relay", "relay not permitted"),
-    ),
-    ("toomanyconn", ("too many connections",)),
-    ("speeding", ("rate limit", "too many messages", "sending rate")),
-    (
-        "expired",
+        "blocked",
         (
-            "retry timeout",
-            "delivery time expired",
-            "could not be delivered for",
-            "expired",
-            "gave up",
+            "blocked",
+            "blacklist",
+            "blocklist",
+            "block list",
+            "black list",
+            "listed at",
+            "listed in",
+            "spamhaus",
+            "spamcop",
+            "dnsbl",
+            "rbl",
+            "client host rejected",
+            "refused to talk to me",
+            "could not initiate smtp conversation",
+            "connection was dropped by remote host",
+            "service refuse",
+            "not accepting connections",
+            "weren't sent",
+            "were not sent",
+            "invalid ip",
+            "please use the smtp server of your isp",
+            "bloquee",
+            "connection refused",
+            "banned",
+            "denied by",
+            "your ip",
+            "your host",
+            "refused",
+            "relay quota",
+            "dynamic ip",
+            "dial-up",
         ),
     ),
-    ("blocked", ("blocked", "blacklist", "blocklist", "listed at", "listed in")),
-    ("badreputation", ("reputation",)),
-    ("policyviolation", ("policy",)),
-    ("networkerror", ("connection timed out", "connection refused", "network")),
-    ("filtered", ("filtered",)),
+    (
+        "mailererror",
+        (
+            "mailer error",
+            "pipe to |",
+            "procmail",
+            "command not found",
+            "exit status",
+            "x-unix",
+            "local delivery failed",
+        ),
+    ),
+    (
+        "networkerror",
+        (
+            "hop count exceeded",
+            "routing loop",
+            "mail loop",
+            "loop detected",
+            "loops back to myself",
+            "too many hops",
+            "dns error",
+            "name service error",
+            "connection reset",
+            "network is unreachable",
+            "lost connection",
+            "connection dropped",
+            "temporary lookup failure",
+        ),
+    ),
+    (
+        "systemerror",
+        (
+            "system error",
+            "internal error",
+            "transaction failed",
+            "service unavailable",
+            "service currently unavailable",
+            "temporarily unavailable",
+            "server error",
+            "mail system problem",
+            "configuration error",
+            "misconfigur",
+            "local error",
+            "temporary failure",
+            "resources temporarily",
+        ),
+    ),
+    (
+        "syntaxerror",
+        (
+            "syntax error",
+            "syntactically",
+            "command unrecognized",
+            "command not recognized",
+            "unrecognized command",
+            "invalid command",
+            "bad sequence of commands",
+        ),
+    ),
+    (
+        "filtered",
+        (
+            "filtered",
+            "filter",
+            "not authorized to receive",
+            "refused by recipient",
+            "has rejected address",
+        ),
+    ),
+    ("onhold", ("on hold", "onhold")),
+)
+
+# Where in the SMTP dialogue a reply came, from the words a report uses for it;
+# the last one named is the one that failed.
+_COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "DATA",
+        (
+            "end of data",
+            ">>> data",
+            "data command",
+            "for text command",
+            "after data",
+            "in reply to data",
+            "after end of data",
+        ),
+    ),
+    (
+        "RCPT",
+        (
+            ">>> rcpt",
+            "rcpt to command",
+            "rcpt command",
+            "after rcpt",
+            "in reply to rcpt",
+            "[rcpt_to]",
+            "smtp:rcpt",
+            "rcpt to response",
+            "rcpt to:",
+            "does not like recipient",
+        ),
+    ),
+    (
+        "MAIL",
+        (
+            ">>> mail from",
+            "mail from command",
+            "mail command",
+            "after mail from",
+            "in reply to mail",
+        ),
+    ),
+    (
+        "HELO",
+        (
+            ">>> ehlo",
+            ">>> helo",
+            "ehlo command",
+            "helo command",
+            "after ehlo",
+            "after helo",
+            "smtp greeting",
+            "initial connection",
+        ),
+    ),
 )
 
 
@@ -331,53 +929,122 @@ def describe_status(status: str | None) -> str:
     return f"{klass}.{rest} {description}"
 
 
-def _reason_from_text(text: str) -> str | None:
-    lowered = text.lower()
-    for reason, phrases in _TEXT_REASONS:
-        if any(phrase in lowered for phrase in phrases):
+# The phrase tables flattened in their order: one loop of substring tests.
+_PHRASES: tuple[tuple[str, str], ...] = tuple(
+    (phrase, reason) for reason, phrases in _TEXT_REASONS for phrase in phrases
+)
+
+
+def _reason_from_text(lowered: str) -> str | None:
+    for phrase, reason in _PHRASES:
+        if phrase in lowered:
             return reason
     return None
+
+
+def names_a_cause(text: str) -> bool:
+    """True when ``text`` names a cause of failure that decides a reason."""
+    return _reason_from_text(text.lower()) is not None
+
+
+def smtp_command(text: str) -> str | None:
+    """The SMTP command a report says failed (``DATA``, ``RCPT``, ``MAIL``, ``HELO``), if any."""
+    lowered = text.lower()
+    best, found = -1, None
+    for command, marks in _COMMANDS:
+        for mark in marks:
+            at = lowered.rfind(mark)
+            if at > best:
+                best, found = at, command
+    return found
+
+
+def _reason_from_status(status: str | None) -> str | None:
+    parts = _status_parts(status)
+    if parts is None:
+        return None
+    klass, rest = parts
+    if rest == "0.0":
+        return None
+    return _STATUS_REASONS.get(f"{klass}.{rest}") or _STATUS_REASONS.get(rest)
+
+
+_REPLY_REASONS: Mapping[str, str] = {
+    "421": "blocked",
+    "450": "onhold",
+    "451": "systemerror",
+    "452": "mailboxfull",
+    "550": "userunknown",
+    "551": "hasmoved",
+    "552": "mailboxfull",
+    "553": "userunknown",
+    "554": "rejected",
+    "555": "syntaxerror",
+    "500": "syntaxerror",
+    "501": "syntaxerror",
+    "502": "syntaxerror",
+    "503": "syntaxerror",
+    "504": "syntaxerror",
+    "521": "notaccept",
+    "556": "notaccept",
+}
 
 
 def _reason_from_reply(reply_code: str | None) -> str | None:
     if not reply_code:
         return None
-    code = reply_code.strip()[:3]
-    return {
-        "421": "blocked",
-        "450": "onhold",
-        "451": "systemerror",
-        "452": "mailboxfull",
-        "550": "userunknown",
-        "551": "hasmoved",
-        "552": "mailboxfull",
-        "553": "userunknown",
-        "554": "rejected",
-        "555": "syntaxerror",
-        "500": "syntaxerror",
-        "501": "syntaxerror",
-        "502": "syntaxerror",
-        "503": "syntaxerror",
-        "504": "syntaxerror",
-    }.get(code)
+    return _REPLY_REASONS.get(reply_code.strip()[:3])
 
 
-def classify_reason(status: str | None, reply_code: str | None = None, text: str = "") -> str:
+def classify_reason(
+    status: str | None,
+    reply_code: str | None = None,
+    text: str = "",
+    *,
+    command: str | None = None,
+) -> str:
     """The reason of one failure, always a name of REASONS.
 
-    The text (diagnostic, explanation) decides where it names a cause; then
-    the enhanced status code's usual meaning; then the reply code; else
-    ``undefined``.
+    The text (diagnostic, explanation) decides where it names a cause, except
+    for the few status codes precise enough to decide first (a 5.2.3 is the
+    recipient's size limit, whatever words come with it); then the enhanced
+    status code's usual meaning; then the reply code; else ``undefined``.
+    Where the text says the refusal came at the SMTP ``DATA`` step, an unknown
+    user is a filter's verdict (``filtered``: the address was accepted, the
+    message was not); at ``MAIL FROM`` it is the sender that was refused
+    (``rejected``); at the greeting it is the connection (``blocked``).
+    ``command`` names that step when the caller knows it better than the text.
     """
-    by_text = _reason_from_text(text) if text else None
-    if by_text is not None:
-        return by_text
-    parts = _status_parts(status)
-    if parts is not None:
-        _, rest = parts
-        by_status = _STATUS_REASONS.get(rest)
-        if by_status is not None and rest != "0.0":
-            return by_status
     if reply_code is None and status is not None and status.strip().isdigit():
         reply_code = status  # a bare reply code given where the status goes
-    return _reason_from_reply(reply_code) or "undefined"
+    parts = _status_parts(status)
+    if parts is not None and parts[1] in _DECISIVE_STATUS:
+        decided = _reason_from_status(status)
+        if decided is not None:
+            return decided
+    lowered = text.lower() if text else ""
+    command = (command or (smtp_command(lowered) if lowered else None) or "").upper() or None
+    reason = _reason_from_text(lowered) if lowered else None
+    if reason is None:
+        reason = _reason_from_status(status)
+    if reason is None and command == "HELO":
+        reason = "blocked"
+    if reason is None:
+        reason = _reason_from_reply(reply_code)
+    if reason in ("userunknown", "hostunknown") and command == "MAIL":
+        reason = "rejected"
+    elif reason == "userunknown" and command != "RCPT":
+        # "Unknown user" is the recipient's mailbox where the address was
+        # refused (RCPT TO) or the code says so (x.1.1); said after the message
+        # content, or with a code of a mailbox that refused it, it is a
+        # filter's refusal.
+        by_status = _reason_from_status(status)
+        if (
+            by_status == "filtered"
+            or (command == "DATA" and by_status != "userunknown")
+            or (command is None and parts is None and reply_code is not None)
+        ):
+            reason = "filtered"
+    if reason is None and lowered.strip():
+        reason = "onhold"
+    return reason or "undefined"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 from uuid import NAMESPACE_URL, UUID, SafeUUID, uuid5
 
 import attrs
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
 __all__ = [
+    "OUTCOME_KINDS",
     "Bounced",
     "Complained",
     "Deferred",
@@ -40,10 +41,13 @@ __all__ = [
     "Scheduled",
     "Sent",
     "Succeeded",
+    "derive_report_id",
     "mutate",
+    "outcome_detail",
     "recipient_id",
     "recipient_id_maker",
     "report_detail",
+    "report_identity",
     "report_reason",
     "schedule",
 ]
@@ -137,6 +141,10 @@ class Complained(RecipientEvent):
 _RECIPIENT_NS = uuid5(NAMESPACE_URL, "urn:broadcast-domain:recipient")
 
 ReportOutcome = Literal["applied", "duplicate", "late", "unmatched", "ignored"]
+"""What one report did; the one definition every layer uses."""
+
+OUTCOME_KINDS: tuple[ReportOutcome, ...] = get_args(ReportOutcome)
+"""Every kind a report's outcome can have, in the order SPEC section 4 lists them."""
 
 
 def recipient_id(broadcast_id: UUID, address: str) -> UUID:
@@ -205,22 +213,43 @@ def schedule(
     ]
 
 
-def derive_report_id(report: BounceReport) -> str:
-    """A report's id: the provider's when given, else a hash of its content."""
+def _fold_text(text: str) -> str:
+    # Relays re-fold and re-case long diagnostics; the words are the report.
+    return " ".join(text.split()).casefold()
+
+
+def report_identity(delivery: str, action: str, status: str, diagnostic: str) -> str:
+    """The id of a report that says ``action`` / ``status`` / ``diagnostic`` about ``delivery``.
+
+    A report's identity is what it says, not how it travelled (SPEC section 2):
+    the delivery it is about (the recipient id, or what correlates it while it
+    is unmatched), its action, its status and its diagnostic with whitespace and
+    case folded. The bounce message's own headers, envelope and arrival time
+    are no part of it, so a re-delivered report gets the same id.
+    """
+    material = "\x1f".join(
+        [delivery, action.strip().casefold(), status.strip().casefold(), _fold_text(diagnostic)]
+    )
+    return "report:" + hashlib.sha256(material.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+
+def derive_report_id(report: BounceReport, *, delivery: UUID | None = None) -> str:
+    """A report's id: the provider's when given, else :func:`report_identity` of its content.
+
+    ``delivery`` is the recipient the report was correlated to; without it the
+    delivery is named by the report's address and its VERP token or Message-ID.
+    ``reported_at`` is not part of it: two copies of one report printed at other
+    times are one report.
+    """
     if report.report_id:
         return report.report_id
-    material = "\x1f".join(
-        [
-            report.action,
-            normalise_address(report.recipient),
-            report.status,
-            report.diagnostic,
-            report.verp_token or "",
-            report.message_id or "",
-            report.reported_at.isoformat(),
-        ]
-    )
-    return "sha256:" + hashlib.sha256(material.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    if delivery is not None:
+        key = delivery.hex
+    else:
+        key = "\x1e".join(
+            [normalise_address(report.recipient), report.verp_token or "", report.message_id or ""]
+        )
+    return report_identity(key, report.action, report.status, report.diagnostic)
 
 
 def _status_in(text: str) -> str | None:
@@ -279,6 +308,7 @@ class Recipient:
     status: DeliveryStatus = DeliveryStatus.SCHEDULED
     attempts: int = 0
     message_id: str | None = None
+    first_sent_at: datetime | None = None
     lease_until: datetime | None = None
     retry_at: datetime | None = None
     succeeded_at: datetime | None = None
@@ -339,6 +369,7 @@ class Recipient:
             status=DeliveryStatus.SENDING,
             attempts=e.attempt,
             message_id=e.message_id,
+            first_sent_at=self.first_sent_at or e.timestamp,
             lease_until=e.lease_until,
             retry_at=None,
             status_updated_at=e.timestamp,
@@ -413,6 +444,10 @@ class Recipient:
     def unacknowledged_error(self) -> bool:
         """An error nobody has checked yet."""
         return self.status is DeliveryStatus.ERROR and self.acknowledged_at is None
+
+    def received_before_sending(self, received_at: datetime) -> bool:
+        """Whether a report received at ``received_at`` came in before the first attempt began."""
+        return self.first_sent_at is not None and received_at < self.first_sent_at
 
     def is_due(self, now: datetime) -> bool:
         """May a dispatcher start an attempt now?"""
@@ -550,6 +585,10 @@ class Recipient:
         if self.status is DeliveryStatus.SCHEDULED:
             # Nothing was sent yet, so no report can be about a delivery of ours.
             return "unmatched", []
+        if self.received_before_sending(received_at):
+            # A report cannot answer a message that did not exist when it came in:
+            # a wrong received_at, or a report about something else (docs/decisions.md).
+            return "ignored", []
         if report.action == "complaint":
             return "applied", [
                 Complained(
@@ -597,6 +636,37 @@ class Recipient:
                 acknowledged_by=by,
             )
         ]
+
+
+def outcome_detail(
+    state: Recipient,
+    kind: ReportOutcome,
+    report: BounceReport,
+    *,
+    received_at: datetime,
+    policy: DeliveryPolicy,
+) -> str:
+    """Why ``receive_report`` answered ``kind`` (empty for ``applied``), in words for the host.
+
+    ``state`` is the recipient as it was before the report.
+    """
+    if kind == "duplicate":
+        return "the same report (same delivery, action, status and diagnostic) is already recorded"
+    if kind == "unmatched":
+        return "the delivery was never sent: nothing can be reported about it yet"
+    if kind == "late" and state.succeeded_at is not None:
+        return (
+            f"received {received_at.isoformat()}, more than the bounce window "
+            f"({policy.bounce_window}) after the success at {state.succeeded_at.isoformat()}"
+        )
+    if kind == "ignored":
+        if state.received_before_sending(received_at) and state.first_sent_at is not None:
+            return (
+                f"received {received_at.isoformat()}, before the delivery it names was first "
+                f"handed over ({state.first_sent_at.isoformat()}): it cannot be about it"
+            )
+        return f"{report.action} is not a delivery error"
+    return ""
 
 
 _SLOTS = tuple(a.name for a in attrs.fields(Recipient))

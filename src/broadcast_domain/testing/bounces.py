@@ -22,7 +22,15 @@ from broadcast_domain.errors import InvalidInput
 from broadcast_domain.ports import OutgoingMessage
 from broadcast_domain.testing.reports import failure_report, header_block, report_on
 
-__all__ = ["build_arf", "build_auto_reply", "build_dsn", "original_headers", "retarget"]
+__all__ = [
+    "HOSTILE_FAMILIES",
+    "build_arf",
+    "build_auto_reply",
+    "build_dsn",
+    "hostile_bounce",
+    "original_headers",
+    "retarget",
+]
 
 _DSN_DATE = datetime(2026, 11, 2, 9, 5, tzinfo=UTC)
 _ARF_DATE = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
@@ -52,16 +60,7 @@ def build_dsn(
     ``{rcpt}`` in ``diagnostic`` standing for each recipient's address;
     ``extra_recipients`` adds per-recipient blocks for other addresses (a
     report about several recipients); ``newline`` picks LF, CRLF or CR.
-    A ``diagnostic`` that starts with ``smtp;`` (a whole Diagnostic-Code) is
-    InvalidInput: give its codes as ``reply_code`` and ``status``.
     """
-    if diagnostic.lstrip().lower().startswith("smtp;"):
-        raise InvalidInput(
-            f"diagnostic {diagnostic!r} is a whole Diagnostic-Code; build_dsn writes "
-            "'smtp; <reply_code> <status> ' itself: pass the codes as reply_code= and "
-            "status= and only the text after them as diagnostic=",
-            field="diagnostic",
-        )
 
     def about(rcpt: str) -> BounceReport:
         return failure_report(
@@ -148,3 +147,90 @@ def retarget(
         kept.append(b"To: " + to.encode("ascii"))
         out = eol.join(kept) + sep + body
     return out
+
+
+HOSTILE_FAMILIES = (
+    "lt",
+    "at",
+    "a",
+    "lt-a-at",
+    "message-ids",
+    "deep-mime",
+    "dsn-blocks",
+    "header",
+    "html",
+)
+"""Pathological bounce bodies built from one repeated fragment, by name:
+
+``lt`` (``<``), ``at`` (``@``), ``a`` (one endless line of ``a``), ``lt-a-at``
+(``<a@``), ``message-ids`` (a quoted header block of Message-ID lines),
+``deep-mime`` (multiparts nested inside each other), ``dsn-blocks``
+(delivery-status recipient blocks), ``header`` (one folded ``To:`` header of
+addresses), ``html`` (unclosed tags and encoded words in an HTML part).
+"""
+
+_HOSTILE_HEAD = (
+    "From: Mail Delivery System <MAILER-DAEMON@mx.example.net>\n"
+    "To: bounces@example.com\n"
+    "Subject: Undelivered Mail Returned to Sender\n"
+    "Date: Mon, 2 Nov 2026 09:05:00 +0000\n"
+    "Message-ID: <hostile@mx.example.net>\n"
+)
+
+
+def _repeat(fragment: str, size: int) -> str:
+    return fragment * max(1, size // len(fragment))
+
+
+def hostile_bounce(family: str, size: int) -> bytes:
+    """A bounce of about ``size`` bytes whose body repeats one pathological fragment.
+
+    ``family`` is one of HOSTILE_FAMILIES (anything else is InvalidInput). The
+    messages are what anyone may send to a return path: a parser must answer
+    each in time proportional to its size.
+    """
+    head = _HOSTILE_HEAD
+    if family == "lt":
+        body = _repeat("<", size)
+    elif family == "at":
+        body = _repeat("@", size)
+    elif family == "a":
+        body = "user@example.org failed:\n" + _repeat("a", size)
+    elif family == "lt-a-at":
+        body = _repeat("<a@", size)
+    elif family == "message-ids":
+        body = "--- original message follows ---\n\n" + _repeat(
+            "Message-ID: <a.b.c@example.org>\n", size
+        )
+    elif family == "deep-mime":
+        depth = max(1, size // 80)
+        head += 'MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="b0"\n'
+        opening = "".join(
+            f'--b{i}\nContent-Type: multipart/mixed; boundary="b{i + 1}"\n\n' for i in range(depth)
+        )
+        body = opening + "text <a@\n" + "".join(f"--b{i}--\n" for i in reversed(range(depth)))
+    elif family == "dsn-blocks":
+        head += (
+            "MIME-Version: 1.0\n"
+            'Content-Type: multipart/report; report-type=delivery-status; boundary="r"\n'
+        )
+        block = "Final-Recipient: rfc822; u@example.org\nAction: failed\nStatus: 5.1.1\n\n"
+        body = (
+            "--r\nContent-Type: text/plain\n\nfailed\n"
+            "--r\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx\n\n"
+            + _repeat(block, size)
+            + "--r--\n"
+        )
+    elif family == "header":
+        head = head.replace(
+            "To: bounces@example.com\n", "To: " + _repeat("a@b.example,\n ", size) + "x@y.example\n"
+        )
+        body = "user@example.org: 550 5.1.1 unknown\n"
+    elif family == "html":
+        head += "MIME-Version: 1.0\nContent-Type: text/html\n"
+        body = _repeat("<script <b =?utf-8?q?x ", size)
+    else:
+        raise InvalidInput(
+            f"family {family!r} is not one of {', '.join(HOSTILE_FAMILIES)}", field="family"
+        )
+    return (head + "\n" + body).encode("utf-8")

@@ -11,7 +11,7 @@ auto-reply for auto-replies. Both are deterministic; the hypothesis strategy
 
 What a parser should read back (our own parser does, and a test holds it to it):
 
-- one report, for ``report.recipient`` (lower-cased), with ``report.action``;
+- one report, for ``report.recipient`` as written, with ``report.action``;
 - for a DSN, the ``Status`` field is ``report.status`` when it is an enhanced
   status code, else ``<class>.0.0`` with the SMTP reply code ``report.status``
   in the diagnostic; the diagnostic is ``"<reply> <status> <text>"`` with the
@@ -44,9 +44,11 @@ from broadcast_domain.errors import InvalidInput
 __all__ = [
     "CHARSETS",
     "DSN_ACTIONS",
+    "EXPLANATIONS",
     "LINE_ENDINGS",
     "ORIGINAL_FORMS",
     "Delivery",
+    "Explanation",
     "OriginalForm",
     "dsn_message",
     "failure_report",
@@ -272,22 +274,36 @@ def _assemble(headers: list[str], parts: list[list[str]], boundary: str, line_en
     return _finish("\n".join(lines) + "\n", line_ending)
 
 
+Explanation = Literal["diagnostic", "notice", "status-comment", "status-only"]
+EXPLANATIONS: tuple[Explanation, ...] = ("diagnostic", "notice", "status-comment", "status-only")
+"""Where a DSN gives the report's text: its ``Diagnostic-Code``; only the human-readable
+notice; only a comment on the ``Status:`` line (``5.2.2 (mailbox full)``); nowhere."""
+
+
 def _recipient_fields(
-    report: BounceReport, charset: str, date: str, reply_code: str | None
+    report: BounceReport,
+    charset: str,
+    date: str,
+    reply_code: str | None,
+    explanation: Explanation = "diagnostic",
 ) -> list[str]:
     """The per-recipient fields of a ``message/delivery-status`` part for one report."""
     status, reply = _codes(report.status)
     reply = reply_code or reply
     domain = report.recipient.rpartition("@")[2] or "example.net"
+    text = _collapse(report.diagnostic)
+    comment = f" ({text})" if explanation == "status-comment" and text else ""
     fields = [
         f"Final-Recipient: rfc822; {report.recipient}",
         f"Original-Recipient: rfc822;{report.recipient}",
         f"Action: {report.action}",
-        f"Status: {status}",
+        f"Status: {status}{comment}",
         f"Remote-MTA: dns; {report.remote_mta or 'mx.' + domain}",
-        "Diagnostic-Code: smtp; "
-        + _header_value(f"{reply} {status} {_collapse(report.diagnostic)}".strip(), charset),
     ]
+    if explanation == "diagnostic":
+        fields.append(
+            "Diagnostic-Code: smtp; " + _header_value(f"{reply} {status} {text}".strip(), charset)
+        )
     if report.action == "delayed":
         fields.append(f"Will-Retry-Until: {date}")
     return fields
@@ -305,6 +321,8 @@ def dsn_message(
     quote: bytes | None = None,
     reply_code: str | None = None,
     also: Sequence[BounceReport] = (),
+    explanation: Explanation = "diagnostic",
+    postscript: str = "",
 ) -> bytes:
     """An RFC 3464 ``multipart/report`` DSN about ``report``, as a receiving MTA sends it.
 
@@ -318,9 +336,19 @@ def dsn_message(
     made-up original from ``sender``. ``reply_code`` (``552``) is the SMTP reply
     the diagnostics give, instead of the one the status class implies.
     ``also`` adds a per-recipient block for each further report (a DSN about
-    several recipients). Bad arguments raise InvalidInput.
+    several recipients). ``explanation`` (one of :data:`EXPLANATIONS`) says where
+    the report's text goes: the ``Diagnostic-Code`` (and the notice), only the
+    notice's paragraph about the recipient, only the ``Status:`` comment, or
+    nowhere (the parser then has only the status code to go by). ``postscript``
+    is a last paragraph of the notice (e.g. a help desk's addresses). Bad
+    arguments raise InvalidInput.
     """
     _check_common(report, line_ending, charset, original)
+    if explanation not in EXPLANATIONS:
+        raise InvalidInput(
+            f"explanation {explanation!r} is not one of {', '.join(EXPLANATIONS)}",
+            field="explanation",
+        )
     _check_dsn_action(report, "report")
     for i, other in enumerate(also):
         _check_dsn_action(_check_report(other, f"also[{i}]"), f"also[{i}]")
@@ -330,8 +358,9 @@ def dsn_message(
         )
     reply = reply_code or _codes(report.status)[1]
     to = verp_address or "bounces@mail.example.com"
-    # What the earlier options give is digested as it always was, so their DSNs stay the same.
     extra = [reply_code or "", *(other.recipient for other in also)] if reply_code or also else []
+    if explanation != "diagnostic" or postscript:
+        extra += [explanation, postscript]
     digest = _digest(report, to, original_message_id or "", charset, original, *extra)
     boundary = f"dsn-{digest[:16]}"
     date = format_datetime(report.reported_at.astimezone(UTC))
@@ -342,11 +371,13 @@ def dsn_message(
         "Delayed Mail (still being retried)" if delayed else "Undelivered Mail Returned to Sender"
     )
     notice_ja = "配信が遅れています。" if delayed else "メッセージを配信できませんでした。"
-    notice = (
-        f"This is the mail system at host {_REPORTING_MTA}.\n"
-        f"{notice_ja}\n\n"
-        f"<{report.recipient}>: host mx.{domain} said: {reply} {diagnostic}"
-    )
+    about = {
+        "diagnostic": f"<{report.recipient}>: host mx.{domain} said: {reply} {diagnostic}",
+        "notice": f"<{report.recipient}>:\n{diagnostic}",
+    }.get(explanation, f"<{report.recipient}>")
+    notice = f"This is the mail system at host {_REPORTING_MTA}.\n{notice_ja}\n\n{about}"
+    if postscript:
+        notice += f"\n\n{postscript}"
     headers = [
         "Return-Path: <>",
         f"Delivered-To: {to}",
@@ -367,7 +398,7 @@ def dsn_message(
         f"Arrival-Date: {date}",
     ]
     for each in (report, *also):
-        fields += ["", *_recipient_fields(each, charset, date, reply_code)]
+        fields += ["", *_recipient_fields(each, charset, date, reply_code, explanation)]
     parts = [
         _text_part(notice, charset, "Notification"),
         fields,

@@ -1,0 +1,185 @@
+"""Linear-time scanners over untrusted text: addresses, status and reply codes, Message-IDs, HTML.
+
+Everything here runs in time proportional to its input, whatever the input:
+each regular expression has only bounded repetitions (``{1,64}``) or a single
+unambiguous quantifier, and a lookbehind makes an address match start only at
+the beginning of a run of address characters, so no position is tried twice
+over a long run. Where a regular expression could backtrack (HTML tags, the
+``<`` of a hostile part without its ``>``), a ``str.find`` loop does the work.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+__all__ = [
+    "ADDRESS",
+    "address_positions",
+    "addresses",
+    "all_enhanced",
+    "collapse",
+    "enhanced",
+    "has_any",
+    "html_to_text",
+    "message_ids",
+    "reply_code",
+]
+
+_LOCAL_CHARS = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~.-"
+# A local part of at most 64 characters (RFC 5321), starting where a run of
+# local-part characters starts; a domain of at most 255 characters or an
+# address literal. The pieces are checked in Python after the match.
+ADDRESS = re.compile(
+    rf"(?<![{_LOCAL_CHARS}])([{_LOCAL_CHARS}]{{1,64}})@"
+    r"([A-Za-z0-9.-]{1,255}|\[(?:IPv6:)?[0-9A-Fa-f.:]{2,45}\])"
+)
+# Enhanced status code (RFC 3463); the look-arounds keep IP addresses and
+# version numbers out.
+_ENHANCED = re.compile(r"(?<![\w.])([245])\.(\d{1,3})\.(\d{1,3})(?!\w|\.\d)")
+# SMTP reply code, only where servers print one, so that sizes, dates and
+# counts in the prose are not taken for codes.
+_REPLY = re.compile(
+    r"(?:^|[\s:;(\[<\"'#=])([245][0-9][0-9])(?=[ \t\n-]{1,16}[A-Za-z0-9<#(\[:]|[ \t-]{0,16}$)",
+    re.MULTILINE,
+)
+# Servers that label the code instead of starting the line with it (Zoho).
+_LABELLED_REPLY = re.compile(
+    r"(?:error_code|responsecode|reply code|smtp code)[ \t]{0,4}[:=]?[ \t]{0,4}([245]\d\d)\b",
+    re.IGNORECASE,
+)
+_MESSAGE_ID = re.compile(r"<([^<>\s]{1,998})>")
+_WS = re.compile(r"\s+")
+
+
+def has_any(text: str, phrases: tuple[str, ...]) -> bool:
+    """Whether any of ``phrases`` occurs in ``text`` (plain substring search)."""
+    return any(phrase in text for phrase in phrases)
+
+
+def collapse(text: str) -> str:
+    """Whitespace runs folded to one space, ends trimmed."""
+    return _WS.sub(" ", text).strip()
+
+
+def addresses(text: str) -> list[str]:
+    """Addresses in a header value or a line of text, as written, in order, each once.
+
+    Two spellings that differ only in case are one address (the first is kept).
+    """
+    found: list[str] = []
+    seen: set[str] = set()
+    for match in ADDRESS.finditer(text):
+        local, domain = match.group(1), match.group(2)
+        local = local.lstrip(".'")
+        if local.lower().startswith("mailto:"):
+            local = local[7:]
+        if not local:
+            continue
+        if not domain.startswith("["):
+            domain = domain.strip(".-")
+            labels = domain.split(".")
+            if len(labels) < 2 or len(labels[-1]) < 2 or "" in labels:
+                continue
+        address = f"{local}@{domain}"
+        key = address.lower()
+        if key not in seen:
+            seen.add(key)
+            found.append(address)
+    return found
+
+
+def address_positions(text: str) -> dict[str, int]:
+    """Each address in ``text``, lower-cased, with the offset of its first occurrence."""
+    found: dict[str, int] = {}
+    for match in ADDRESS.finditer(text):
+        local = match.group(1).lstrip(".'").lower().removeprefix("mailto:")
+        domain = match.group(2).strip(".-").lower()
+        found.setdefault(f"{local}@{domain}", match.start())
+    return found
+
+
+def enhanced(text: str) -> str | None:
+    """The first enhanced status code in ``text``, canonical (``5.1.1``)."""
+    match = _ENHANCED.search(text)
+    if match is None:
+        return None
+    return f"{match.group(1)}.{int(match.group(2))}.{int(match.group(3))}"
+
+
+def all_enhanced(text: str) -> list[str]:
+    """Every enhanced status code in ``text``, canonical, in order."""
+    return [f"{m.group(1)}.{int(m.group(2))}.{int(m.group(3))}" for m in _ENHANCED.finditer(text)]
+
+
+def reply_code(text: str) -> str | None:
+    """The first SMTP reply code printed as servers print one."""
+    match = _REPLY.search(text) or _LABELLED_REPLY.search(text)
+    return match.group(1) if match else None
+
+
+def message_ids(value: str) -> list[str]:
+    """``<id>`` tokens in a header value; a bare ``id@host`` value counts as one."""
+    ids = [f"<{m.group(1)}>" for m in _MESSAGE_ID.finditer(value)]
+    if ids:
+        return ids
+    value = value.strip()
+    return [f"<{value}>"] if value and " " not in value and "@" in value else []
+
+
+def _drop_blocks(text: str, lowered: str, tag: str) -> tuple[str, str]:
+    """``text`` without its ``<script>``/``<style>`` elements (an unclosed one runs to the end)."""
+    if f"<{tag}" not in lowered:
+        return text, lowered
+    kept: list[str] = []
+    kept_lower: list[str] = []
+    at = 0
+    while True:
+        start = lowered.find(f"<{tag}", at)
+        if start < 0:
+            break
+        kept.append(text[at:start])
+        kept_lower.append(lowered[at:start])
+        end = lowered.find(f"</{tag}", start)
+        if end < 0:
+            at = len(text)
+            break
+        close = lowered.find(">", end)
+        at = len(text) if close < 0 else close + 1
+    kept.append(text[at:])
+    kept_lower.append(lowered[at:])
+    return "".join(kept), "".join(kept_lower)
+
+
+_BREAKS = ("br", "p", "/p", "div", "/div", "tr", "/tr", "li", "/li", "h1", "h2", "h3", "h4")
+
+
+def html_to_text(text: str) -> str:
+    """The text of an HTML part: tags dropped, block ends as new lines, mailto links kept."""
+    lowered = text.lower()
+    text, lowered = _drop_blocks(text, lowered, "script")
+    text, lowered = _drop_blocks(text, lowered, "style")
+    out: list[str] = []
+    at = 0
+    while True:
+        start = text.find("<", at)
+        if start < 0:
+            out.append(text[at:])
+            break
+        end = text.find(">", start)
+        if end < 0:
+            # No tag closes: the rest is text, not one endless tag.
+            out.append(text[at:])
+            break
+        out.append(text[at:start])
+        tag = lowered[start + 1 : end]
+        name = tag.split(None, 1)[0] if tag.strip() else ""
+        href = tag.find('href="mailto:')
+        if href >= 0:
+            close = tag.find('"', href + 13)
+            out.append(
+                f" {text[start + 1 + href + 13 : start + 1 + (close if close >= 0 else end)]} "
+            )
+        out.append("\n" if name in _BREAKS or name.rstrip("/") in _BREAKS else " ")
+        at = end + 1
+    return html.unescape("".join(out))
