@@ -66,6 +66,40 @@ def install_project(session: nox.Session, extras: str = "all") -> None:
     session.install("--force-reinstall", "--no-deps", ".")
 
 
+CHROMIUM = Path(os.environ.get("BROADCAST_CHROMIUM", "/usr/bin/chromium"))
+CJK_FONTS = Path("/usr/share/fonts/opentype/noto")
+BROWSER_PACKAGES = ["chromium", "fonts-noto-cjk"]
+
+
+def ensure_browser(session: nox.Session) -> None:
+    """Install Debian's chromium and a Japanese font for the browser tests when missing.
+
+    Only as root with apt-get (CI runs so); elsewhere the session says what to
+    install, and the browser tests fail naming it: they are never skipped.
+    """
+    has_fonts = any(CJK_FONTS.glob("NotoSansCJK*")) if CJK_FONTS.is_dir() else False
+    if CHROMIUM.is_file() and has_fonts:
+        return
+    apt = shutil.which("apt-get")
+    if apt is None or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        session.warn(
+            f"{CHROMIUM} or the CJK fonts are missing and this is not root with apt-get: "
+            f"install {' '.join(BROWSER_PACKAGES)} for the browser tests"
+        )
+        return
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    session.run(apt, "-qq", "update", external=True, env=env)
+    session.run(
+        apt,
+        "install",
+        "-y",
+        "-qq",
+        *BROWSER_PACKAGES,
+        external=True,
+        env=env,
+    )
+
+
 def has_tests() -> bool:
     return any((ROOT / "tests").rglob("test_*.py"))
 
@@ -78,6 +112,7 @@ def tests(session: nox.Session) -> None:
     ``CI`` is set (see tests/conftest.py).
     """
     install_project(session)
+    ensure_browser(session)
     # Fail loudly if the checkout, not the installed package, would be imported.
     session.run("python", "-c", INSTALLED_CHECK, silent=True)
     # pytest exits 5 when it collects nothing: that is only acceptable while

@@ -31,6 +31,7 @@ METRICS = {
     "B7": "acknowledge 10,000 errors",
     "B8": "B1 on PostgreSQL",
     "B9": "1,000,000 recipients end to end on SQLite",
+    "B10": "SES notifications through POST /webhooks/ses vs SesWebhook.handle directly",
     "B11": "reasons: share of corpus recipients whose reason equals Sisimai's",
     "B12": "bounce parsing of pathological inputs, time(2 MB) / time(1 MB)",
     "B13": "bounce parsing alone, corpus in memory, vs Sisimai",

@@ -1,4 +1,5 @@
-"""The ``broadcast-domain`` command: demo, status, export, import-csv, ingest, rebuild, verify.
+"""The ``broadcast-domain`` command: demo, status, export, import-csv, ingest, rebuild, verify,
+and the worker commands serve, dispatch and follow (their loops live in ``workers.py``).
 
 Every command opens the store named by ``--db`` (default
 ``sqlite:///broadcasts.db`` in the working directory). The CLI is the local
@@ -19,250 +20,50 @@ Configuration, by option or environment variable:
 
 from __future__ import annotations
 
-import contextlib
-import getpass
-import io
-import os
+import asyncio
+import logging
 import secrets
 import sqlite3
-import stat
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
-from datetime import datetime
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, cast
-from urllib.parse import unquote
+from typing import Any, cast
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
-import attrs
 import click
 from rich.console import Console
 from rich.table import Table
 
-from broadcast_adapters.console import progress_bar, status_table, usage_line
-from broadcast_adapters.storage.marker import (
-    read_only_sqlite_url,
-    require_postgres_store,
-    require_sqlite_store,
+from broadcast_adapters.cli_common import (
+    DEFAULT_DB,
+    DEFAULT_RETURN_PATH,
+    CliError,
+    Settings,
+    default_user,
+    export_csv,
+    open_service,
+    operator_for,
+    report_differences,
+    show_status,
+    sqlite_path,
 )
+from broadcast_adapters.console import progress_bar
+from broadcast_adapters.demo import INBOX, run_demo
+from broadcast_adapters.workers import follow as follow_store
+from broadcast_adapters.workers import run_dispatcher, run_ingester, stop_on_signals
 from broadcast_domain import (
     Actor,
-    AddressBookRole,
     BroadcastError,
     BroadcastService,
     InboxRole,
+    UnknownBroadcast,
 )
-from broadcast_domain.application.memory_views import InMemoryViewStore
 from broadcast_domain.ports import BounceSource
 
 __all__ = ["cli", "main", "operator_for"]
 
-DEFAULT_DB = "sqlite:///broadcasts.db"
-DEFAULT_RETURN_PATH = "bounces@localhost"
-KEY_SUFFIX = ".key"
-_MIN_KEY_BYTES = 16
-
-
-class CliError(click.ClickException):
-    """A user's mistake the command explains in one line (exit 1)."""
-
-
-@attrs.frozen
-class Settings:
-    """The group options every command reads."""
-
-    db: str | None
-    signing_key: str | None
-    return_path: str
-    user: str
-
-
-def _default_user() -> str:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        # No login name (a container without a passwd entry).
-        return "operator"
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URL (None for other stores)."""
-    if not url.lower().startswith("sqlite://"):
-        return None
-    path = unquote(url.split("://", 1)[1])
-    path = path[1:] if path.startswith("/") else path
-    return Path(path) if path else None
-
-
-def key_file(url: str) -> Path | None:
-    """Where the signing key of a SQLite store is kept: ``<database file>.key``."""
-    db = sqlite_path(url)
-    return None if db is None else db.with_name(db.name + KEY_SUFFIX)
-
-
-def _parse_key(text: str, where: str) -> bytes:
-    try:
-        key = bytes.fromhex(text.strip())
-    except ValueError:
-        raise CliError(f"the signing key in {where} is not hexadecimal") from None
-    if len(key) < _MIN_KEY_BYTES:
-        raise CliError(
-            f"the signing key in {where} has {len(key)} bytes; it needs at least "
-            f"{_MIN_KEY_BYTES} (e.g. python3 -c 'import secrets; print(secrets.token_hex(32))')"
-        )
-    return key
-
-
-def _read_key_file(path: Path) -> bytes:
-    """The key in ``path``, refused when group or others may read it."""
-    mode = path.stat().st_mode
-    if mode & 0o077:
-        # Whoever reads the key can forge bounce reports for every delivery.
-        raise CliError(
-            f"the key file {path} is readable by group or others (mode {mode & 0o777:o}); "
-            f"run: chmod 600 {path}"
-        )
-    return _parse_key(path.read_text(encoding="ascii", errors="replace"), str(path))
-
-
-def signing_key(settings: Settings, url: str, *, need: bool, create: bool = False) -> bytes:
-    """The VERP signing key: the option, else the key file beside a SQLite database.
-
-    ``create`` writes a fresh key file when there is none (the demo does);
-    ``need`` is False for commands that neither send nor read bounces: they
-    get a throwaway key because the service always wants one, and never read
-    the key file (an unreadable or loose one does not stop them).
-    """
-    if settings.signing_key:
-        return _parse_key(settings.signing_key, "--signing-key / BROADCAST_SIGNING_KEY")
-    if not need and not create:
-        return secrets.token_bytes(32)
-    path = key_file(url)
-    if path is not None and path.is_file():
-        return _read_key_file(path)
-    if path is not None and create:
-        key = secrets.token_bytes(32)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Owner-only: whoever holds the key can forge bounce reports.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(key.hex() + "\n")
-        return key
-    if need and not url.lower().startswith("memory://"):
-        where = f" or put it in {path}" if path is not None else ""
-        raise CliError(
-            "no signing key: give --signing-key HEX or set BROADCAST_SIGNING_KEY"
-            f"{where} (the key your application signs VERP return paths with)"
-        )
-    return secrets.token_bytes(32)
-
-
-def open_service(
-    settings: Settings,
-    url: str,
-    *,
-    need_key: bool = False,
-    create: bool = False,
-    read_only: bool = False,
-    replay_if_behind: bool = False,
-    clock: Callable[[], datetime] | None = None,
-) -> BroadcastService:
-    """Open the store; a SQLite file that is not an existing store is refused unless ``create``.
-
-    ``read_only`` opens a SQLite store with SQLite's ``mode=ro``: nothing can be
-    written, so projections behind the log cannot be caught up in the file; with
-    ``replay_if_behind`` they are then replayed from the log into memory
-    instead (right, but as slow as a rebuild), otherwise it is an error.
-    """
-    db = sqlite_path(url)
-    if db is not None and not create:
-        # Looked at read-only first: a missing, empty or foreign file is refused
-        # before anything could create a table in it.
-        require_sqlite_store(db)
-    if url.lower().startswith(("postgresql://", "postgres://")) and not create:
-        require_postgres_store(url)
-    if db is not None and create:
-        db.parent.mkdir(parents=True, exist_ok=True)
-    key = signing_key(settings, url, need=need_key, create=create)
-    open_url = read_only_sqlite_url(db) if db is not None and read_only else url
-    try:
-        svc = _open(open_url, settings, key, clock)
-    except BroadcastError:
-        raise
-    except (sqlite3.Error, OSError) as exc:
-        raise CliError(f"cannot open {url}: {exc}") from None
-    except Exception as exc:
-        # The event store's own errors (eventsourcing's) are not public names.
-        raise CliError(f"cannot open {url}: {exc}") from None
-    try:
-        svc.catch_up()
-    except BroadcastError:
-        svc.close()
-        raise
-    except sqlite3.OperationalError as exc:
-        svc.close()
-        if read_only and "readonly" in str(exc):
-            if replay_if_behind:
-                return _replayed(open_url, settings, key, clock)
-            raise CliError(
-                f"the projections of {db} are behind its event log and this command opens "
-                "the store read-only: let the projection follower or your application "
-                "catch them up, then run it again"
-            ) from None
-        raise CliError(f"{url} is not a broadcast-domain store: {exc}") from None
-    except Exception as exc:
-        svc.close()
-        raise CliError(f"{url} is not a broadcast-domain store: {exc}") from None
-    return svc
-
-
-def _open(
-    url: str,
-    settings: Settings,
-    key: bytes,
-    clock: Callable[[], datetime] | None,
-    view_store: InMemoryViewStore | None = None,
-) -> BroadcastService:
-    return BroadcastService.open(
-        url, return_path=settings.return_path, signing_key=key, clock=clock, view_store=view_store
-    )
-
-
-def _replayed(
-    url: str, settings: Settings, key: bytes, clock: Callable[[], datetime] | None
-) -> BroadcastService:
-    """The read-only store with its projections replayed into memory from the log."""
-    click.echo(
-        "Note: the stored projections are behind the event log; replaying the log in memory",
-        err=True,
-    )
-    svc = _open(url, settings, key, clock, view_store=InMemoryViewStore())
-    try:
-        svc.catch_up()
-    except BaseException:
-        svc.close()
-        raise
-    return svc
-
-
-def operator_for(user: str, svc: BroadcastService, broadcast_id: UUID) -> Actor:
-    """The CLI's actor for a broadcast: ADMIN of its inbox, OWNER of its address book.
-
-    The command line runs on the machine that holds the store, so it is the
-    local operator with every role; a host application passes its users' real
-    roles instead.
-    """
-    b = svc.broadcast(broadcast_id)
-    books = {b.source_ref: AddressBookRole.OWNER} if b.source_kind == "address_book" else {}
-    return Actor(user, inbox_roles={b.inbox_id: InboxRole.ADMIN}, address_book_roles=books)
-
-
-def account_zone(svc: BroadcastService, account_id: str) -> ZoneInfo:
-    """The account's time zone (UTC when it was never configured)."""
-    account = svc.account(account_id)
-    return ZoneInfo(account.timezone if account is not None else "UTC")
+log = logging.getLogger("broadcast_adapters.cli")
 
 
 def _broadcast_id(value: str) -> UUID:
@@ -361,7 +162,7 @@ def _fail(message: str) -> None:
 @click.option(
     "--user",
     envvar="BROADCAST_USER",
-    default=_default_user,
+    default=default_user,
     show_default="your login name",
     help="Who acts (recorded in events); the CLI acts with every role as the local operator.",
 )
@@ -399,49 +200,7 @@ def status(ctx: click.Context, broadcast_id: str) -> None:
         show_status(svc, bid, _stdout())
 
 
-def show_status(
-    svc: BroadcastService, bid: UUID, out: Console, *, month_of: datetime | None = None
-) -> None:
-    """Print the status table of ``bid`` and the send count of the month of ``month_of``.
-
-    ``month_of`` defaults to now; the month is the account's (its time zone).
-    """
-    b = svc.broadcast(bid)
-    zone = account_zone(svc, b.account_id)
-    summary = svc.summary(bid)
-    out.print(status_table(summary, title=f"{b.subject} ({bid})", zone=zone))
-    moment = (month_of or svc.now()).astimezone(zone)
-    usage = svc.monthly_usage(b.account_id, year=moment.year, month=moment.month)
-    out.print(f"Monthly count: {usage_line(usage)}")
-
-
 # --- export ------------------------------------------------------------------------------
-
-
-class _CountingFile(io.RawIOBase):
-    """Passes bytes to a file and reports each line end written (CSV rows, roughly).
-
-    A quoted cell holding a line break counts twice; the bar is corrected to
-    the exact row count when the export returns.
-    """
-
-    def __init__(self, target: BinaryIO, on_lines: Callable[[int], None]) -> None:
-        super().__init__()
-        self._target = target
-        self._on_lines = on_lines
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        chunk = bytes(data)
-        self._target.write(chunk)
-        if lines := chunk.count(b"\n"):
-            self._on_lines(lines)
-        return len(chunk)
-
-    def flush(self) -> None:
-        self._target.flush()
 
 
 @cli.command()
@@ -498,86 +257,6 @@ def export(
     _stdout().print(f"Wrote {rows:,} rows to {target}")
 
 
-def _umask() -> int:
-    # The only way to read the umask is to set it; the CLI is single-threaded here.
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def check_output_path(target: Path) -> Path:
-    """The folder to write ``target`` in; CliError unless ``target`` is absent or a regular file.
-
-    The export replaces ``target`` by renaming a finished temporary file onto
-    it: over a device, a directory or a symbolic link that would replace the
-    thing itself (a link's target would not get the CSV), so those are refused.
-    """
-    folder = target.parent if str(target.parent) else Path()
-    if not folder.is_dir():
-        raise CliError(f"cannot write {target}: folder {folder} does not exist")
-    try:
-        mode = target.lstat().st_mode
-    except FileNotFoundError:
-        return folder
-    if stat.S_ISLNK(mode):
-        raise CliError(
-            f"{target} is a symbolic link; give the path of a regular file (nothing written)"
-        )
-    if not stat.S_ISREG(mode):
-        kind = (
-            "a directory" if stat.S_ISDIR(mode) else "not a regular file (a device, pipe or socket)"
-        )
-        raise CliError(f"{target} is {kind}; give the path of a regular file (nothing written)")
-    return folder
-
-
-def export_csv(
-    svc: BroadcastService,
-    bid: UUID,
-    target: Path,
-    *,
-    actor: Actor,
-    errors_only: bool,
-    encoding: str,
-    headers: str,
-    console: Console,
-) -> int:
-    """Export to ``target`` through a temporary file, with a progress bar; return the rows.
-
-    The file appears only when the export succeeded: a row CP932 cannot hold
-    leaves no half-written file behind.
-    """
-    folder = check_output_path(target)
-    summary = svc.summary(bid)
-    total = summary.unacknowledged_errors if errors_only else summary.recipients
-    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        # mkstemp makes the file 0600; an export is an ordinary file (0644 under
-        # the usual umask), as any other program would write it.
-        os.fchmod(fd, 0o666 & ~_umask())
-        with progress_bar(console, "rows") as bar, os.fdopen(fd, "wb") as raw:
-            task = bar.add_task("Exporting" if not errors_only else "Exporting errors", total=total)
-            header_line = [True]
-
-            def lines(n: int) -> None:
-                if header_line[0]:
-                    header_line[0] = False
-                    n -= 1
-                bar.advance(task, n)
-
-            counting = cast(BinaryIO, _CountingFile(raw, lines))
-            export = svc.export_unacknowledged_errors_csv if errors_only else svc.export_results_csv
-            rows = export(bid, counting, actor=actor, encoding=encoding, headers=headers)
-            bar.update(task, completed=rows, total=max(rows, total))
-        check_output_path(target)  # again: the path may have changed while exporting
-        os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    return rows
-
-
 # --- import-csv --------------------------------------------------------------------------
 
 
@@ -617,6 +296,9 @@ def _counted(source: BounceSource) -> int:
 
 
 @cli.command()
+@click.argument(
+    "path", required=False, type=click.Path(exists=True, path_type=Path), metavar="[PATH]"
+)
 @click.option(
     "--maildir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -627,18 +309,60 @@ def _counted(source: BounceSource) -> int:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="An mbox file of bounce messages.",
 )
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Keep watching for new messages (poll every --interval seconds) until SIGTERM/Ctrl-C.",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.05),
+    default=2.0,
+    show_default=True,
+    help="Seconds between two looks at the folder with --watch.",
+)
 @click.pass_context
-def ingest(ctx: click.Context, maildir: Path | None, mbox: Path | None) -> None:
-    """Record the bounce messages of a Maildir or an mbox; print the outcomes."""
+def ingest(
+    ctx: click.Context,
+    *,
+    path: Path | None,
+    maildir: Path | None,
+    mbox: Path | None,
+    watch: bool,
+    interval: float,
+) -> None:
+    """Record the bounce messages of a Maildir or an mbox; print the outcomes.
+
+    PATH is a Maildir (a folder) or an mbox (a file). With --watch the command
+    runs as a worker: it ingests what arrives until SIGTERM or Ctrl-C, logging
+    one line per pass that found messages, and exits 0.
+    """
     from broadcast_adapters.bounces.sources import MaildirSource, MboxSource
 
-    if (maildir is None) == (mbox is None):
-        raise click.UsageError("give exactly one of --maildir PATH or --mbox PATH")
+    given = [p for p in (path, maildir, mbox) if p is not None]
+    if len(given) != 1:
+        raise click.UsageError(
+            "give exactly one of --maildir PATH or --mbox PATH (or the PATH alone)"
+        )
+    if path is not None:
+        maildir, mbox = (path, None) if path.is_dir() else (None, path)
+
+    def source() -> BounceSource:
+        return MaildirSource(maildir) if maildir is not None else MboxSource(cast(Path, mbox))
+
     settings = _settings(ctx)
-    source: BounceSource = (
-        MaildirSource(maildir) if maildir is not None else MboxSource(cast(Path, mbox))
-    )
-    total = _counted(source)
+    if watch:
+        _log_setup()
+        with (
+            open_service(settings, _url(settings), need_key=True) as svc,
+            stop_on_signals() as stop,
+        ):
+            log.info("watching %s for bounce messages every %.1f s", maildir or mbox, interval)
+            totals = run_ingester(svc, source, stop=stop, watch=True, interval=interval)
+        log.info("ingester stopped after %d messages", totals.get("messages", 0))
+        return
+    first = source()
+    total = _counted(first)
     with (
         open_service(settings, _url(settings), need_key=True) as svc,
         progress_bar(_stderr(), "msg") as bar,
@@ -648,7 +372,7 @@ def ingest(ctx: click.Context, maildir: Path | None, mbox: Path | None) -> None:
         def progress(counts: dict[str, int]) -> None:
             bar.update(task, completed=counts.get("messages", 0))
 
-        counts = svc.ingest(source, on_progress=progress)
+        counts = svc.ingest(first, on_progress=progress)
         bar.update(task, completed=counts.get("messages", total))
     out = _stdout()
     table = Table(title="Outcomes", title_justify="left")
@@ -657,6 +381,213 @@ def ingest(ctx: click.Context, maildir: Path | None, mbox: Path | None) -> None:
     for kind, count in sorted(counts.items()):
         table.add_row(kind, f"{count:,}")
     out.print(table)
+
+
+# --- workers ------------------------------------------------------------------------------
+
+
+def _log_setup() -> None:
+    """One line per event on stderr, unless the host configured logging already."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(
+            level=logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+
+
+def _smtp_address(value: str) -> tuple[str, int]:
+    host, colon, port = value.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.UsageError(f"--smtp needs HOST:PORT with a port from 1 to 65535, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+@cli.command()
+@click.option(
+    "--smtp", "smtp", required=True, metavar="HOST:PORT", help="The SMTP server to hand over to."
+)
+@click.option("--once", is_flag=True, help="Send what is due now, then exit.")
+@click.option("--connections", type=click.IntRange(min=1, max=64), default=4, show_default=True)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="SMTP timeout in seconds.",
+)
+@click.option("--starttls", is_flag=True, help="Upgrade the connection with STARTTLS.")
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="Messages per dispatch_due call; a stop request waits at most for one batch.",
+)
+@click.option(
+    "--idle",
+    type=click.FloatRange(min=0.05),
+    default=2.0,
+    show_default=True,
+    help="Seconds to wait when nothing is due.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=1, max=65535),
+    default=None,
+    help="Serve this worker's Prometheus metrics on 127.0.0.1:PORT.",
+)
+@click.pass_context
+def dispatch(
+    ctx: click.Context,
+    *,
+    smtp: str,
+    once: bool,
+    connections: int,
+    timeout: float,
+    starttls: bool,
+    batch: int,
+    idle: float,
+    metrics_port: int | None,
+) -> None:
+    """Hand due messages over to an SMTP server, in a loop (a worker process).
+
+    SIGTERM or Ctrl-C finishes the batch in hand, records it and exits 0.
+    """
+    from broadcast_adapters.metrics import Metrics
+    from broadcast_adapters.smtp import SmtpTransport
+
+    host, port = _smtp_address(smtp)
+    settings = _settings(ctx)
+    _log_setup()
+    metrics = Metrics()
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.registry)
+        log.info("metrics on http://127.0.0.1:%d/metrics", metrics_port)
+    with (
+        open_service(settings, _url(settings), need_key=True) as svc,
+        SmtpTransport(
+            host, port, connections=connections, timeout=timeout, starttls=starttls
+        ) as transport,
+        stop_on_signals() as stop,
+    ):
+        log.info("dispatching to %s:%d", host, port)
+        run_dispatcher(
+            svc,
+            transport,
+            stop=stop,
+            once=once,
+            batch=batch,
+            idle_seconds=idle,
+            metrics=metrics,
+        )
+
+
+@cli.command()
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.05),
+    default=0.5,
+    show_default=True,
+    help="Seconds between polls (SQLite; PostgreSQL is woken by notifications).",
+)
+@click.pass_context
+def follow(ctx: click.Context, interval: float) -> None:
+    """Keep the projections up to date as events are recorded (a worker process)."""
+    settings = _settings(ctx)
+    url = _url(settings)
+    # Opening checks the store and gives a one-line error when it is not one.
+    open_service(settings, url).close()
+    _log_setup()
+    with stop_on_signals() as stop:
+        follow_store(url, stop=stop, poll_interval=interval)
+
+
+def local_operator(svc: BroadcastService, user: str) -> Any:
+    """The ``serve`` command's actor: the local operator with every role on what it opens.
+
+    ``serve`` listens on 127.0.0.1 for the person at this machine, as the other
+    commands act for them; a host puts its own login in ``create_app``.
+    """
+
+    def actor_for(request: Any) -> Actor:
+        params = request.path_params
+        if "inbox_id" in params:
+            return Actor(user, inbox_roles={params["inbox_id"]: InboxRole.ADMIN})
+        if "broadcast_id" in params:
+            try:
+                return operator_for(user, svc, UUID(params["broadcast_id"]))
+            except (ValueError, UnknownBroadcast):
+                return Actor(user)
+        return Actor(user)
+
+    return actor_for
+
+
+def serve_app(svc: BroadcastService, *, user: str, host: str, port: int, banner: list[str]) -> None:
+    """Run the web app on uvicorn until SIGTERM or Ctrl-C, printing ``banner`` once it listens.
+
+    ``{port}`` in a banner line is replaced by the port bound (useful with port 0).
+    """
+    import uvicorn
+
+    from broadcast_adapters.web import create_app
+
+    app = create_app(svc, actor_for=local_operator(svc, user), secret_key=secrets.token_bytes(32))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="off")
+    )
+
+    async def announce() -> None:
+        # Printed once uvicorn listens, so a URL shown is a URL that answers.
+        while not server.started:
+            await asyncio.sleep(0.05)
+        bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
+        for line in banner:
+            click.echo(line.replace("{port}", str(bound)))
+        sys.stdout.flush()
+
+    async def run() -> None:
+        task = asyncio.create_task(announce())
+        try:
+            await server.serve()
+        finally:
+            task.cancel()
+
+    # uvicorn handles SIGTERM/SIGINT itself while serving and raises the signal again
+    # once it has shut down; that second delivery lands in these handlers, so a
+    # stop asked by the service manager ends in exit 0, as for the other workers.
+    with stop_on_signals():
+        asyncio.run(run())
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(min=0, max=65535),
+    default=8000,
+    show_default=True,
+    help="Port to listen on (0: any free port).",
+)
+@click.option("--inbox", default=None, help="The inbox whose list the printed URL opens.")
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, inbox: str | None) -> None:
+    """Serve the results screen, webhooks, /healthz and /metrics (uvicorn).
+
+    The screen acts for --user as the local operator; SIGTERM or Ctrl-C stops it.
+    """
+    settings = _settings(ctx)
+    _log_setup()
+    with open_service(settings, _url(settings), need_key=True) as svc:
+        where = f"http://{host}:{{port}}"
+        banner = [f"Serving {_url(settings)} on {where}"]
+        if inbox:
+            banner.append(f"Open {where}/inboxes/{inbox}/broadcasts")
+        serve_app(svc, user=settings.user, host=host, port=port, banner=banner)
 
 
 # --- rebuild and verify -------------------------------------------------------------------
@@ -692,18 +623,6 @@ def verify(ctx: click.Context) -> None:
         ctx.exit(1)
 
 
-def report_differences(diffs: Sequence[str], out: Console) -> bool:
-    """Print the verification result; True when the projections differ from the log."""
-    if not diffs:
-        out.print("Projections match the event log.")
-        return False
-    out.print(f"{len(diffs)} differences between the projections and the event log:")
-    for line in diffs:
-        out.print(f"  {line}", markup=False)
-    out.print("Run 'broadcast-domain rebuild' to replay the projections from the log.")
-    return True
-
-
 # --- demo --------------------------------------------------------------------------------
 
 
@@ -729,8 +648,29 @@ def report_differences(diffs: Sequence[str], out: Console) -> bool:
     show_default=True,
     help="SMTP connections to the local server.",
 )
+@click.option(
+    "--serve",
+    "serve_after",
+    is_flag=True,
+    help="At the end, serve the results screen on 127.0.0.1 and print its URL (Ctrl-C stops).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(min=0, max=65535),
+    default=8000,
+    show_default=True,
+    help="Port for --serve (0: any free port).",
+)
 @click.pass_context
-def demo(ctx: click.Context, recipients: int, out_dir: Path | None, connections: int) -> None:
+def demo(
+    ctx: click.Context,
+    *,
+    recipients: int,
+    out_dir: Path | None,
+    connections: int,
+    serve_after: bool,
+    port: int,
+) -> None:
     """The whole product in one run, against a local SMTP server it starts.
 
     A broadcast of N recipients is sent, some rejected, some deferred and
@@ -738,8 +678,6 @@ def demo(ctx: click.Context, recipients: int, out_dir: Path | None, connections:
     bar, the CSV exports and the acknowledgement follow, and the projections
     are verified against the event log (exit 1 on any difference).
     """
-    from broadcast_adapters.demo import run_demo
-
     settings = _settings(ctx)
     if settings.db is None:
         folder = Path(tempfile.mkdtemp(prefix="broadcast-demo-"))
@@ -765,6 +703,16 @@ def demo(ctx: click.Context, recipients: int, out_dir: Path | None, connections:
     )
     if not ok:
         ctx.exit(1)
+    if serve_after:
+        _log_setup()
+        with open_service(settings, url, need_key=True) as svc:
+            where = "http://127.0.0.1:{port}"
+            banner = [
+                f"Results screen: {where}/broadcasts/{ok.broadcast_id}",
+                f"All broadcasts: {where}/inboxes/{INBOX}/broadcasts",
+                "Press Ctrl-C to stop.",
+            ]
+            serve_app(svc, user=settings.user, host="127.0.0.1", port=port, banner=banner)
 
 
 def main() -> None:

@@ -23,15 +23,17 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import attrs
 from rich.console import Console
 from rich.table import Table
 
-from broadcast_adapters import cli
+from broadcast_adapters import cli_common as cli
 from broadcast_adapters.console import progress_bar
 from broadcast_adapters.smtp import SmtpTransport
+from broadcast_adapters.smtp_sink import ReceivedMessage, SmtpSink
 from broadcast_domain import (
     Actor,
     BounceOutcome,
@@ -44,9 +46,8 @@ from broadcast_domain import (
 )
 from broadcast_domain.testing.clock import FakeClock
 from broadcast_domain.testing.reports import report_on, verp_token_of
-from broadcast_domain.testing.smtp_server import ReceivedMessage, SmtpSink
 
-__all__ = ["DemoPlan", "demo_contacts", "dsn_for", "run_demo"]
+__all__ = ["DemoPlan", "DemoResult", "demo_contacts", "dsn_for", "run_demo"]
 
 ACCOUNT = "demo-account"
 INBOX = "support"
@@ -174,6 +175,17 @@ def dsn_for(received: ReceivedMessage, *, kind: str, arrival: datetime) -> DemoD
     )
 
 
+@attrs.frozen
+class DemoResult:
+    """How the demo ended: the broadcast it sent and whether the projections verified."""
+
+    broadcast_id: UUID
+    consistent: bool
+
+    def __bool__(self) -> bool:
+        return self.consistent
+
+
 class _Steps:
     """Numbered step headings, each with how long it took."""
 
@@ -235,8 +247,8 @@ def run_demo(
     connections: int,
     out: Console,
     err: Console,
-) -> bool:
-    """Run the demo on the store at ``url``; False when verification found differences."""
+) -> DemoResult:
+    """Run the demo on the store at ``url``; falsy when verification found differences."""
     started = time.perf_counter()
     clock = FakeClock(datetime.now(UTC))
     zone = ZoneInfo(TIMEZONE)
@@ -348,7 +360,7 @@ def run_demo(
         f"local time {clock().astimezone(zone):%Y/%m/%d %H:%M %Z} on the demo clock)."
     )
     out.print(f"Look again: broadcast-domain --db {url} status {bid}")
-    return consistent
+    return DemoResult(bid, consistent)
 
 
 def _feed_reports(

@@ -60,7 +60,7 @@ from broadcast_domain.application.projector import Projector
 from broadcast_domain.application.results import BounceOutcome, Page
 from broadcast_domain.domain.events import DomainEvent, RecipientEvent
 from broadcast_domain.domain.policies import DeliveryPolicy
-from broadcast_domain.domain.reasons import classify_reason, is_reason
+from broadcast_domain.domain.reasons import is_reason
 from broadcast_domain.domain.recipient import (
     OUTCOME_KINDS,
     Recipient,
@@ -553,7 +553,8 @@ class BounceIntake:
                     kind="ignored",
                     report=report,
                     report_id=f"dsn:{digest[:40]}",
-                    detail="no delivery report, complaint or auto-reply found: not a bounce",
+                    detail=parsed.refused
+                    or "no delivery report, complaint or auto-reply found: not a bounce",
                 )
             ]
         corr = self._correlate(parsed, envelope_recipient, batch)
@@ -582,7 +583,9 @@ class BounceIntake:
             report = BounceReport(
                 recipient=address,
                 status=status,
-                diagnostic=parsed_report.diagnostic,
+                # The parser's detail: the best explanation the report gives (never
+                # empty for a failure); the diagnostic alone may be.
+                diagnostic=parsed_report.detail or parsed_report.diagnostic,
                 permanent=parsed_report.permanent,
                 reported_at=reported_at,
                 verp_token=corr.verp_token,
@@ -593,9 +596,7 @@ class BounceIntake:
                 source="dsn",
                 remote_mta=parsed_report.remote_mta,
                 feedback_type=parsed_report.feedback_type,
-                reason=classify_reason(
-                    parsed_report.status, parsed_report.reply_code, parsed_report.diagnostic
-                ),
+                reason=parsed_report.reason,
             )
             if parsed_report.action not in _RECORDED_ACTIONS:
                 outcomes.append(

@@ -39,6 +39,10 @@ class Projector:
         """The position of the last event the views hold."""
         return self.views.position()
 
+    def lag(self) -> int:
+        """How many recorded events the views have not applied yet (0 when current)."""
+        return max(0, self.log.max_position() - self.views.position())
+
     def apply(self, batch: Sequence[tuple[int, DomainEvent]]) -> int:
         """Apply what the views do not hold yet of ``batch``; return how many this call applied."""
         with self._lock:

@@ -223,6 +223,14 @@ class BroadcastService:
         """Apply every recorded event not yet in the projections; return the position."""
         return self.projector.catch_up()
 
+    def projection_lag(self) -> int:
+        """How many recorded events the projections have not applied yet (0 when current).
+
+        Touches the event log and the view store, so it also tells whether the store
+        is reachable (health checks call it); it applies nothing.
+        """
+        return self.projector.lag()
+
     def rebuild_projections(self, *, on_progress: Callable[[int, int], None] | None = None) -> int:
         """Drop every projection and replay the whole log; return the position reached.
 
