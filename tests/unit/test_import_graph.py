@@ -12,8 +12,6 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 import broadcast_adapters
 import broadcast_domain
 
@@ -120,20 +118,8 @@ def test_the_graph_sees_both_packages() -> None:
     assert any(t.startswith("broadcast_domain") for t in edges["broadcast_adapters.cli"])
 
 
-# The one cycle left: the CLI and the demo import each other. It goes when the CLI's
-# shared helpers move to a module of their own; then this mark fails (strict), and
-# the known cycle is removed from here.
-KNOWN = [["broadcast_adapters.cli", "broadcast_adapters.demo"]]
-
-
 def test_no_module_imports_another_in_a_cycle() -> None:
     """Every group of modules that import each other, directly or not, is a failure."""
-    assert [c for c in cycles(graph()) if c not in KNOWN] == []
-
-
-@pytest.mark.xfail(strict=True, reason="cli.py and demo.py still import each other")
-def test_the_cli_and_the_demo_do_not_import_each_other() -> None:
-    """The known cycle: passes (and so fails, strict) once it is gone."""
     assert cycles(graph()) == []
 
 
