@@ -192,7 +192,7 @@ def record_history(
     from broadcast_domain.domain.events import Scheduled
     from broadcast_domain.domain.recipient import Recipient
 
-    log, policy = svc._log, svc.policy
+    log, policy = svc.events, svc.policy
     now = datetime.now(UTC)
     start = int(log.max_position())
     done = 0

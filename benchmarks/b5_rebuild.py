@@ -27,7 +27,7 @@ _STORIES = ("ok", "ok", "retry", "acked")
 
 def read_all(svc: Any) -> int:
     """Read and decode every event the way the projections' reader does; return the count."""
-    log, position, count = svc._log, 0, 0
+    log, position, count = svc.events, 0, 0
     while True:
         batch = log.read(position, 5_000)
         if not batch:

@@ -31,7 +31,6 @@ __all__ = [
     "decode_state",
     "encode_state",
     "make_converter",
-    "topic_of",
 ]
 
 EVENT_TYPES: dict[str, type[ev.DomainEvent]] = {
@@ -57,11 +56,6 @@ EVENT_TYPES: dict[str, type[ev.DomainEvent]] = {
 """Stable topics: stored events name these, not Python module paths, so modules can move."""
 
 _TOPICS = {cls: topic for topic, cls in EVENT_TYPES.items()}
-
-
-def topic_of(cls: type[ev.DomainEvent]) -> str:
-    """The stored topic of an event class."""
-    return _TOPICS[cls]
 
 
 class CodecError(BroadcastError):

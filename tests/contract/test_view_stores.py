@@ -43,7 +43,7 @@ def _create(svc: BroadcastService, contacts: list[Contact]) -> object:
 
 
 def _history(svc: BroadcastService) -> list[tuple[int, DomainEvent]]:
-    return svc._log.read(0, 1_000_000)
+    return svc.events.read(0, 1_000_000)
 
 
 def test_keyword_search_is_literal_and_width_insensitive(store_url: str) -> None:
@@ -69,7 +69,7 @@ def test_pages_and_streams_keep_position_order(store_url: str) -> None:
     with _open(store_url) as svc:
         bid = _create(svc, [Contact(f"r{i:05d}@example.com") for i in range(n)])
         svc.catch_up()
-        streamed = [r.address for r in svc._views.iter_recipients(bid)]  # type: ignore[arg-type]
+        streamed = [r.address for r in svc.views.iter_recipients(bid)]  # type: ignore[arg-type]
         assert streamed == [f"r{i:05d}@example.com" for i in range(n)]
         page = svc.recipients(bid, page=3, per_page=100)  # type: ignore[arg-type]
         assert page.total == n

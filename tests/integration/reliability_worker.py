@@ -102,7 +102,7 @@ def _dsn(svc: BroadcastService, bid: Any, address: str) -> bytes:
     rid = recipient_id(bid, address)
     message = OutgoingMessage(
         key=rid.hex,
-        envelope_from=svc._verp.address(rid),
+        envelope_from=svc.verp.address(rid),
         recipient=address,
         message_id=sent.message_id,
         data=f"Message-ID: {sent.message_id}\r\nTo: {address}\r\n\r\nbody\r\n".encode(),
@@ -146,7 +146,7 @@ def bounce(svc: BroadcastService) -> None:
                             diagnostic="552 5.2.2 mailbox full",
                             permanent=True,
                             reported_at=T0,
-                            verp_token=svc._verp.token(rid),
+                            verp_token=svc.verp.token(rid),
                         )
                     )
                     assert outcome.kind == "applied", outcome

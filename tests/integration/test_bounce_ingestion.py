@@ -33,7 +33,7 @@ from broadcast_domain import (
     InboxRole,
     InvalidInput,
 )
-from broadcast_domain.application import bounces as bounces_module
+from broadcast_domain.application import intake as intake_module
 from broadcast_domain.domain.events import Bounced, Complained, RecipientEvent
 from broadcast_domain.domain.recipient import Recipient
 from broadcast_domain.domain.unmatched import (
@@ -349,7 +349,7 @@ def test_an_unmatched_report_is_kept_once_and_matched_by_a_later_retry(store_url
         assert w.svc.retry_unmatched() == []
         assert w.svc.summary(w.bid).errors == 2
         # The kept log is event-sourced: kept, then resolved.
-        kept = w.svc._log.get(unmatched_id(build_dsn(m0)))
+        kept = w.svc.events.get(unmatched_id(build_dsn(m0)))
         assert [type(e) for e in kept] == [BounceUnmatched, UnmatchedResolved]
         assert w.svc.verify_projections() == []
         w.svc.rebuild_projections()
@@ -521,10 +521,10 @@ def test_ingest_records_every_message_and_marks_it_done(
             if kind == "maildir"
             else _write_mbox(tmp_path / "again.mbox", messages)
         )
-        before = w.svc._log.max_position()
+        before = w.svc.events.max_position()
         second = w.svc.ingest(MaildirSource(again) if kind == "maildir" else MboxSource(again))
         assert (second["duplicate"], second["applied"]) == (8, 0)
-        assert w.svc._log.max_position() == before
+        assert w.svc.events.max_position() == before
     finally:
         w.svc.close()
 
@@ -540,7 +540,7 @@ def test_a_crashed_ingest_then_a_second_run_loses_nothing_and_applies_nothing_tw
 ) -> None:
     """A run dying before, between or after commits is completed by the next, exactly once."""
     crash, batch = scenario
-    monkeypatch.setattr(bounces_module, "_INGEST_BATCH", batch)
+    monkeypatch.setattr(intake_module, "_INGEST_BATCH", batch)
     w = make_world(store_url)
     try:
         messages = _messages(w)
@@ -762,11 +762,11 @@ def test_any_bytes_give_outcomes_and_unmatched_ones_change_no_recipient(
         )
         @given(raw=st.binary(max_size=400) | mutated(seeds))
         def check(raw: bytes) -> None:
-            before = w.svc._log.max_position()
+            before = w.svc.events.max_position()
             outcomes = w.svc.record_bounce_message(raw)
             assert outcomes
             assert {o.kind for o in outcomes} <= KINDS
-            new = w.svc._log.read(before, 100)
+            new = w.svc.events.read(before, 100)
             if not any(o.kind == "applied" for o in outcomes):
                 assert not any(isinstance(e, RecipientEvent) for _, e in new)
             assert all(

@@ -26,6 +26,7 @@ from broadcast_domain import (
     UnknownBroadcast,
     UnknownRecipient,
 )
+from broadcast_domain.application import commands
 from broadcast_domain.testing.clock import FakeClock
 from broadcast_domain.testing.machine import ScriptedTransport
 from broadcast_domain.testing.reports import failure_report, verp_token_of
@@ -60,7 +61,7 @@ def create(svc: BroadcastService, clock: FakeClock, n: int = 3, **kw: Any) -> An
 
 
 def positions(svc: BroadcastService) -> int:
-    return svc._log.max_position()
+    return svc.events.max_position()
 
 
 def test_create_records_broadcast_and_recipients_and_folds_duplicates(
@@ -199,6 +200,21 @@ def test_acknowledge_all_as_of_and_single(svc: BroadcastService, clock: FakeCloc
     assert svc.summary(bid).unacknowledged_errors == 1
     assert svc.acknowledge_error(bid, "user3@example.com", actor=OPERATOR) is True
     assert svc.acknowledge_error(bid, "user3@example.com", actor=OPERATOR) is False
+    assert svc.summary(bid).unacknowledged_errors == 0
+
+
+@pytest.mark.parametrize("chunk", [1, 3])
+def test_acknowledging_takes_as_many_writes_as_it_needs(
+    svc: BroadcastService, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """Only conflicts count towards giving up: more batches than the retry limit all land."""
+    monkeypatch.setattr(commands, "WRITE_CHUNK", chunk)
+    n = svc.gateway.max_retries + 5
+    bid = create(svc, clock, n=n)
+    t = ScriptedTransport()
+    t.replies.update({f"user{i}@example.com": (550, "rejected") for i in range(n)})
+    svc.dispatch_due(t)
+    assert svc.acknowledge_errors(bid, actor=OPERATOR) == n
     assert svc.summary(bid).unacknowledged_errors == 0
 
 

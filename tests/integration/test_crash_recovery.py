@@ -161,11 +161,11 @@ def test_a_broadcast_killed_while_being_created_is_neither_visible_nor_sendable(
     log = tmp_path / "create.log"
     child = start_worker("create", url, "30000", log=log)
     # The recipients go in chunks of 10,000 before the broadcast's own event.
-    wait_until(lambda: svc._log.max_position() >= 10_000, child, log)
+    wait_until(lambda: svc.events.max_position() >= 10_000, child, log)
     os.kill(child.pid, signal.SIGKILL)
     child.wait(timeout=30)
     assert child.returncode == -signal.SIGKILL
-    assert svc._log.max_position() < 30_001, "the child finished before it was killed"
+    assert svc.events.max_position() < 30_001, "the child finished before it was killed"
     assert svc.list_broadcasts("support").total == 0
     with SmtpSink() as sink, SmtpTransport("127.0.0.1", sink.port) as transport:
         assert svc.dispatch_due(transport).sent == 0
@@ -194,11 +194,11 @@ def test_bounce_ingestion_killed_midway_loses_nothing_and_applies_nothing_twice(
     # Every recipient bounces once; the first 60 DSNs arrive twice.
     for message in [*transport.sent, *transport.sent[:60]]:
         box.add(mailbox.MaildirMessage(build_dsn(message)))
-    base = svc._log.max_position()
+    base = svc.events.max_position()
 
     log = tmp_path / "ingest.log"
     child = start_worker("ingest", url, str(folder), log=log)
-    wait_until(lambda: svc._log.max_position() > base, child, log)
+    wait_until(lambda: svc.events.max_position() > base, child, log)
     os.kill(child.pid, signal.SIGKILL)
     child.wait(timeout=30)
     assert child.returncode == -signal.SIGKILL

@@ -150,8 +150,8 @@ def test_a_follower_process_keeps_the_views_up_to_date(store_url: str) -> None:
             assert ready.wait(60)
             bid = _create(svc, 250)
             bid2 = _create(svc, 7)
-            target = svc._log.max_position()
-            views = svc._views  # read directly: no catch-up by this process
+            target = svc.events.max_position()
+            views = svc.views  # read directly: no catch-up by this process
             deadline = time.monotonic() + 60
             while views.position() < target and time.monotonic() < deadline:
                 time.sleep(0.05)

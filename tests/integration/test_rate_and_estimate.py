@@ -46,7 +46,7 @@ def test_send_rate_paces_batches_of_about_one_second(
     svc.configure_account("acme", send_rate=10)
     create(svc, clock, 25)
     waits: list[float] = []
-    svc._sleep = waits.append
+    svc.sleep = waits.append
     transport = CountingTransport()
     report = svc.dispatch_due(transport)
     assert report.sent == 25
@@ -60,7 +60,7 @@ def test_without_a_rate_nothing_waits(svc: BroadcastService, clock: FakeClock) -
     """No send rate: one batch, no waiting."""
     create(svc, clock, 25)
     waits: list[float] = []
-    svc._sleep = waits.append
+    svc.sleep = waits.append
     transport = CountingTransport()
     svc.dispatch_due(transport)
     assert transport.batches == [25]

@@ -360,13 +360,13 @@ def test_acknowledging_all_covers_every_page_in_few_writes(
     assert svc.record_bounce(failure_report(svc, bid, late, clock())).kind == "applied"
 
     puts: list[int] = []
-    real_put = svc._log.put
+    real_put = svc.events.put
 
     def counting_put(events: Sequence[Any]) -> None:
         puts.append(len(events))
         real_put(events)
 
-    monkeypatch.setattr(svc._log, "put", counting_put)
+    monkeypatch.setattr(svc.events, "put", counting_put)
     assert svc.acknowledge_errors(bid, actor=OPERATOR, as_of=page.as_of) == 120
     assert sum(puts) == 120
     assert len(puts) <= 2

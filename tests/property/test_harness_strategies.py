@@ -176,7 +176,7 @@ def test_a_history_recorded_in_a_store_replays_to_consistent_projections(history
         "memory://", return_path="bounces@mail.example.com", signing_key=b"k" * 32
     )
     try:
-        svc._log.put([e for _, e in history])
+        svc.events.put([e for _, e in history])
         svc.catch_up()
         assert svc.verify_projections() == []
         expected = fold(history)

@@ -211,10 +211,10 @@ def report_with_token(token: str, address: str = ADDRESSES[0]) -> BounceReport:
 
 def assert_changes_nothing(svc: BroadcastService, bid: Any, token: str) -> None:
     """A report carrying ``token`` is unmatched and writes no event; every status stays."""
-    before = svc._log.max_position()
+    before = svc.events.max_position()
     outcome = svc.record_bounce(report_with_token(token), received_at=T0 + timedelta(minutes=1))
     assert outcome.kind == "unmatched"
-    assert svc._log.max_position() == before
+    assert svc.events.max_position() == before
     statuses = {i.status for i in svc.recipients(bid).items}
     assert statuses == {DeliveryStatus.SUCCEEDED}
 
@@ -237,7 +237,7 @@ def test_bit_flips_of_a_real_token_never_change_a_status(
 ) -> None:
     """Flipping any bits of a genuine token's id or signature makes it unmatched."""
     svc, bid = service_a
-    token = svc._verp.token(recipient_id(bid, ADDRESSES[index]))
+    token = svc.verp.token(recipient_id(bid, ADDRESSES[index]))
     raw = bytearray(base64.b32decode(token.upper() + "=" * (-len(token) % 8)))
     for bit in flips:
         raw[bit // 8] ^= 1 << (bit % 8)
@@ -253,7 +253,7 @@ def test_edited_token_text_matches_only_when_it_spells_the_same_token(
     """Any edit of a genuine token's text (a character replaced, cut, added) is unmatched,
     unless the edit only changed letter case."""
     svc, bid = service_a
-    token = svc._verp.token(recipient_id(bid, ADDRESSES[0]))
+    token = svc.verp.token(recipient_id(bid, ADDRESSES[0]))
     at = data.draw(st.integers(0, len(token) - 1))
     edit = data.draw(st.sampled_from(["replace", "cut", "add"]))
     char = data.draw(st.characters(codec="ascii"))
@@ -264,7 +264,7 @@ def test_edited_token_text_matches_only_when_it_spells_the_same_token(
     else:
         forged = token[:at] + char + token[at:]
     assume(forged.strip().lower() != token)
-    assert svc._verp.verify(forged) is None
+    assert svc.verp.verify(forged) is None
     assert_changes_nothing(svc, bid, forged)
 
 
@@ -275,10 +275,10 @@ def test_a_token_from_another_store_never_matches(
     """A report for service A's recipient, given to service B on another store, is unmatched,
     whether B signs with another key or the same one, even when B sends to the same address."""
     svc_a, bid_a = service_a
-    token = svc_a._verp.token(recipient_id(bid_a, ADDRESSES[0]))
+    token = svc_a.verp.token(recipient_id(bid_a, ADDRESSES[0]))
     svc_b, bid_b = sent_service(f"sqlite:///{tmp_path / 'b.db'}", key_b, FakeClock(T0))
     try:
-        assert (svc_b._verp.verify(token) is None) == (key_b != KEY_A)
+        assert (svc_b.verp.verify(token) is None) == (key_b != KEY_A)
         assert_changes_nothing(svc_b, bid_b, token)
         by_message_id = BounceReport(
             recipient=ADDRESSES[0],
@@ -288,9 +288,9 @@ def test_a_token_from_another_store_never_matches(
             reported_at=T0,
             message_id=_message_id(svc_a, bid_a),
         )
-        before = svc_b._log.max_position()
+        before = svc_b.events.max_position()
         assert svc_b.record_bounce(by_message_id).kind == "unmatched"
-        assert svc_b._log.max_position() == before
+        assert svc_b.events.max_position() == before
     finally:
         svc_b.close()
     assert {i.status for i in svc_a.recipients(bid_a).items} == {DeliveryStatus.SUCCEEDED}
@@ -347,7 +347,7 @@ def test_cr_or_lf_in_anything_that_becomes_a_header_is_refused_and_records_nothi
         contact[field] = value
     else:
         params[field] = value
-    before = svc._log.max_position()
+    before = svc.events.max_position()
     with pytest.raises(InvalidInput) as raised:
         svc.create_broadcast(
             account_id="acme",
@@ -360,7 +360,7 @@ def test_cr_or_lf_in_anything_that_becomes_a_header_is_refused_and_records_nothi
             **params,
         )
     assert field in str(raised.value)
-    assert svc._log.max_position() == before
+    assert svc.events.max_position() == before
 
 
 @FUZZ
@@ -430,7 +430,7 @@ def test_parse_recipient_csv_gives_contacts_or_a_broadcast_error_and_records_not
     """The facade's CSV import returns contacts fit to send to or raises a BroadcastError;
     either way the event log does not move."""
     svc = memory_service
-    before = svc._log.max_position()
+    before = svc.events.max_position()
     try:
         imported = svc.parse_recipient_csv(data)
     except BroadcastError as e:
@@ -439,7 +439,7 @@ def test_parse_recipient_csv_gives_contacts_or_a_broadcast_error_and_records_not
         refused = None
         fold_contacts(imported.contacts)
     assert refused is None or str(refused)
-    assert svc._log.max_position() == before
+    assert svc.events.max_position() == before
 
 
 @FUZZ
@@ -578,7 +578,7 @@ def test_broken_mime_and_huge_headers_give_outcomes_or_a_broadcast_error(
     dsn = build_dsn(sent[index], status="5.2.2", reply_code="552", diagnostic="full")
     raw = _broken_mime(dsn, how, size)
     assert raw != dsn, f"{how} left the DSN as it was"
-    before = svc._log.max_position()
+    before = svc.events.max_position()
     try:
         outcomes = svc.record_bounce_message(raw)
     except BroadcastError as e:
@@ -587,11 +587,11 @@ def test_broken_mime_and_huge_headers_give_outcomes_or_a_broadcast_error(
         refused = None
     if refused is not None:
         assert str(refused)
-        assert svc._log.max_position() == before
+        assert svc.events.max_position() == before
         return
     assert outcomes and {o.kind for o in outcomes} <= KINDS
     if not any(o.kind == "applied" for o in outcomes):
-        new = svc._log.read(before, 100)
+        new = svc.events.read(before, 100)
         assert not any(isinstance(e, RecipientEvent) for _, e in new)
 
 
@@ -601,7 +601,7 @@ def test_a_raw_bounce_that_is_not_bytes_is_invalid_input_and_records_nothing(
 ) -> None:
     """Anything but bytes is refused with InvalidInput before anything is recorded."""
     svc, _bid, _sent = dispatched
-    before = svc._log.max_position()
+    before = svc.events.max_position()
     with pytest.raises(InvalidInput):
         svc.record_bounce_message(raw)
-    assert svc._log.max_position() == before
+    assert svc.events.max_position() == before

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from broadcast_adapters.bounces.parser import parse_bounce
 from broadcast_domain import BounceReport, DeliveryStatus
-from broadcast_domain.application import bounces
+from broadcast_domain.application import intake
 from broadcast_domain.domain.recipient import OUTCOME_KINDS, Recipient, ReportOutcome
 from broadcast_domain.domain.unmatched import (
     EXCERPT_BYTES,
@@ -425,13 +425,13 @@ def test_a_message_over_the_size_limit_is_ignored_unread(extra: int) -> None:
     raw = _padded(raw, 0, limit)
     raw = raw[: raw.index(b"padding")] + raw[raw.index(b"padding") + len(raw) - limit - extra :]
     assert len(raw) == limit + extra
-    position = w.svc._log.max_position()
+    position = w.svc.events.max_position()
     outcomes = w.svc.record_bounce_message(raw)
     if extra > 0:
         HOSTILE["over the size limit"] += 1
         assert [o.kind for o in outcomes] == ["ignored"]
         assert "max_bounce_bytes" in outcomes[0].detail
-        assert w.svc._log.max_position() == position
+        assert w.svc.events.max_position() == position
     else:
         assert [o.kind for o in outcomes] == ["applied"]
 
@@ -534,5 +534,5 @@ def test_a_report_that_beats_the_reply_still_applies(after: int, reply: int) -> 
 def test_the_outcome_kinds_have_one_definition() -> None:
     """The intake, the ingest counts and the domain share one tuple of kinds."""
     assert get_args(ReportOutcome) == OUTCOME_KINDS
-    assert bounces.OUTCOME_KINDS is OUTCOME_KINDS
+    assert intake.OUTCOME_KINDS is OUTCOME_KINDS
     assert OUTCOME_KINDS == ("applied", "duplicate", "late", "unmatched", "ignored")

@@ -210,10 +210,10 @@ def test_a_replayed_sendgrid_report_inside_the_tolerance_is_recorded_once(
     body, headers = sendgrid_request([sendgrid_bounce(message_id, stamp)], stamp)
     first = svc.record_bounce(SENDGRID.normalise(body, headers, NOW)[0], received_at=NOW)
     assert first.kind in ("applied", "duplicate")
-    position = svc._log.max_position()
+    position = svc.events.max_position()
     for delay in delays:
         at = NOW + timedelta(seconds=delay)
         (report,) = SENDGRID.normalise(body, headers, at)
         assert svc.record_bounce(report, received_at=at).kind == "duplicate"
-    assert svc._log.max_position() == position
+    assert svc.events.max_position() == position
     assert svc.recipients(bid).items[0].status is DeliveryStatus.ERROR

@@ -328,8 +328,3 @@ class EventLog:
     def close(self) -> None:
         """Release connections."""
         self.app.close()
-
-    @property
-    def raw(self) -> Any:
-        """The underlying eventsourcing application (for adapters that share its store)."""
-        return self.app

@@ -15,17 +15,19 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Protocol
 
+from broadcast_domain.application.components import load_components, view_store_for
 from broadcast_domain.application.eventlog import EventLog, parse_store_url
-from broadcast_domain.domain.events import DomainEvent
+from broadcast_domain.application.projector import Projector
 from broadcast_domain.errors import InvalidInput
 from broadcast_domain.ports import ViewStore
 
 __all__ = ["follow_projections"]
 
 _BATCH = 5_000
+"""Events a listening follower applies per batch, at most."""
 
 
 class Stopper(Protocol):
@@ -36,45 +38,30 @@ class Stopper(Protocol):
         ...
 
 
-def _apply(views: ViewStore, batch: Sequence[tuple[int, DomainEvent]]) -> int:
-    """Apply what the views do not have yet; return how many events this call applied."""
-    applied = 0
-    while batch:
-        position = views.position()
-        batch = [item for item in batch if item[0] > position]
-        if not batch:
-            break
-        if views.apply(batch, expected_position=position):
-            applied += len(batch)
-            break
-        # Another process moved the position meanwhile: drop what it applied, try again.
-    return applied
-
-
 def _poll(
-    log: EventLog,
-    views: ViewStore,
+    projector: Projector,
     stop: Stopper,
     interval: float,
     on_applied: Callable[[int], None] | None,
 ) -> int:
     total = 0
+
+    def applied(position: int, count: int) -> None:
+        nonlocal total
+        total += count
+        if count and on_applied is not None:
+            on_applied(position)
+
     wake = threading.Event()
     while not stop.is_set():
-        batch = log.read(views.position(), _BATCH)
-        if batch:
-            n = _apply(views, batch)
-            total += n
-            if n and on_applied is not None:
-                on_applied(views.position())
-            continue
+        projector.catch_up(applied, stop=stop.is_set)
         wake.wait(interval)
     return total
 
 
 def _listen(
     log: EventLog,
-    views: ViewStore,
+    projector: Projector,
     stop: Stopper,
     interval: float,
     on_applied: Callable[[int], None] | None,
@@ -83,7 +70,7 @@ def _listen(
     decode = log.mapper.decode
     inbox: queue.Queue[Any] = queue.Queue(maxsize=4 * _BATCH)
     failure: list[BaseException] = []
-    with log.recorder.subscribe(gt=views.position()) as subscription:
+    with log.recorder.subscribe(gt=projector.position()) as subscription:
 
         def pump() -> None:
             # The subscription's iterator blocks; a thread turns it into a queue
@@ -119,10 +106,10 @@ def _listen(
                         ended = True
                         break
                     batch.append(item)
-                n = _apply(views, batch)
+                n = projector.apply(batch)
                 total += n
                 if n and on_applied is not None:
-                    on_applied(views.position())
+                    on_applied(projector.position())
                 if ended:
                     break
         finally:
@@ -150,8 +137,6 @@ def follow_projections(
     manager). Returns how many events this follower applied; ``on_applied`` is
     called with the new position after each batch it applied.
     """
-    from broadcast_domain.application.service import BroadcastService, _load_components
-
     store = parse_store_url(url)
     if store.kind == "memory":
         raise InvalidInput(
@@ -167,12 +152,13 @@ def follow_projections(
         raise InvalidInput(
             "poll_interval must be a positive number of seconds", field="poll_interval"
         )
-    views = view_store or BroadcastService._make_views(store, _load_components())
+    views = view_store or view_store_for(store, load_components())
     log = EventLog(store)
+    projector = Projector(log, views)
     try:
         if store.kind == "postgresql":
-            return _listen(log, views, stop, float(poll_interval), on_applied)
-        return _poll(log, views, stop, float(poll_interval), on_applied)
+            return _listen(log, projector, stop, float(poll_interval), on_applied)
+        return _poll(projector, stop, float(poll_interval), on_applied)
     finally:
         log.close()
         if view_store is None:

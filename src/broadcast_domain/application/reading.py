@@ -57,7 +57,7 @@ from broadcast_domain.application.results_io import (
     summary_of,
     time_formatter,
 )
-from broadcast_domain.application.validation import check_paging, require_text, require_uuid
+from broadcast_domain.application.validation import check_paging, require_broadcast_id, require_text
 from broadcast_domain.domain.broadcast import Broadcast
 from broadcast_domain.domain.events import (
     BroadcastEvent,
@@ -144,7 +144,7 @@ class Results:
 
     def broadcast(self, broadcast_id: object) -> Broadcast:
         """A broadcast as the views hold it, after a catch-up (UnknownBroadcast if none)."""
-        bid = require_uuid(broadcast_id)
+        bid = require_broadcast_id(broadcast_id)
         self._catch_up()
         b = self._views.broadcast(bid)
         if b is None:
@@ -353,7 +353,7 @@ class Results:
 
     def export_history(self, broadcast_id: object) -> list[ExportRecord]:
         """Every recorded export of the broadcast, oldest first (from the log)."""
-        bid = require_uuid(broadcast_id)
+        bid = require_broadcast_id(broadcast_id)
         events = self._events.get(bid)
         if not any(isinstance(e, BroadcastEvent) for e in events):
             raise UnknownBroadcast(f"no broadcast has id {bid}")

@@ -20,8 +20,6 @@ from zoneinfo import ZoneInfo
 
 from broadcast_domain.application.results import (
     HistoryEntry,
-    ImportedRecipients,
-    ImportProblem,
     Summary,
 )
 from broadcast_domain.domain.broadcast import Broadcast
@@ -39,8 +37,7 @@ from broadcast_domain.domain.events import (
 from broadcast_domain.domain.reasons import REASONS
 from broadcast_domain.domain.recipient import Recipient
 from broadcast_domain.domain.values import BroadcastStatus, DeliveryStatus
-from broadcast_domain.errors import BroadcastError, InvalidInput
-from broadcast_domain.ports import CsvCodec, ImportedCsv
+from broadcast_domain.errors import InvalidInput
 from broadcast_domain.projections.rows import ResultCells
 from broadcast_domain.projections.views import Counts, estimated_completion
 
@@ -51,7 +48,6 @@ __all__ = [
     "content_disposition",
     "format_time",
     "header_row",
-    "parse_recipient_csv",
     "recipient_history",
     "result_rows",
     "results_file_stem",
@@ -74,45 +70,6 @@ RESULT_HEADERS: Final[dict[str, tuple[str, ...]]] = {
     ),
 }
 """The result CSV's header row per ``headers=`` choice (SPEC 2, Results views)."""
-
-DEFAULT_MAX_ROWS: Final = 100_000
-DEFAULT_MAX_BYTES: Final = 20 * 1024 * 1024
-
-
-# --- import ------------------------------------------------------------------------------
-
-
-def _positive_int(value: object, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidInput(f"{field} must be a positive int, got {value!r}", field=field)
-    return value
-
-
-def parse_recipient_csv(
-    codec: CsvCodec, data: bytes, *, max_rows: int, max_bytes: int
-) -> ImportedRecipients:
-    """Parse a recipient file through the codec; CsvImportError when the file is unusable."""
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise InvalidInput(
-            f"data must be the file's bytes, got {type(data).__name__}; read the file in "
-            "binary mode ('rb')",
-            field="data",
-        )
-    _positive_int(max_rows, "max_rows")
-    _positive_int(max_bytes, "max_bytes")
-    parsed = codec.parse_recipients(bytes(data), max_rows=max_rows, max_bytes=max_bytes)
-    if not isinstance(parsed, ImportedCsv):
-        raise BroadcastError(
-            f"the CSV codec returned {type(parsed).__name__}, not ImportedCsv; "
-            "fix the codec passed as csv_codec="
-        )
-    return ImportedRecipients(
-        contacts=tuple(parsed.contacts),
-        problems=tuple(ImportProblem(p.line, p.reason) for p in parsed.problems),
-        duplicates=parsed.duplicates,
-        ignored_columns=tuple(parsed.ignored_columns),
-    )
-
 
 # --- export ------------------------------------------------------------------------------
 

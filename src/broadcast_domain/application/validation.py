@@ -22,8 +22,8 @@ __all__ = [
     "check_header_field",
     "check_paging",
     "fold_contacts",
+    "require_broadcast_id",
     "require_text",
-    "require_uuid",
 ]
 
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
@@ -118,7 +118,7 @@ def fold_contacts(
 
 
 def require_text(value: object, field: str, *, allow_empty: bool = False) -> str:
-    """``value`` as a string (non-blank unless ``allow_empty``), else InvalidInput."""
+    """A string (non-blank unless ``allow_empty``), or InvalidInput naming the field."""
     if not isinstance(value, str):
         raise InvalidInput(f"{field} must be a string, got {type(value).__name__}", field=field)
     if not allow_empty and not value.strip():
@@ -126,8 +126,8 @@ def require_text(value: object, field: str, *, allow_empty: bool = False) -> str
     return value
 
 
-def require_uuid(value: object, field: str = "broadcast_id") -> UUID:
-    """A broadcast id (UUID or its text), else UnknownBroadcast naming ``field``."""
+def require_broadcast_id(value: object, field: str = "broadcast_id") -> UUID:
+    """A broadcast id given as a UUID or its string form; UnknownBroadcast otherwise."""
     if isinstance(value, UUID):
         return value
     if isinstance(value, str):
@@ -139,7 +139,7 @@ def require_uuid(value: object, field: str = "broadcast_id") -> UUID:
 
 
 def check_paging(page: object, per_page: object) -> tuple[int, int]:
-    """``(page, per_page)`` when page >= 1 and 1 <= per_page <= 1000, else InvalidInput."""
+    """A page number (>= 1) and a page size (1 to 1000), or InvalidInput."""
     if isinstance(page, bool) or not isinstance(page, int) or page < 1:
         raise InvalidInput(f"page must be an int >= 1, got {page!r}", field="page")
     if isinstance(per_page, bool) or not isinstance(per_page, int) or not 1 <= per_page <= 1000:

@@ -4,9 +4,28 @@ from __future__ import annotations
 
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-__all__ = ["allowance_id", "allowance_left", "pause_reason"]
+import attrs
+
+from broadcast_domain.domain.base import DomainEvent
+
+__all__ = ["SendsReserved", "allowance_id", "allowance_left", "pause_reason"]
 
 _ALLOWANCE_NS = uuid5(NAMESPACE_URL, "urn:broadcast-domain:allowance")
+
+
+@attrs.frozen(kw_only=True)
+class SendsReserved(DomainEvent):
+    """A dispatcher reserved part of an account's monthly allowance before handing over.
+
+    One aggregate per account and month; writing it at the next version in the
+    same transaction as the claims serialises dispatchers, so two of them never
+    spend the same allowance.
+    """
+
+    account_id: str
+    year: int
+    month: int
+    count: int
 
 
 def allowance_id(account_id: str, year: int, month: int) -> UUID:

@@ -7,22 +7,14 @@ SENDING when resumed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import attrs
 
-from broadcast_domain.domain.events import (
-    BroadcastCancelled,
-    BroadcastCompleted,
-    BroadcastEvent,
-    BroadcastPaused,
-    BroadcastResumed,
-    BroadcastScheduled,
-    ResultsExported,
-    SendingStarted,
-)
+from broadcast_domain.domain.base import DomainEvent, existing
 from broadcast_domain.domain.values import (
     AddressBookSource,
     BroadcastStatus,
@@ -31,7 +23,86 @@ from broadcast_domain.domain.values import (
 )
 from broadcast_domain.errors import InvalidTransition
 
-__all__ = ["Broadcast"]
+__all__ = [
+    "Broadcast",
+    "BroadcastCancelled",
+    "BroadcastCompleted",
+    "BroadcastEvent",
+    "BroadcastPaused",
+    "BroadcastResumed",
+    "BroadcastScheduled",
+    "ResultsExported",
+    "SendingStarted",
+    "mutate",
+]
+
+
+# --- events ------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class BroadcastEvent(DomainEvent):
+    """An event of a broadcast."""
+
+    def apply(self, state: Broadcast | None) -> Broadcast:
+        """The broadcast's state after this event (see :func:`mutate`)."""
+        return _MUTATORS[type(self)](self, state)
+
+
+@attrs.frozen(kw_only=True)
+class BroadcastScheduled(BroadcastEvent):
+    """A broadcast was created and scheduled (its recipients were recorded before it)."""
+
+    account_id: str
+    inbox_id: str
+    sender: str
+    subject: str
+    text_body: str
+    html_body: str | None
+    source_kind: str
+    source_ref: str
+    scheduled_at: datetime
+    created_by: str
+    recipient_count: int
+
+
+@attrs.frozen(kw_only=True)
+class SendingStarted(BroadcastEvent):
+    """The first message of the broadcast is being handed over."""
+
+
+@attrs.frozen(kw_only=True)
+class BroadcastCompleted(BroadcastEvent):
+    """No recipient is still scheduled or sending: the broadcast is SENT."""
+
+
+@attrs.frozen(kw_only=True)
+class BroadcastCancelled(BroadcastEvent):
+    """The broadcast was cancelled before sending started."""
+
+    cancelled_by: str
+
+
+@attrs.frozen(kw_only=True)
+class BroadcastPaused(BroadcastEvent):
+    """Sending stopped because the monthly allowance is used up."""
+
+    reason: str
+
+
+@attrs.frozen(kw_only=True)
+class BroadcastResumed(BroadcastEvent):
+    """Sending may go on: the limit was raised or the month turned."""
+
+
+@attrs.frozen(kw_only=True)
+class ResultsExported(BroadcastEvent):
+    """Somebody downloaded the results (or the error list) of the broadcast."""
+
+    exported_by: str
+    kind: str
+    as_of: int
+    rows: int
 
 
 @attrs.frozen
@@ -213,3 +284,24 @@ class Broadcast:
                 rows=rows,
             )
         ]
+
+
+# --- the one mutator ---------------------------------------------------------------------
+
+_MUTATORS: dict[type[BroadcastEvent], Callable[[Any, Broadcast | None], Broadcast]] = {
+    BroadcastScheduled: lambda e, _: Broadcast.started(e),
+    SendingStarted: lambda e, s: existing(s).on_sending_started(e),
+    BroadcastCompleted: lambda e, s: existing(s).on_completed(e),
+    BroadcastCancelled: lambda e, s: existing(s).on_cancelled(e),
+    BroadcastPaused: lambda e, s: existing(s).on_paused(e),
+    BroadcastResumed: lambda e, s: existing(s).on_resumed(e),
+    ResultsExported: lambda e, s: existing(s).on_exported(e),
+}
+
+
+def mutate(event: BroadcastEvent, state: Broadcast | None) -> Broadcast:
+    """The broadcast aggregate's one mutator: its state after ``event``.
+
+    ``BroadcastScheduled`` starts a broadcast; every other event evolves an existing one.
+    """
+    return _MUTATORS[type(event)](event, state)

@@ -381,7 +381,6 @@ class MessageTemplate:
         html_body: str | None,
         extra_headers: Mapping[str, str] | None = None,
     ) -> None:
-        self._sender = sender
         template = build_message(
             sender=sender,
             sender_name=sender_name,
@@ -404,6 +403,8 @@ class MessageTemplate:
         self._before = b"".join(raw for _, raw in fields[:first])
         self._subject = subject_raw
         self._after = b"".join(raw for _, raw in fields[last + 1 :]) + b"\r\n" + body
+        self._date: datetime | None = None
+        self._date_line = ""
 
     def render(
         self, *, recipient: Contact, message_id: str, envelope_from: str, date: datetime
@@ -416,7 +417,11 @@ class MessageTemplate:
         _check_message_id(message_id)
         require_aware(date, "date")
         to = _mailbox("To", display_name(recipient), to_addr).fold(policy=_POLICY)
-        date_line = _RawHeader("Date", format_datetime(date)).fold(policy=_POLICY)
+        if date != self._date:
+            # One Date line per batch, not per message: formatting it is a third of a render.
+            self._date = date
+            self._date_line = _RawHeader("Date", format_datetime(date)).fold(policy=_POLICY)
+        date_line = self._date_line
         id_line = _RawHeader("Message-ID", message_id).fold(policy=_POLICY)
         return b"".join(
             (

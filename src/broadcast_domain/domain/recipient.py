@@ -10,21 +10,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 from uuid import NAMESPACE_URL, UUID, SafeUUID, uuid5
 
 import attrs
 
-from broadcast_domain.domain.events import (
-    Bounced,
-    Complained,
-    Deferred,
-    ErrorAcknowledged,
-    RecipientEvent,
-    Scheduled,
-    Sent,
-    Succeeded,
-)
+from broadcast_domain.domain.base import DomainEvent, existing
 from broadcast_domain.domain.policies import DeliveryPolicy
 from broadcast_domain.domain.reasons import classify_reason, describe_status, is_reason
 from broadcast_domain.domain.values import (
@@ -40,9 +31,18 @@ if TYPE_CHECKING:
 
 __all__ = [
     "OUTCOME_KINDS",
+    "Bounced",
+    "Complained",
+    "Deferred",
+    "ErrorAcknowledged",
     "Recipient",
+    "RecipientEvent",
     "ReportOutcome",
+    "Scheduled",
+    "Sent",
+    "Succeeded",
     "derive_report_id",
+    "mutate",
     "outcome_detail",
     "recipient_id",
     "recipient_id_maker",
@@ -51,6 +51,92 @@ __all__ = [
     "report_reason",
     "schedule",
 ]
+
+
+# --- events ------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class RecipientEvent(DomainEvent):
+    """An event of one recipient delivery (one broadcast x one normalised address)."""
+
+    def apply(self, state: Recipient | None) -> Recipient:
+        """The recipient's state after this event (see :func:`mutate`)."""
+        return _MUTATORS[type(self)](self, state)
+
+
+@attrs.frozen(kw_only=True)
+class Scheduled(RecipientEvent):
+    """The recipient was added to a broadcast and waits for its time."""
+
+    broadcast_id: UUID
+    account_id: str
+    address: str
+    last_name: str = ""
+    first_name: str = ""
+    company: str = ""
+    contact_id: str | None = None
+    position: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class Sent(RecipientEvent):
+    """A delivery attempt started (the recipient is claimed until ``lease_until``)."""
+
+    attempt: int
+    message_id: str
+    lease_until: datetime
+
+
+@attrs.frozen(kw_only=True)
+class Succeeded(RecipientEvent):
+    """The receiving server accepted the message."""
+
+    attempt: int
+    reply_code: int
+    reply_text: str
+
+
+@attrs.frozen(kw_only=True)
+class Deferred(RecipientEvent):
+    """A 4xx reply or no reply: the recipient stays SENDING until ``retry_at``."""
+
+    attempt: int
+    reply_code: int
+    reply_text: str
+    retry_at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class Bounced(RecipientEvent):
+    """An error response: an SMTP rejection, exhausted retries, or a failure report."""
+
+    source: str
+    status: str
+    diagnostic: str
+    permanent: bool
+    report_id: str
+    reported_at: datetime
+    received_at: datetime
+    # One of REASONS; events recorded before reasons existed decode as "undefined".
+    reason: str = "undefined"
+
+
+@attrs.frozen(kw_only=True)
+class ErrorAcknowledged(RecipientEvent):
+    """Somebody checked the delivery error."""
+
+    acknowledged_by: str
+
+
+@attrs.frozen(kw_only=True)
+class Complained(RecipientEvent):
+    """The recipient reported the message as abuse (RFC 5965); not a delivery error."""
+
+    report_id: str
+    feedback_type: str
+    received_at: datetime
+
 
 _RECIPIENT_NS = uuid5(NAMESPACE_URL, "urn:broadcast-domain:recipient")
 
@@ -585,3 +671,26 @@ def outcome_detail(
 
 _SLOTS = tuple(a.name for a in attrs.fields(Recipient))
 _set = object.__setattr__
+
+
+# --- the one mutator ---------------------------------------------------------------------
+
+_MUTATORS: dict[type[RecipientEvent], Callable[[Any, Recipient | None], Recipient]] = {
+    Scheduled: lambda e, _: Recipient.started(e),
+    Sent: lambda e, s: existing(s).on_sent(e),
+    Succeeded: lambda e, s: existing(s).on_succeeded(e),
+    Deferred: lambda e, s: existing(s).on_deferred(e),
+    Bounced: lambda e, s: existing(s).on_bounced(e),
+    ErrorAcknowledged: lambda e, s: existing(s).on_acknowledged(e),
+    Complained: lambda e, s: existing(s).on_complained(e),
+}
+
+
+def mutate(event: RecipientEvent, state: Recipient | None) -> Recipient:
+    """The recipient aggregate's one mutator: its state after ``event``.
+
+    ``Scheduled`` starts a recipient; every other event evolves an existing one.
+    A table keyed by the event's class rather than an isinstance ladder: it is
+    called once per event in every fold, a rebuild folds millions.
+    """
+    return _MUTATORS[type(event)](event, state)

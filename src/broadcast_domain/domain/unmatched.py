@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import ClassVar
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 import attrs
 
-from broadcast_domain.domain.events import DomainEvent
+from broadcast_domain.domain.base import DomainEvent
 
 __all__ = [
     "EXCERPT_BYTES",
@@ -208,8 +207,6 @@ class BounceUnmatched(DomainEvent):
     kept whole messages, whose ``raw`` is the whole canonical message).
     """
 
-    aggregate: ClassVar[str] = "unmatched"
-
     raw: bytes
     received_at: datetime
     reason: str
@@ -235,8 +232,6 @@ class BounceUnmatched(DomainEvent):
 @attrs.frozen(kw_only=True)
 class UnmatchedResolved(DomainEvent):
     """A retry matched every report of a kept message; ``outcome`` says how it ended."""
-
-    aggregate: ClassVar[str] = "unmatched"
 
     outcome: str
 

@@ -45,7 +45,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from broadcast_domain import Actor, AddressBookSource, BroadcastService, InboxRole
-from broadcast_domain.application.service import compare_views
+from broadcast_domain.application.projector import compare_views
 from broadcast_domain.domain.events import DomainEvent
 from broadcast_domain.domain.messages import build_message, make_message_id
 from broadcast_domain.domain.values import BounceReport, BroadcastStatus, Contact, DeliveryStatus

@@ -128,7 +128,7 @@ def dispatched_world(
     deliveries = []
     for m in transport.sent:
         token = m.envelope_from.rpartition("@")[0].partition("+")[2]
-        account_id, bid, address = by_id[svc._verp.verify(token)]  # type: ignore[index]
+        account_id, bid, address = by_id[svc.verp.verify(token)]  # type: ignore[index]
         deliveries.append(Delivery(account_id, bid, address, m))
     # A stable order, whatever order the dispatcher handed them over in.
     deliveries.sort(key=lambda d: (d.account_id, accounts[d.account_id].index(d.address)))

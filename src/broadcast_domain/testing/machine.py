@@ -211,7 +211,7 @@ class BroadcastMachine(RuleBasedStateMachine):
         address = data.draw(st.sampled_from(self.addresses[bid]))
         state = Recipient.fold(self.svc.history(bid, address))  # type: ignore[arg-type]
         assert state is not None
-        token = self.svc._verp.token(state.id) if by_token else None
+        token = self.svc.verp.token(state.id) if by_token else None
         report = BounceReport(
             recipient=address,
             status="5.1.1" if permanent else "4.2.2",

@@ -1,10 +1,12 @@
 """Bounce intake: raw report messages to recorded outcomes, the unmatched log, and ingestion.
 
-``BroadcastService.record_bounce_message``, ``ingest``, ``unmatched_reports`` and
-``retry_unmatched`` are thin calls into :class:`BounceIntake`. A raw message is
-read by the ``BounceParser`` port (found through the adapters' components, or
-given to ``BroadcastService.open(bounce_parser=...)``), then correlated, never
-by address alone:
+``BroadcastService.record_bounce``, ``record_bounce_message``, ``ingest``,
+``unmatched_reports`` and ``retry_unmatched`` are thin calls into
+:class:`BounceIntake`, which is handed the event-store gateway, the projector,
+the VERP signer, the delivery policy, the clock and the bounce parser. A raw
+message is read by the ``BounceParser`` port (found through the adapters'
+components, or given to ``BroadcastService.open(bounce_parser=...)``), then
+correlated, never by address alone:
 
 1. a signed VERP token in the bounce's own recipient address (the envelope
    recipient the host passes, then the parser's candidates: To, Delivered-To,
@@ -47,15 +49,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 import attrs
 
 from broadcast_domain.application.eventlog import VersionConflict
+from broadcast_domain.application.gateway import Gateway
+from broadcast_domain.application.projector import Projector
 from broadcast_domain.application.results import BounceOutcome, Page
 from broadcast_domain.domain.events import DomainEvent, RecipientEvent
 from broadcast_domain.domain.policies import DeliveryPolicy
+from broadcast_domain.domain.reasons import is_reason
 from broadcast_domain.domain.recipient import (
     OUTCOME_KINDS,
     Recipient,
@@ -73,11 +78,15 @@ from broadcast_domain.domain.unmatched import (
     unmatched_id_of_digest,
 )
 from broadcast_domain.domain.values import BounceReport, normalise_address, require_aware
+from broadcast_domain.domain.verp import Verp
 from broadcast_domain.errors import BroadcastError, InvalidInput
-from broadcast_domain.ports import BounceParser, BounceSource, ParsedMessage, ParsedReport
-
-if TYPE_CHECKING:
-    from broadcast_domain.application.service import BroadcastService
+from broadcast_domain.ports import (
+    BounceParser,
+    BounceSource,
+    ParsedMessage,
+    ParsedReport,
+    ViewStore,
+)
 
 __all__ = [
     "DEFAULT_MAX_BOUNCE_BYTES",
@@ -187,8 +196,9 @@ class _Workspace:
     reads a projection (the Message-ID index).
     """
 
-    def __init__(self, service: BroadcastService, *, run: bool = False) -> None:
-        self.svc = service
+    def __init__(self, gateway: Gateway, projector: Projector, *, run: bool = False) -> None:
+        self.gateway = gateway
+        self.projector = projector
         self.run = run
         self.events: list[DomainEvent] = []
         self.states: dict[UUID, Recipient | None] = {}
@@ -200,12 +210,12 @@ class _Workspace:
         self.base = 0
         self.own = 0
         if run:
-            self.base = service.catch_up()
-            self.unresolved = set(_unmatched_ids(service))
+            self.base = projector.catch_up()
+            self.unresolved = set(_unmatched_ids(projector.views))
 
     def recipient(self, rid: UUID) -> Recipient | None:
         if rid not in self.states:
-            self.states[rid] = self.svc._load_recipient(rid)
+            self.states[rid] = self.gateway.recipient(rid)
         return self.states[rid]
 
     def recipients(self, rids: Sequence[UUID]) -> dict[UUID, Recipient | None]:
@@ -218,18 +228,18 @@ class _Workspace:
             return self.kept[uid]
         if not keeping and self.unresolved is not None and uid not in self.unresolved:
             return 0  # not in the list: nothing to resolve (the log is read only to keep)
-        version = self.svc._log.last_version(uid)
+        version = self.gateway.log.last_version(uid)
         self.kept[uid] = version
         return version
 
     def by_message_id(self, message_id: str) -> UUID | None:
-        views = self.svc._views
+        views = self.projector.views
         found = views.recipient_by_message_id(message_id)
         if found is None and not self.refreshed:
             # A miss may be a Message-ID recorded since the projection last moved.
             self.refreshed = True
-            if not self.run or self.svc._log.max_position() > self.base + self.own:
-                self.base, self.own = self.svc.catch_up(), 0
+            if not self.run or self.gateway.log.max_position() > self.base + self.own:
+                self.base, self.own = self.projector.catch_up(), 0
                 found = views.recipient_by_message_id(message_id)
         return found
 
@@ -265,8 +275,7 @@ class _Workspace:
         self.refreshed = False
 
 
-def _unmatched_ids(svc: BroadcastService) -> list[UUID]:
-    views = svc._views
+def _unmatched_ids(views: ViewStore) -> list[UUID]:
     ids: list[UUID] = []
     offset = 0
     while True:
@@ -310,9 +319,13 @@ class BounceIntake:
 
     def __init__(
         self,
-        service: BroadcastService,
-        parser: BounceParser,
+        gateway: Gateway,
+        projector: Projector,
+        verp: Verp,
         *,
+        policy: DeliveryPolicy,
+        clock: Callable[[], datetime],
+        parser: Callable[[], BounceParser],
         max_bytes: int = DEFAULT_MAX_BOUNCE_BYTES,
     ) -> None:
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
@@ -320,9 +333,74 @@ class BounceIntake:
                 f"max_bounce_bytes must be a positive number of bytes, got {max_bytes!r}",
                 field="max_bounce_bytes",
             )
-        self.svc = service
-        self.parser = parser
+        self.gateway = gateway
+        self.projector = projector
+        self.verp = verp
+        self.policy = policy
+        self.now = clock
+        # Made on first use: a store that only sends never needs the parser installed.
+        self._make_parser = parser
+        self._parser: BounceParser | None = None
         self.max_bytes = max_bytes
+
+    @property
+    def parser(self) -> BounceParser:
+        """The bounce parser (made on first use)."""
+        if self._parser is None:
+            self._parser = self._make_parser()
+        return self._parser
+
+    # --- one normalised report -----------------------------------------------------------
+
+    def _correlate_report(self, report: BounceReport) -> tuple[UUID | None, str]:
+        """The delivery a normalised report's token or Message-ID names, and which one did."""
+        if report.verp_token:
+            rid = self.verp.verify(report.verp_token)
+            if rid is not None:
+                return rid, "VERP token"
+        if report.message_id:
+            self.projector.catch_up()
+            mid = report.message_id.strip()
+            if not mid.startswith("<"):
+                mid = f"<{mid}>"
+            return self.projector.views.recipient_by_message_id(mid), "Message-ID"
+        return None, ""
+
+    def record_report(self, report: object, received_at: datetime | None) -> BounceOutcome:
+        """Record one normalised report (``BroadcastService.record_bounce``)."""
+        if not isinstance(report, BounceReport):
+            raise InvalidInput("report must be a BounceReport", field="report")
+        if report.reason is not None and not is_reason(report.reason):
+            raise InvalidInput(
+                f"report.reason {report.reason!r} is not one of REASONS", field="report.reason"
+            )
+        require_aware(report.reported_at, "report.reported_at")
+        received = (
+            require_aware(received_at, "received_at") if received_at is not None else self.now()
+        )
+        received = received.astimezone(UTC)
+        rid, correlated_by = self._correlate_report(report)
+        if rid is None:
+            return BounceOutcome(
+                kind="unmatched",
+                report=report,
+                report_id=derive_report_id(report),
+                detail="no valid VERP token or known Message-ID",
+            )
+        now = self.now()
+
+        def decide() -> tuple[BounceOutcome, Sequence[RecipientEvent]]:
+            # The recipient's state from the event log (the write side), never a view.
+            return normalised_outcome(
+                self.gateway.recipient(rid),
+                report,
+                correlated_by=correlated_by,
+                received_at=received,
+                now=now,
+                policy=self.policy,
+            )
+
+        return self.gateway.decide_and_put(decide)
 
     # --- one message ---------------------------------------------------------------------
 
@@ -347,7 +425,7 @@ class BounceIntake:
     def _correlate(
         self, parsed: ParsedMessage, envelope_recipient: str | None, batch: _Workspace
     ) -> _Correlation:
-        verp = self.svc._verp
+        verp = self.verp
         addresses = [envelope_recipient] if envelope_recipient else []
         addresses += parsed.envelope_candidates
         for address in addresses:
@@ -485,7 +563,7 @@ class BounceIntake:
         events: list[DomainEvent] = []
         overlay: dict[UUID, Recipient | None] = {}
         reasons: list[str] = []
-        policy = self.svc.policy
+        policy = self.policy
         unmatched_key = "\x1e".join([corr.verp_token or "", *parsed.original_message_ids])
         for parsed_report, (rid, why) in zip(parsed.reports, matches, strict=True):
             state = (
@@ -599,18 +677,17 @@ class BounceIntake:
             raise InvalidInput(
                 "envelope_recipient must be an address string or None", field="envelope_recipient"
             )
-        svc = self.svc
         received = (
-            require_aware(received_at, "received_at") if received_at is not None else svc.now()
+            require_aware(received_at, "received_at") if received_at is not None else self.now()
         ).astimezone(UTC)
-        now = svc.now()
+        now = self.now()
 
         def decide() -> tuple[list[BounceOutcome], list[DomainEvent]]:
-            batch = _Workspace(svc)
+            batch = _Workspace(self.gateway, self.projector)
             outcomes = self.handle(data, received, envelope_recipient, batch, now)
             return outcomes, batch.events
 
-        return svc._decide_and_put(decide)
+        return self.gateway.decide_and_put(decide)
 
     # --- ingestion -----------------------------------------------------------------------
 
@@ -634,8 +711,7 @@ class BounceIntake:
                 "on_progress must be a callable taking the counts", field="on_progress"
             )
         counts = dict.fromkeys((*OUTCOME_KINDS, "set_aside", "messages"), 0)
-        svc = self.svc
-        work = _Workspace(svc, run=True)
+        work = _Workspace(self.gateway, self.projector, run=True)
         pending: list[tuple[str, bytes, datetime, str | None, list[BounceOutcome] | None]] = []
 
         def flush() -> None:
@@ -643,7 +719,7 @@ class BounceIntake:
                 return
             try:
                 # One transaction for the whole batch; nothing is marked done before it.
-                svc._log.put(work.events)
+                self.gateway.put(work.events)
                 work.written()
             except VersionConflict:
                 # Another writer touched one of these recipients: decide each
@@ -659,7 +735,7 @@ class BounceIntake:
                         redone = None
                     pending[i] = (key, raw, received, envelope, redone)
                 # From now on the run reads the other writer's changes.
-                work.base, work.own = svc.catch_up(), 0
+                work.base, work.own = self.projector.catch_up(), 0
             for key, _, _, _, outcomes in pending:
                 if outcomes is None:
                     continue
@@ -672,10 +748,10 @@ class BounceIntake:
                 on_progress(dict(counts))
 
         for incoming in source:
-            received = received_at or svc.now()
+            received = received_at or self.now()
             try:
                 outcomes = self.handle(
-                    incoming.raw, received, incoming.envelope_recipient, work, svc.now()
+                    incoming.raw, received, incoming.envelope_recipient, work, self.now()
                 )
             except BroadcastError as e:
                 source.set_aside(incoming.key, str(e))
@@ -693,34 +769,33 @@ class BounceIntake:
 
     def unmatched_page(self, page: int, per_page: int) -> Page[UnmatchedMessage]:
         """A page of kept, unresolved messages, oldest received first."""
-        self.svc.catch_up()
-        rows, total = self.svc._views.unmatched_page((page - 1) * per_page, per_page)
+        self.projector.catch_up()
+        rows, total = self.projector.views.unmatched_page((page - 1) * per_page, per_page)
         return Page(items=rows, total=total, page=page, per_page=per_page)
 
     def retry(self) -> list[BounceOutcome]:
         """Correlate every kept message again; the ones that now match are resolved."""
-        svc = self.svc
-        svc.catch_up()
+        self.projector.catch_up()
         outcomes: list[BounceOutcome] = []
-        for uid in _unmatched_ids(svc):
+        for uid in _unmatched_ids(self.projector.views):
 
             def decide(uid: UUID = uid) -> tuple[list[BounceOutcome], list[DomainEvent]]:
                 kept: Any = None
-                for event in svc._log.get(uid):
+                for event in self.gateway.log.get(uid):
                     if isinstance(event, BounceUnmatched | UnmatchedResolved):
                         kept = event.apply(kept)
                 if not isinstance(kept, UnmatchedMessage):
                     return [], []  # resolved by another process meanwhile
-                batch = _Workspace(svc)
+                batch = _Workspace(self.gateway, self.projector)
                 found = self.handle(
                     kept.raw,
                     kept.received_at,
                     kept.envelope_recipient,
                     batch,
-                    svc.now(),
+                    self.now(),
                     digest=kept.digest,
                 )
                 return found, batch.events
 
-            outcomes.extend(svc._decide_and_put(decide))
+            outcomes.extend(self.gateway.decide_and_put(decide))
         return outcomes

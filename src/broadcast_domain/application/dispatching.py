@@ -1,0 +1,521 @@
+"""Sending: ``dispatch_due`` claims due recipients, hands them over, records the replies.
+
+Claims are recorded (``Sent``) before handing over, so two dispatchers never
+both send to one recipient: the loser's write conflicts on the recipient's
+version and it moves on. Where an account has a monthly limit, a reservation
+event is written in the same transaction as the claims, which serialises the
+dispatchers of that account so they never spend the same allowance.
+Delivery is at least once: a process that dies after claiming and before
+recording the outcome leaves the recipient SENDING; after the lease another
+dispatcher sends it again with the same Message-ID.
+
+Decisions come from the write side. A pass over a broadcast asks the views
+once which recipients are due (and how many wait for a retry); from then on
+the dispatcher keeps what it claimed and handed over in memory and neither
+projects nor reads the views again until the pass is done. Hand-over is a
+bounded pipeline: one worker thread sends a batch while the caller's thread
+records the previous batch's replies and claims the next one. A batch is
+handed to the worker only after its claim is committed, so a crash at any
+point leaves every handed-over recipient claimed (SENDING) and nothing lost.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from broadcast_domain.application.eventlog import VersionConflict
+from broadcast_domain.application.gateway import Gateway
+from broadcast_domain.application.projector import Projector
+from broadcast_domain.application.results import DispatchReport
+from broadcast_domain.domain.account import Account
+from broadcast_domain.domain.allowance import allowance_id, allowance_left, pause_reason
+from broadcast_domain.domain.broadcast import Broadcast
+from broadcast_domain.domain.events import BroadcastEvent, DomainEvent, SendsReserved
+from broadcast_domain.domain.messages import MessageTemplate, make_message_id
+from broadcast_domain.domain.policies import DeliveryPolicy
+from broadcast_domain.domain.recipient import Bounced, Recipient, Succeeded
+from broadcast_domain.domain.values import BroadcastStatus, Contact, DeliveryStatus, require_aware
+from broadcast_domain.domain.verp import Verp
+from broadcast_domain.errors import InvalidInput
+from broadcast_domain.ports import MailTransport, OutgoingMessage, TransportReply
+from broadcast_domain.projections.views import month_of
+
+__all__ = ["DEFAULT_BATCH", "PASS_SIZE", "Dispatcher"]
+
+DEFAULT_BATCH = 500
+"""Recipients claimed, handed over and recorded together."""
+
+PASS_SIZE = 10_000
+"""Due recipients read from the views at once; the views are read again only after them."""
+
+_DEPTH = 2
+"""Batches handed over but not yet recorded, at most (the pipeline's bound)."""
+
+
+class Dispatcher:
+    """Dispatches what is due in one store: the ``dispatch_due`` use case."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        projector: Projector,
+        verp: Verp,
+        policy: DeliveryPolicy,
+        clock: Callable[[], datetime],
+        *,
+        batch_size: int = DEFAULT_BATCH,
+        pass_size: int = PASS_SIZE,
+    ) -> None:
+        self.gateway = gateway
+        self.projector = projector
+        self.verp = verp
+        self.policy = policy
+        self.clock = clock
+        self.batch_size = batch_size
+        self.pass_size = pass_size
+
+    def dispatch(
+        self,
+        transport: MailTransport,
+        *,
+        now: datetime | None = None,
+        max_messages: int | None = None,
+        on_progress: Callable[[DispatchReport], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> DispatchReport:
+        """Send what is due (see ``BroadcastService.dispatch_due``)."""
+        if not isinstance(transport, MailTransport):
+            raise InvalidInput(
+                "transport must implement MailTransport (send(messages) and close())",
+                field="transport",
+            )
+        if now is not None:
+            require_aware(now, "now")
+        if max_messages is not None and (
+            isinstance(max_messages, bool) or not isinstance(max_messages, int) or max_messages < 0
+        ):
+            raise InvalidInput(
+                "max_messages must be a non-negative int or None", field="max_messages"
+            )
+        clock = self.clock if now is None else (lambda: now)
+        run = _Run(
+            self,
+            transport,
+            clock=clock,
+            budget=max_messages,
+            on_progress=on_progress,
+            sleep=sleep,
+        )
+        return run.go()
+
+    # --- the monthly allowance, shared with configure_account -----------------------------
+
+    def allowance(self, account_id: str, account: Account | None, now: datetime) -> int | None:
+        """What the account's monthly limit still admits now (None: unlimited).
+
+        The month's count plus the account's recipients claimed without an
+        outcome yet (they will count once they have one) are subtracted from
+        the limit. Read from the views, which the caller has caught up.
+        """
+        if account is None or account.monthly_limit is None:
+            return None
+        views = self.projector.views
+        year, month = month_of(now, account.timezone)
+        in_flight = sum(
+            views.counts(b.id).sending
+            for b in views.due_broadcasts(now)
+            if b.account_id == account_id
+        )
+        return allowance_left(
+            account.monthly_limit, views.monthly_count(account_id, year, month), in_flight
+        )
+
+    def resume_if_admitted(
+        self, state: Broadcast, account: Account | None, now: datetime
+    ) -> Broadcast:
+        """Resume a paused broadcast when the account's limit admits more; the state after."""
+        if state.status is not BroadcastStatus.PAUSED:
+            return state
+        left = self.allowance(state.account_id, account, now)
+        if left is not None and left == 0:
+            return state
+        return self.change(state.id, lambda b: b.resume(now=now))
+
+    def resume_account(self, account_id: str) -> None:
+        """Resume the account's paused broadcasts at once when its new limit admits more."""
+        self.projector.catch_up()
+        now = self.clock()
+        account = self.gateway.account(account_id)
+        for b in self.projector.views.due_broadcasts(now):
+            if b.account_id == account_id and b.status is BroadcastStatus.PAUSED:
+                self.resume_if_admitted(self.gateway.broadcast(b.id), account, now)
+
+    def change(
+        self, broadcast_id: uuid.UUID, decide: Callable[[Broadcast], list[BroadcastEvent]]
+    ) -> Broadcast:
+        """Record what ``decide`` makes of the broadcast's fresh state; the state after."""
+
+        def run() -> tuple[Broadcast, list[BroadcastEvent]]:
+            state = self.gateway.broadcast(broadcast_id)
+            events = decide(state)
+            for e in events:
+                state = e.apply(state)
+            return state, events
+
+        return self.gateway.decide_and_put(run)
+
+
+class _Run:
+    """One ``dispatch_due`` call: its clock, budget, tallies and hand-over pipeline."""
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        transport: MailTransport,
+        *,
+        clock: Callable[[], datetime],
+        budget: int | None,
+        on_progress: Callable[[DispatchReport], None] | None,
+        sleep: Callable[[float], None],
+    ) -> None:
+        self.d = dispatcher
+        self.transport = transport
+        self.now = clock
+        self.budget = budget
+        self.on_progress = on_progress
+        self.sleep = sleep
+        self.sent = self.succeeded = self.errors = self.retried = 0
+        self.paused: list[uuid.UUID] = []
+        self.completed: list[uuid.UUID] = []
+        self.accounts: dict[str, Account | None] = {}
+        self.templates: dict[uuid.UUID, MessageTemplate] = {}
+        # Recipients of the current pass left SENDING or untouched: the broadcast is
+        # complete only when a whole pass leaves none.
+        self.unsettled = 0
+
+    def report(self) -> DispatchReport:
+        return DispatchReport(
+            sent=self.sent,
+            succeeded=self.succeeded,
+            errors=self.errors,
+            retried=self.retried,
+            paused=tuple(self.paused),
+            completed=tuple(self.completed),
+        )
+
+    def go(self) -> DispatchReport:
+        projector = self.d.projector
+        projector.catch_up()
+        for b in projector.views.due_broadcasts(self.now()):
+            if self.budget == 0:
+                break
+            # A pass reads the views once: the due recipients, and the allowance, which
+            # counts what earlier broadcasts of this call claimed. A pass returns False
+            # when more is due than it held, or a claim lost a race: read again then.
+            while True:
+                projector.catch_up()
+                if self._pass(b.id):
+                    break
+        return self.report()
+
+    def _account(self, account_id: str) -> Account | None:
+        if account_id not in self.accounts:
+            self.accounts[account_id] = self.d.gateway.account(account_id)
+        return self.accounts[account_id]
+
+    # --- one pass over a broadcast -------------------------------------------------------
+
+    def _pass(self, bid: uuid.UUID) -> bool:
+        """Dispatch what the views say is due now; True when the broadcast needs no more passes."""
+        d = self.d
+        if self.budget == 0:
+            return True
+        now = self.now()
+        state = d.gateway.broadcast(bid)
+        if state.status in (BroadcastStatus.CANCELLED, BroadcastStatus.SENT):
+            return True
+        account = self._account(state.account_id)
+        if state.status is BroadcastStatus.PAUSED:
+            state = d.resume_if_admitted(state, account, now)
+        elif state.status is BroadcastStatus.SCHEDULED:
+            state = d.change(bid, lambda s: s.start_sending(now=now))
+        limited = account if account is not None and account.monthly_limit is not None else None
+        left = d.allowance(state.account_id, limited, now)
+        want = d.pass_size if self.budget is None else min(d.pass_size, self.budget)
+        due = d.projector.views.due_recipients(bid, now, want + 1)
+        whole = len(due) <= want
+        due = due[:want]
+        waiting = d.projector.views.counts(bid).sending - sum(
+            1 for r in due if r.status is DeliveryStatus.SENDING
+        )
+        self.unsettled = waiting
+        size = d.batch_size
+        rate = account.send_rate if account is not None else None
+        if rate:
+            # About one second of sending per batch, so the rate limit is smooth.
+            size = max(1, min(size, int(rate)))
+        over = 0  # fresh recipients the monthly limit kept back
+        with _HandOver(self.transport, self._record, depth=1 if rate else _DEPTH) as pipe:
+            start = 0
+            while start < len(due):
+                if self.budget == 0:
+                    return True
+                step = size if self.budget is None else min(size, self.budget)
+                rows = due[start : start + step]
+                start += len(rows)
+                # The view rows say who is due; the claim is decided on the aggregates
+                # in the log (a row behind the log is skipped: another dispatcher has it,
+                # and it stays unsettled for this pass).
+                batch = [
+                    loaded
+                    for loaded in (d.gateway.recipient(r.id) for r in rows)
+                    if loaded is not None and loaded.is_due(now)
+                ]
+                retries = [r for r in batch if r.status is DeliveryStatus.SENDING]
+                fresh = [r for r in batch if r.status is DeliveryStatus.SCHEDULED]
+                reservation: SendsReserved | None = None
+                if limited is not None and left is not None:
+                    over += max(0, len(fresh) - left)
+                    fresh = fresh[:left]
+                    if fresh:
+                        reservation = self._reservation(limited, now, len(fresh))
+                elif state.status is BroadcastStatus.PAUSED:
+                    return True
+                claim = sorted(retries + fresh, key=lambda r: r.position)
+                self.unsettled += len(rows) - len(claim)
+                if not claim:
+                    continue
+                started = time.monotonic()
+                claimed = self._claim(claim, now, reservation)
+                if claimed is None:
+                    return False
+                if left is not None:
+                    left -= len(fresh)
+                if self.budget is not None:
+                    self.budget -= len(claimed)
+                pipe.submit(claimed, self._messages(state, claimed))
+                if rate:
+                    wait = len(claimed) / rate - (time.monotonic() - started)
+                    if wait > 0:
+                        self.sleep(wait)
+        if over and limited is not None:
+            if state.status is not BroadcastStatus.PAUSED:
+                year, month = month_of(now, limited.timezone)
+                reason = pause_reason(limited.monthly_limit or 0, year, month, limited.timezone)
+                d.change(bid, partial(Broadcast.pause, reason=reason, now=now))
+                self.paused.append(bid)
+            return True
+        if self.budget == 0:
+            return True
+        if not whole:
+            return False
+        if self.unsettled == 0 and state.status is not BroadcastStatus.PAUSED:
+            d.change(bid, partial(Broadcast.complete, now=self.now()))
+            self.completed.append(bid)
+        return True
+
+    def _reservation(self, account: Account, now: datetime, count: int) -> SendsReserved:
+        year, month = month_of(now, account.timezone)
+        aid = allowance_id(account.account_id, year, month)
+        version = self.d.gateway.log.last_version(aid)
+        return SendsReserved(
+            originator_id=aid,
+            originator_version=version + 1,
+            timestamp=now,
+            account_id=account.account_id,
+            year=year,
+            month=month,
+            count=count,
+        )
+
+    # --- claim, hand over, record --------------------------------------------------------
+
+    def _claim(
+        self, due: Sequence[Recipient], now: datetime, reservation: SendsReserved | None
+    ) -> list[Recipient] | None:
+        """Record the attempts (and the reservation) in one write; None when another writer won."""
+        domain = self.d.verp.domain
+        policy = self.d.policy
+        events: list[DomainEvent] = []
+        after: list[Recipient] = []
+        for r in due:
+            new = r.start_attempt(
+                now=now, message_id=make_message_id(domain, uuid.uuid4().hex), policy=policy
+            )
+            events.extend(new)
+            state = r
+            for e in new:
+                state = e.apply(state)
+            after.append(state)
+        if reservation is not None:
+            events.append(reservation)
+        try:
+            self.d.gateway.put(events)
+        except VersionConflict:
+            return None
+        self.sent += len(after)
+        return after
+
+    def _messages(self, b: Broadcast, claimed: Sequence[Recipient]) -> list[OutgoingMessage]:
+        verp = self.d.verp
+        template = self.templates.get(b.id)
+        if template is None:
+            # The body and shared headers are encoded once per broadcast, not per recipient.
+            template = self.templates[b.id] = MessageTemplate(
+                sender=b.sender,
+                sender_name=None,
+                subject=b.subject,
+                text_body=b.text_body,
+                html_body=b.html_body,
+            )
+        date = self.now()
+        messages = []
+        for r in claimed:
+            message_id = r.message_id or ""  # set by the claim
+            envelope_from = verp.address(r.id)
+            data = template.render(
+                recipient=Contact(r.address, r.last_name, r.first_name, r.company),
+                message_id=message_id,
+                envelope_from=envelope_from,
+                date=date,
+            )
+            messages.append(
+                OutgoingMessage(
+                    key=r.id.hex,
+                    envelope_from=envelope_from,
+                    recipient=r.address,
+                    message_id=message_id,
+                    data=data,
+                )
+            )
+        return messages
+
+    def _record(self, claimed: Sequence[Recipient], replies: Sequence[TransportReply]) -> None:
+        if len(replies) != len(claimed):
+            raise InvalidInput(
+                f"transport returned {len(replies)} replies for {len(claimed)} messages; "
+                "a MailTransport must answer once per message",
+                field="transport",
+            )
+        now = self.now()
+        policy = self.d.policy
+        by_key = {reply.key: reply for reply in replies}
+        events: list[DomainEvent] = []
+        outcomes: list[tuple[Recipient, int, str]] = []
+        for r in claimed:
+            reply = by_key.get(r.id.hex)
+            code, text = (reply.code, reply.text) if reply else (0, "no reply from the transport")
+            outcomes.append((r, code, text))
+            new = r.record_reply(code=code, text=text, now=now, policy=policy)
+            events.extend(new)
+            self._tally(code, r)
+            if not new or not isinstance(new[-1], Succeeded | Bounced):
+                self.unsettled += 1  # deferred (still SENDING), or nothing recorded
+        try:
+            self.d.gateway.put(events)
+        except VersionConflict:
+            # Someone wrote to one of these recipients meanwhile (a bounce report):
+            # record each outcome on its fresh state. Whether they are all settled is
+            # left to the next call.
+            self.unsettled += len(claimed)
+            for r, code, text in outcomes:
+                self._record_one(r, code, text, now)
+        if self.on_progress is not None:
+            self.on_progress(self.report())
+
+    def _tally(self, code: int, r: Recipient) -> None:
+        if 200 <= code < 300:
+            self.succeeded += 1
+        elif 500 <= code < 600 or r.attempts >= self.d.policy.max_attempts:
+            self.errors += 1
+        else:
+            self.retried += 1
+
+    def _record_one(self, r: Recipient, code: int, text: str, now: datetime) -> None:
+        policy = self.d.policy
+
+        def decide() -> tuple[None, list[Any]]:
+            state = self.d.gateway.recipient(r.id)
+            if state is None or state.version < r.version or state.attempts != r.attempts:
+                return None, []
+            return None, state.record_reply(code=code, text=text, now=now, policy=policy)
+
+        self.d.gateway.decide_and_put(decide)
+
+
+class _HandOver:
+    """The bounded pipeline: a worker thread hands batches over while the caller records.
+
+    At most ``depth`` batches are handed to the worker and not yet recorded;
+    ``record(claimed, replies)`` runs on the caller's thread, in batch order.
+    If a hand-over raises, the batches already with the worker are finished
+    and recorded, and then the exception reaches the caller.
+    """
+
+    def __init__(
+        self,
+        transport: MailTransport,
+        record: Callable[[Sequence[Recipient], Sequence[TransportReply]], None],
+        *,
+        depth: int,
+    ) -> None:
+        self.transport = transport
+        self.record = record
+        self.depth = depth
+        self.pending: deque[tuple[Sequence[Recipient], Future[list[TransportReply]]]] = deque()
+        self.worker: ThreadPoolExecutor | None = None
+
+    def __enter__(self) -> _HandOver:
+        return self
+
+    def __exit__(self, kind: object, error: object, tb: object) -> None:
+        try:
+            if error is None:
+                self.drain()
+            else:
+                self._settle()
+        finally:
+            if self.worker is not None:
+                self.worker.shutdown(wait=True)
+
+    def submit(self, claimed: Sequence[Recipient], messages: list[OutgoingMessage]) -> None:
+        """Hand a claimed batch to the worker; record the oldest while too many are out."""
+        if self.depth <= 1:
+            self.record(claimed, self.transport.send(messages))
+            return
+        if self.worker is None:
+            self.worker = ThreadPoolExecutor(1, thread_name_prefix="broadcast-hand-over")
+        self.pending.append((claimed, self.worker.submit(self.transport.send, messages)))
+        while len(self.pending) >= self.depth:
+            self._record_oldest()
+
+    def drain(self) -> None:
+        """Record every batch still with the worker."""
+        while self.pending:
+            self._record_oldest()
+
+    def _record_oldest(self) -> None:
+        claimed, future = self.pending.popleft()
+        try:
+            replies = future.result()
+        except BaseException:
+            self._settle()
+            raise
+        self.record(claimed, replies)
+
+    def _settle(self) -> None:
+        # Something failed: record what the worker still hands over (those messages
+        # went out), without letting a second failure hide the first.
+        while self.pending:
+            claimed, future = self.pending.popleft()
+            try:
+                self.record(claimed, future.result())
+            except Exception:  # noqa: S112 - the first failure is the one raised
+                continue

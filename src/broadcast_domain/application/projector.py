@@ -1,0 +1,152 @@
+"""The projector: the one loop that brings the views up to date with the event log.
+
+Reads (``BroadcastService`` catches up before it answers), the projection
+follower, ``rebuild_projections`` and ``verify_projections`` all go through
+:class:`Projector`. The view store's tracking position makes each event apply
+exactly once even when several processes (and several threads of one process)
+catch up at the same time: a batch another process applied first is dropped
+and the loop reads on from the new position.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from broadcast_domain.application.eventlog import EventLog
+from broadcast_domain.domain.events import DomainEvent
+from broadcast_domain.ports import ViewStore
+from broadcast_domain.projections.views import Views, fold
+
+__all__ = ["READ_CHUNK", "REBUILD_CHUNK", "Projector", "compare_views"]
+
+READ_CHUNK = 5_000
+"""Events read from the log and applied per batch."""
+
+REBUILD_CHUNK = 25_000
+"""A rebuild applies bigger batches: each applied batch writes a recipient's row once,
+so fewer batches mean fewer rewrites of rows whose events are close together."""
+
+
+class Projector:
+    """Applies the log's events to one view store."""
+
+    def __init__(self, log: EventLog, views: ViewStore, *, chunk: int = READ_CHUNK) -> None:
+        self.log = log
+        self.views = views
+        self.chunk = chunk
+        # One catch-up at a time per process: threads of one service share the store.
+        self._lock = threading.Lock()
+
+    def position(self) -> int:
+        """The position of the last event the views hold."""
+        return self.views.position()
+
+    def lag(self) -> int:
+        """How many recorded events the views have not applied yet (0 when current)."""
+        return max(0, self.log.max_position() - self.views.position())
+
+    def apply(self, batch: Sequence[tuple[int, DomainEvent]]) -> int:
+        """Apply what the views do not hold yet of ``batch``; return how many this call applied."""
+        with self._lock:
+            return self._apply(batch)
+
+    def _apply(self, batch: Sequence[tuple[int, DomainEvent]]) -> int:
+        while batch:
+            position = self.views.position()
+            batch = [item for item in batch if item[0] > position]
+            if not batch:
+                break
+            if self.views.apply(batch, expected_position=position):
+                return len(batch)
+            # Another process moved the position meanwhile: drop what it applied, try again.
+        return 0
+
+    def catch_up(
+        self,
+        on_batch: Callable[[int, int], None] | None = None,
+        *,
+        stop: Callable[[], bool] | None = None,
+        chunk: int | None = None,
+    ) -> int:
+        """Apply every recorded event the views lack; return the position reached.
+
+        ``on_batch(position, applied)`` is called after each batch read, with
+        how many of its events this call applied (0 when another process had).
+        ``stop()``, checked before each batch, ends the loop early.
+        """
+        with self._lock:
+            while True:
+                position = self.views.position()
+                if stop is not None and stop():
+                    return position
+                batch = self.log.read(position, chunk or self.chunk)
+                if not batch:
+                    return position
+                applied = self._apply(batch)
+                if on_batch is not None:
+                    on_batch(batch[-1][0], applied)
+
+    def rebuild(self, on_progress: Callable[[int, int], None] | None = None) -> int:
+        """Drop every projection and replay the whole log; return the position reached.
+
+        ``on_progress(position, last)`` is called after each batch, with ``last``
+        the position of the last event recorded when the rebuild began.
+        """
+        with self._lock:
+            self.views.reset()
+        if on_progress is None:
+            return self.catch_up(chunk=REBUILD_CHUNK)
+        last = self.log.max_position()
+        return self.catch_up(
+            lambda reached, _: on_progress(reached, max(last, reached)), chunk=REBUILD_CHUNK
+        )
+
+    def history(self) -> Iterable[tuple[int, DomainEvent]]:
+        """Every recorded (position, event), oldest first, read in batches."""
+        position = 0
+        while True:
+            batch = self.log.read(position, self.chunk)
+            if not batch:
+                return
+            yield from batch
+            position = batch[-1][0]
+
+    def replay(self) -> Views:
+        """The whole log folded into a scratch set of views (the live ones are not touched)."""
+        return fold(self.history())
+
+    def verify(self) -> list[str]:
+        """Replay the log and compare with the live views ([] when they agree)."""
+        self.catch_up()
+        live = self.views.dump()
+        return compare_views(self.replay(), live)
+
+
+def compare_views(expected: Views, actual: Views, limit: int = 100) -> list[str]:
+    """Differences between two sets of views, as readable lines (at most ``limit``)."""
+    diffs: list[str] = []
+
+    def cmp(name: str, a: dict[Any, Any], b: dict[Any, Any]) -> None:
+        for key in sorted(set(a) | set(b), key=str):
+            if len(diffs) >= limit:
+                return
+            va, vb = a.get(key), b.get(key)
+            if va != vb:
+                diffs.append(f"{name}[{key}]: replay={va!r} live={vb!r}")
+
+    cmp("recipient", expected.recipients, actual.recipients)
+    cmp("broadcast", expected.broadcasts, actual.broadcasts)
+    cmp("counts", expected.counts, actual.counts)
+    cmp("account", expected.accounts, actual.accounts)
+    cmp(
+        "monthly",
+        {k: v for k, v in expected.monthly.items() if v},
+        {k: v for k, v in actual.monthly.items() if v},
+    )
+    cmp("message_id", expected.message_ids, actual.message_ids)
+    cmp("unmatched", expected.unmatched, actual.unmatched)
+    if expected.position != actual.position:
+        diffs.append(f"position: replay={expected.position} live={actual.position}")
+    return diffs
