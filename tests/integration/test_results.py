@@ -377,6 +377,44 @@ def test_acknowledging_all_covers_every_page_in_few_writes(
     assert svc.acknowledge_errors(bid, actor=OPERATOR, as_of=page.as_of) == 0
 
 
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    steps=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 3)), min_size=1, max_size=8),
+    cut=st.integers(0, 8),
+)
+def test_acknowledging_as_of_a_time_takes_the_errors_recorded_up_to_it(
+    steps: list[tuple[int, int]], cut: int
+) -> None:
+    """With an aware time as ``as_of``, exactly the errors recorded at or before it are
+    acknowledged, whichever order the reports and the clock take."""
+    clock = FakeClock(T0)
+    with open_service("memory", clock) as svc:
+        addresses = [f"u{i}@example.com" for i in range(6)]
+        bid = create(svc, clock, [Contact(a) for a in addresses])
+        dispatch(svc, {})
+        recorded: list[tuple[datetime, str]] = []
+        for index, minutes in steps:
+            clock.advance(minutes=minutes + 1)
+            outcome = svc.record_bounce(failure_report(svc, bid, addresses[index], clock()))
+            if outcome.kind == "applied" and addresses[index] not in {a for _, a in recorded}:
+                recorded.append((clock(), addresses[index]))
+        moment = recorded[min(cut, len(recorded) - 1)][0] if recorded else T0
+        expected = {a for at, a in recorded if at <= moment}
+        assert svc.acknowledge_errors(bid, actor=OPERATOR, as_of=moment) == len(expected)
+        left = {item.address for item in svc.unacknowledged_errors(bid, per_page=50).items}
+        assert left == {a for _, a in recorded} - expected
+
+
+def test_acknowledging_as_of_a_naive_time_is_refused(
+    clock_and_service: tuple[FakeClock, BroadcastService],
+) -> None:
+    """A naive ``as_of`` is InvalidInput and acknowledges nothing."""
+    clock, svc = clock_and_service
+    bid = small_broadcast(svc, clock)
+    with pytest.raises(InvalidInput):
+        svc.acknowledge_errors(bid, actor=OPERATOR, as_of=datetime(2026, 11, 2))
+
+
 # --- permissions -----------------------------------------------------------------------------
 
 

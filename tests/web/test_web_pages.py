@@ -269,7 +269,8 @@ def test_acknowledge_all_as_of_the_page_and_303_back(fresh: tuple[Seeded, httpx.
     svc, bid = seeded.svc, seeded.csv_broadcast
     page = _get(http, f"/broadcasts/{bid}/errors", "operator").text
     form = _form(page)
-    assert set(form) == {"as_of", "csrf_token"}
+    assert set(form) == {"as_of", "csrf_token", "position"}
+    assert datetime.fromisoformat(form["as_of"]).tzinfo is not None
     total = svc.summary(bid).unacknowledged_errors
     assert f"{total}件 確認済みにする" in page
     # An error recorded after the page was read is not acknowledged by it.
@@ -356,3 +357,35 @@ def test_mounted_under_a_prefix_every_link_keeps_it(fresh: tuple[Seeded, httpx.C
         response = _post(http, form_action.group(1), "operator", _form(page.text))
         assert response.status_code == 303
         assert response.headers["location"].startswith("/broadcast/broadcasts/")
+
+
+def test_acknowledging_as_of_an_iso_time_alone_leaves_later_errors(
+    fresh: tuple[Seeded, httpx.Client],
+) -> None:
+    """A form with only ``as_of`` (ISO 8601) acknowledges the errors recorded up to that time."""
+    seeded, http = fresh
+    svc, bid = seeded.svc, seeded.csv_broadcast
+    form = _form(_get(http, f"/broadcasts/{bid}/errors", "operator").text)
+    del form["position"]
+    total = svc.summary(bid).unacknowledged_errors
+    seeded.clock.advance(timedelta(minutes=1))
+    late = next(i for i in svc.recipients(bid, status=DeliveryStatus.SUCCEEDED, per_page=5).items)
+    from web_support import verp_token
+
+    from broadcast_domain import BounceReport
+
+    message = next(m for m in seeded.transport.accepted if m.recipient == late.address)
+    svc.record_bounce(
+        BounceReport(
+            recipient=late.address,
+            status="5.1.1",
+            diagnostic="550 5.1.1 user unknown",
+            permanent=True,
+            reported_at=seeded.clock(),
+            verp_token=verp_token(message.envelope_from),
+        )
+    )
+    response = _post(http, f"/broadcasts/{bid}/errors/acknowledge", "operator", form)
+    assert response.status_code == 303
+    assert response.headers["location"].endswith(f"acknowledged={total}")
+    assert svc.summary(bid).unacknowledged_errors == 1

@@ -570,6 +570,10 @@ async def _errors_page(settings: _Settings, request: Request) -> Response:
     page_no = _page(request)
     zone = await _call(_zone, svc, b.account_id)
     page = await _call(svc.unacknowledged_errors, bid, page=page_no)
+    # The moment the list was read, as SPEC 5's ``as_of`` (ISO 8601), and the log
+    # position it was read at: the form posts both, and the position wins, so an
+    # error recorded after the read in the same clock tick stays unacknowledged.
+    read_at = svc.now()
     items = [
         {
             "last_name": item.last_name,
@@ -593,7 +597,8 @@ async def _errors_page(settings: _Settings, request: Request) -> Response:
         user=actor.user_id,
         items=items,
         page=page,
-        as_of=_as_of_text(page.as_of),
+        as_of=read_at.isoformat(),
+        position=_as_of_text(page.as_of),
         csrf_token=settings.csrf.issue(actor.user_id, f"acknowledge:{bid}", settings.svc.now()),
         acknowledged=int(done) if done.isdigit() else None,
         prev_q=_query(page=page.page - 1),
@@ -635,7 +640,8 @@ async def _acknowledge(settings: _Settings, request: Request) -> Response:
     problem = settings.csrf.check(token, actor.user_id, f"acknowledge:{bid}", svc.now())
     if problem is not None:
         raise HttpError(403, problem)
-    as_of = _parse_as_of((form.get("as_of") or [""])[0])
+    position = (form.get("position") or [""])[0].strip()
+    as_of = int(position) if position.isdigit() else _parse_as_of((form.get("as_of") or [""])[0])
     done = await _call(svc.acknowledge_errors, bid, actor=actor, as_of=as_of)
     log.info("acknowledged %d errors of broadcast %s by %s", done, bid, actor.user_id)
     target = f"{_base(request)}/broadcasts/{bid}/errors?acknowledged={done}"

@@ -501,9 +501,11 @@ class BroadcastService:
         return self.results.unacknowledged_errors(broadcast_id, page, per_page)
 
     def acknowledge_errors(
-        self, broadcast_id: UUID, *, actor: Any, as_of: int | None = None
+        self, broadcast_id: UUID, *, actor: Any, as_of: int | datetime | None = None
     ) -> int:
-        """Acknowledge every unacknowledged error recorded up to ``as_of`` (all pages).
+        """Acknowledge every unacknowledged error recorded up to ``as_of`` (all pages):
+        a page's ``.as_of`` (its log position), or an aware time (the errors recorded
+        at or before it, as the web form's ISO 8601 ``as_of`` gives).
 
         Returns how many were acknowledged. Errors recorded after ``as_of`` stay
         unacknowledged. Batched: one write per few thousand errors.
