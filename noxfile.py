@@ -31,7 +31,9 @@ SOURCES = ["src", "adapters", "tests", "noxfile.py", "tools"]
 PACKAGE_DIRS = ["src", "adapters"]
 # Every version the sessions install, pinned (``nox -s lock`` rewrites it), so that
 # CI installs today what it installed yesterday.
-CONSTRAINTS = ROOT / "tools" / "constraints.txt"  # where the two import packages live, as in [tool.hatch]
+CONSTRAINTS = (
+    ROOT / "tools" / "constraints.txt"
+)  # where the two import packages live, as in [tool.hatch]
 
 # Tool pins: a new ruff or mypy release must not turn a green tree red by itself.
 RUFF = "ruff>=0.17.6,<0.18"
@@ -154,6 +156,25 @@ def types(session: nox.Session) -> None:
     # Packages and strictness come from [tool.mypy]; mypy_path points at the
     # checkout, so the sources are checked, and the deps' types are installed.
     session.run("mypy", "--strict", *session.posargs)
+    # The tests too, as strictly. They import their sibling helper modules by name
+    # (pytest puts each test folder on sys.path), and two folders hold a conftest
+    # module, which one mypy run cannot tell apart: the inner one is checked alone.
+    tests_path = os.pathsep.join(
+        ["src", "adapters", "tests/integration", "tests/web", "tests/property"]
+    )
+    inner = "tests/integration/conftest.py"
+    env = {"MYPYPATH": tests_path}
+    session.run(
+        "mypy",
+        "--strict",
+        "--explicit-package-bases",
+        "--namespace-packages",
+        "--exclude",
+        inner.replace(".", r"\."),
+        "tests",
+        env=env,
+    )
+    session.run("mypy", "--strict", inner, env=env)
 
 
 @nox.session

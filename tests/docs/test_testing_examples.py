@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from broadcast_adapters.bounces.parser import parse_bounce
 from broadcast_adapters.csv_io import CsvCodec
 from broadcast_domain import BounceReport, Contact
+from broadcast_domain.domain.recipient import ReportOutcome
 from broadcast_domain.testing.strategies import (
     RecipientCsvFile,
     bounce_reports,
@@ -68,7 +69,7 @@ from broadcast_domain.testing.reports import dsn_message, verp_token_of
 OPERATOR = Actor("operator-1", inbox_roles={"support": InboxRole.OPERATOR})
 
 
-def ingest(svc: BroadcastService, source: FakeBounceSource) -> list[str]:
+def ingest(svc: BroadcastService, source: FakeBounceSource) -> list[ReportOutcome]:
     """The host's bounce worker: record each message's reports, then mark it done."""
     kinds = []
     for item in source:

@@ -11,6 +11,7 @@ import sqlite3
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import hypothesis.strategies as st
 import pytest
@@ -239,7 +240,12 @@ def test_a_postgresql_store_carries_the_marker_and_a_newer_one_is_refused(
     from broadcast_domain.application.eventlog import parse_store_url
 
     store = parse_store_url(postgres_url)
-    params = {"host": store.host, "port": store.port, "user": store.user, "dbname": store.dbname}
+    params: dict[str, Any] = {
+        "host": store.host,
+        "port": store.port,
+        "user": store.user,
+        "dbname": store.dbname,
+    }
     with psycopg.connect(**params, autocommit=True) as conn:
         conn.execute("CREATE TABLE host_users (id INTEGER PRIMARY KEY)")
     BroadcastService.open(postgres_url, return_path=RETURN_PATH, signing_key=KEY).close()
@@ -264,7 +270,12 @@ def test_a_postgresql_database_without_a_store_is_refused_and_left_empty(
     from broadcast_domain.application.eventlog import parse_store_url
 
     store = parse_store_url(postgres_url)
-    params = {"host": store.host, "port": store.port, "user": store.user, "dbname": store.dbname}
+    params: dict[str, Any] = {
+        "host": store.host,
+        "port": store.port,
+        "user": store.user,
+        "dbname": store.dbname,
+    }
     with psycopg.connect(**params, autocommit=True) as conn:
         conn.execute("CREATE TABLE host_users (id INTEGER PRIMARY KEY)")
     result = run("--db", postgres_url, "--signing-key", KEY.hex(), *command)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
+from uuid import UUID
 
 from broadcast_domain import Actor, AddressBookSource, BroadcastService, Contact, InboxRole
 from broadcast_domain.ports import OutgoingMessage, TransportReply
@@ -13,7 +14,7 @@ from broadcast_domain.testing.machine import ScriptedTransport
 OPERATOR = Actor("op", inbox_roles={"support": InboxRole.OPERATOR})
 
 
-def create(svc: BroadcastService, clock: FakeClock, n: int) -> object:
+def create(svc: BroadcastService, clock: FakeClock, n: int) -> UUID:
     return svc.create_broadcast(
         account_id="acme",
         inbox_id="support",

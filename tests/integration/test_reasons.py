@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 from datetime import timedelta
+from uuid import UUID
 
 import pytest
 from hypothesis import given, settings
@@ -33,7 +34,7 @@ STATUSES = ["5.1.1", "5.2.2", "5.7.1", "4.4.7", "5.0.0", "5.3.4", "550", "554", 
 DIAGNOSTICS = ["", "   ", "user unknown", "rejected as spam", "Mailbox is full", "no reason"]
 
 
-def create(svc: BroadcastService, clock: FakeClock, n: int) -> object:
+def create(svc: BroadcastService, clock: FakeClock, n: int) -> UUID:
     return svc.create_broadcast(
         account_id="acme",
         inbox_id="support",

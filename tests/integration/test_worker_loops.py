@@ -6,6 +6,7 @@ import logging
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 
@@ -28,7 +29,7 @@ T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 ADMIN = Actor("op", inbox_roles={"support": InboxRole.ADMIN})
 
 
-def _service(url: str = "memory://", recipients: int = 25) -> tuple[BroadcastService, object]:
+def _service(url: str = "memory://", recipients: int = 25) -> tuple[BroadcastService, UUID]:
     svc = BroadcastService.open(
         url, return_path="bounces@mail.example.com", signing_key=b"k" * 32, clock=FakeClock(T0)
     )

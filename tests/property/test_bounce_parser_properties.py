@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from typing import Any
 
 import attrs
 import hypothesis.strategies as st
@@ -95,9 +96,9 @@ def _rewrapped(raw: bytes, extra: list[str], date: str) -> bytes:
     st.sampled_from(["Wed, 4 Nov 2026 08:00:00 +0900", "Thu, 5 Nov 2026 23:59:59 -0500"]),
 )
 def test_rewrapping_a_report_in_other_transport_headers_changes_no_report(
-    report,
-    extra,
-    date,  # type: ignore[no-untyped-def]
+    report: Any,
+    extra: Any,
+    date: str,
 ) -> None:
     """Another Date, Message-ID and Received chain around the same report give equal reports."""
     assume(_plain(report.recipient))

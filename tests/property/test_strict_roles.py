@@ -39,7 +39,7 @@ BAD_KEYS = st.one_of(
 )
 
 
-def _value_for(role_type: type[Any], other_type: type[Any]) -> st.SearchStrategy[Any]:
+def _value_for(role_type: Any, other_type: Any) -> st.SearchStrategy[Any]:
     return st.one_of(
         st.sampled_from(list(role_type)),
         st.sampled_from(list(other_type)),

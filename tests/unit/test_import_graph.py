@@ -21,6 +21,7 @@ PACKAGES = (broadcast_domain, broadcast_adapters)
 def _modules() -> dict[str, Path]:
     found: dict[str, Path] = {}
     for package in PACKAGES:
+        assert package.__file__ is not None
         root = Path(package.__file__).parent
         for path in root.rglob("*.py"):
             parts = list(path.relative_to(root.parent).with_suffix("").parts)

@@ -47,7 +47,7 @@ def _routes(s: Seeded) -> dict[str, str]:
 
 
 # user -> route -> expected status (and the role a 403 names)
-MATRIX = {
+MATRIX: dict[str | None, dict[str, tuple[int, Any]]] = {
     None: dict.fromkeys(
         ["list", "page", "summary", "errors", "results.csv", "errors.csv", "book results.csv"],
         (401, None),
