@@ -119,7 +119,7 @@ def run_one(metric: str, module_name: str | None, quick: bool) -> dict[str, Any]
     return row
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any) -> str:  # noqa: PLR0911 - one return per kind of figure
     if value is None:
         return "-"
     if isinstance(value, bool):

@@ -238,7 +238,7 @@ def _dispatch_line(report: DispatchReport) -> str:
     )
 
 
-def run_demo(
+def run_demo(  # noqa: PLR0915 - the demo is one narrative, step by step
     *,
     settings: cli.Settings,
     url: str,

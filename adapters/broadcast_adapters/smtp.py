@@ -163,7 +163,7 @@ class _Connection:
         else:
             _close_quietly(smtp)
 
-    def deliver(self, message: OutgoingMessage) -> TransportReply | None:
+    def deliver(self, message: OutgoingMessage) -> TransportReply | None:  # noqa: PLR0911 - one return per SMTP stage
         """Run one transaction; None means the session died before it began (retry)."""
         smtp = self._smtp
         if smtp is None:  # never: the worker opens the session first; reopen anyway

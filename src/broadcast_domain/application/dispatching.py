@@ -232,7 +232,7 @@ class _Run:
 
     # --- one pass over a broadcast -------------------------------------------------------
 
-    def _pass(self, bid: uuid.UUID) -> bool:
+    def _pass(self, bid: uuid.UUID) -> bool:  # noqa: PLR0911, PLR0912, PLR0915 - claims, limit, completion
         """Dispatch what the views say is due now; True when the broadcast needs no more passes."""
         d = self.d
         if self.budget == 0:

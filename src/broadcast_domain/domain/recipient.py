@@ -570,6 +570,19 @@ class Recipient:
             reason=reason,
         )
 
+    def _refusal(self, report_id: str, received_at: datetime) -> ReportOutcome | None:
+        """Why no report with this id, received then, can change this delivery (or None)."""
+        if report_id in self.report_ids:
+            return "duplicate"
+        if self.status is DeliveryStatus.SCHEDULED:
+            # Nothing was sent yet, so no report can be about a delivery of ours.
+            return "unmatched"
+        if self.received_before_sending(received_at):
+            # A report cannot answer a message that did not exist when it came in:
+            # a wrong received_at, or a report about something else (docs/decisions.md).
+            return "ignored"
+        return None
+
     def receive_report(
         self,
         report: BounceReport,
@@ -580,15 +593,9 @@ class Recipient:
         policy: DeliveryPolicy,
     ) -> tuple[ReportOutcome, Sequence[RecipientEvent]]:
         """Take in one normalised report about this recipient's delivery."""
-        if report_id in self.report_ids:
-            return "duplicate", []
-        if self.status is DeliveryStatus.SCHEDULED:
-            # Nothing was sent yet, so no report can be about a delivery of ours.
-            return "unmatched", []
-        if self.received_before_sending(received_at):
-            # A report cannot answer a message that did not exist when it came in:
-            # a wrong received_at, or a report about something else (docs/decisions.md).
-            return "ignored", []
+        refused = self._refusal(report_id, received_at)
+        if refused is not None:
+            return refused, []
         if report.action == "complaint":
             return "applied", [
                 Complained(

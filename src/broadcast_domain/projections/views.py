@@ -262,6 +262,18 @@ def months_needed(batch: Sequence[tuple[int, DomainEvent]], views: Views) -> set
     return keys
 
 
+def _count_errors(counts: Counts, before: RecipientRow | None, after: RecipientRow) -> None:
+    # The errors by reason and the unacknowledged ones follow the row's reason and flag.
+    if before is None or before.reason != after.reason:
+        if before is not None and before.reason is not None:
+            counts.bump_reason(before.reason, -1)
+        if after.reason is not None:
+            counts.bump_reason(after.reason, +1)
+    was_unack = before is not None and before.unacknowledged_error
+    if after.unacknowledged_error != was_unack:
+        counts.unacknowledged += 1 if after.unacknowledged_error else -1
+
+
 def _project_recipient(views: Views, event: RecipientEvent, position: int) -> None:
     rid = event.originator_id
     recipients = views.recipients
@@ -285,14 +297,7 @@ def _project_recipient(views: Views, event: RecipientEvent, position: int) -> No
     elif before.status is not status:
         counts.bump(before.status, -1)
         counts.bump(status, +1)
-    if before is None or before.reason != after.reason:
-        if before is not None and before.reason is not None:
-            counts.bump_reason(before.reason, -1)
-        if after.reason is not None:
-            counts.bump_reason(after.reason, +1)
-    was_unack = before is not None and before.unacknowledged_error
-    if after.unacknowledged_error != was_unack:
-        counts.unacknowledged += 1 if after.unacknowledged_error else -1
+    _count_errors(counts, before, after)
     if isinstance(event, Sent):
         views.message_ids[event.message_id] = rid
         views.dirty_message_ids.add(event.message_id)

@@ -471,7 +471,7 @@ _STEPS = [
 
 
 @st.composite
-def histories(
+def histories(  # noqa: PLR0912 - one random command per branch
     draw: Any, *, max_broadcasts: int = 3, max_recipients: int = 4, max_steps: int = 40
 ) -> History:
     """A whole history, as (position, event) pairs, that the library could have written.
