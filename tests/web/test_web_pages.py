@@ -263,22 +263,14 @@ def test_an_expired_csrf_token_is_refused(fresh: tuple[Seeded, httpx.Client]) ->
     assert "expired" in response.text
 
 
-def test_acknowledge_all_as_of_the_page_and_303_back(fresh: tuple[Seeded, httpx.Client]) -> None:
-    """A valid form acknowledges every error read with the page; later errors stay."""
-    seeded, http = fresh
-    svc, bid = seeded.svc, seeded.csv_broadcast
-    page = _get(http, f"/broadcasts/{bid}/errors", "operator").text
-    form = _form(page)
-    assert set(form) == {"as_of", "csrf_token", "position"}
-    assert datetime.fromisoformat(form["as_of"]).tzinfo is not None
-    total = svc.summary(bid).unacknowledged_errors
-    assert f"{total}件 確認済みにする" in page
-    # An error recorded after the page was read is not acknowledged by it.
-    late = next(i for i in svc.recipients(bid, status=DeliveryStatus.SUCCEEDED, per_page=5).items)
+def _bounce_a_success(seeded: Seeded, bid: Any) -> None:
+    """Turn one succeeded recipient of ``bid`` into an error, as a bounce would now."""
     from web_support import verp_token
 
     from broadcast_domain import BounceReport
 
+    svc = seeded.svc
+    late = next(i for i in svc.recipients(bid, status=DeliveryStatus.SUCCEEDED, per_page=5).items)
     message = next(m for m in seeded.transport.accepted if m.recipient == late.address)
     svc.record_bounce(
         BounceReport(
@@ -290,6 +282,20 @@ def test_acknowledge_all_as_of_the_page_and_303_back(fresh: tuple[Seeded, httpx.
             verp_token=verp_token(message.envelope_from),
         )
     )
+
+
+def test_acknowledge_all_as_of_the_page_and_303_back(fresh: tuple[Seeded, httpx.Client]) -> None:
+    """A valid form acknowledges every error read with the page; later errors stay."""
+    seeded, http = fresh
+    svc, bid = seeded.svc, seeded.csv_broadcast
+    page = _get(http, f"/broadcasts/{bid}/errors", "operator").text
+    form = _form(page)
+    assert set(form) == {"as_of", "csrf_token", "position"}
+    assert datetime.fromisoformat(form["as_of"]).tzinfo is not None
+    total = svc.summary(bid).unacknowledged_errors
+    assert f"{total}件 確認済みにする" in page
+    # An error recorded after the page was read is not acknowledged by it.
+    _bounce_a_success(seeded, bid)
     response = _post(http, f"/broadcasts/{bid}/errors/acknowledge", "operator", form)
     assert response.status_code == 303
     assert response.headers["location"].endswith(f"/broadcasts/{bid}/errors?acknowledged={total}")
@@ -369,22 +375,7 @@ def test_acknowledging_as_of_an_iso_time_alone_leaves_later_errors(
     del form["position"]
     total = svc.summary(bid).unacknowledged_errors
     seeded.clock.advance(timedelta(minutes=1))
-    late = next(i for i in svc.recipients(bid, status=DeliveryStatus.SUCCEEDED, per_page=5).items)
-    from web_support import verp_token
-
-    from broadcast_domain import BounceReport
-
-    message = next(m for m in seeded.transport.accepted if m.recipient == late.address)
-    svc.record_bounce(
-        BounceReport(
-            recipient=late.address,
-            status="5.1.1",
-            diagnostic="550 5.1.1 user unknown",
-            permanent=True,
-            reported_at=seeded.clock(),
-            verp_token=verp_token(message.envelope_from),
-        )
-    )
+    _bounce_a_success(seeded, bid)
     response = _post(http, f"/broadcasts/{bid}/errors/acknowledge", "operator", form)
     assert response.status_code == 303
     assert response.headers["location"].endswith(f"acknowledged={total}")

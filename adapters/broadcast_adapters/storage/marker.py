@@ -26,6 +26,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsp
 
 import attrs
 
+from broadcast_adapters.storage.sql import VIEW_TABLES
 from broadcast_domain.errors import StoreUnavailable
 
 __all__ = [
@@ -43,21 +44,9 @@ MARKER_TABLE = "bd_store"
 #: The schema version this library writes and reads.
 SCHEMA_VERSION = 1
 
-# Tables a store made before the marker holds (ours, and the event store's).
-_OWN_TABLES = frozenset(
-    {
-        "bd_tracking",
-        "bd_recipients",
-        "bd_broadcasts",
-        "bd_counts",
-        "bd_accounts",
-        "bd_monthly",
-        "bd_message_ids",
-        "bd_unmatched",
-        "bd_seen_tokens",
-        "stored_events",
-    }
-)
+# Tables a store made before the marker holds: the views' own (one list, in the
+# view store), its tracking row, the webhook token table and the event store's.
+_OWN_TABLES = frozenset({"bd_tracking", *VIEW_TABLES, "bd_seen_tokens", "stored_events"})
 
 
 class StoreState(enum.Enum):

@@ -40,7 +40,7 @@ from broadcast_domain.projections.views import (
     project,
 )
 
-__all__ = ["SqlViewStore"]
+__all__ = ["VIEW_TABLES", "SqlViewStore"]
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS bd_tracking (
@@ -100,7 +100,7 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS bd_unmatched_by_received ON bd_unmatched (received_at, id)",
 )
 
-_TABLES = (
+VIEW_TABLES = (
     "bd_recipients",
     "bd_broadcasts",
     "bd_counts",
@@ -307,7 +307,7 @@ class SqlViewStore:
             if self._outdated():
                 # Rows written by an earlier version (a JSON snapshot per recipient):
                 # drop the views; the next catch-up refills them from the events.
-                for table in _TABLES:
+                for table in VIEW_TABLES:
                     c.execute(f"DROP TABLE IF EXISTS {table}")
                 c.execute("DROP TABLE IF EXISTS bd_tracking")
             for statement in _SCHEMA:
@@ -539,7 +539,7 @@ class SqlViewStore:
             c.execute(self.dialect.begin_write)
             try:
                 self._run(self._lock_tracking)
-                for table in _TABLES:
+                for table in VIEW_TABLES:
                     c.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
                 c.execute("UPDATE bd_tracking SET position = 0 WHERE id = 1")
                 c.execute("COMMIT")
