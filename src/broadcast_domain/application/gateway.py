@@ -8,7 +8,7 @@ which decides again on fresh state when another writer took a version first.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import TypeVar
 from uuid import UUID
@@ -54,6 +54,15 @@ class Gateway:
     def recipient(self, rid: UUID) -> Recipient | None:
         """The recipient's current state (None when it has no events)."""
         return Recipient.fold(e for e in self.log.get(rid) if isinstance(e, RecipientEvent))
+
+    def recipients(self, rids: Iterable[UUID]) -> dict[UUID, Recipient]:
+        """Several recipients' current states, read together (absent: no events)."""
+        states: dict[UUID, Recipient] = {}
+        for rid, events in self.log.get_many(rids).items():
+            state = Recipient.fold(e for e in events if isinstance(e, RecipientEvent))
+            if state is not None:
+                states[rid] = state
+        return states
 
     def account(self, account_id: str) -> Account | None:
         """The account's configuration (None when never configured)."""
