@@ -1,23 +1,48 @@
-"""The adapters the core needs but never imports, found through an entry point.
+"""The composition root: the collaborators of ``BroadcastService``, built once.
 
-``broadcast_adapters.bootstrap.components`` is registered under the
-``broadcast_domain.adapters`` entry point group; the core asks it for a view
-store (SQLite, PostgreSQL), a CSV codec and a bounce parser, and says what to
-do when the adapters are not installed.
+:func:`assemble` makes the gateway, the projector, the use cases and the read
+side, each handed what it needs. The adapters the core needs but never imports
+are found through an entry point: ``broadcast_adapters.bootstrap.components``
+is registered under the ``broadcast_domain.adapters`` group; the core asks it
+for a view store (SQLite, PostgreSQL), a CSV codec and a bounce parser, and
+says what to do when the adapters are not installed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import entry_points
 from typing import Any
 
-from broadcast_domain.application.eventlog import StoreUrl
-from broadcast_domain.application.memory_views import InMemoryViewStore
-from broadcast_domain.errors import BroadcastError
-from broadcast_domain.ports import BounceParser, CsvCodec, ViewStore
+import attrs
 
-__all__ = ["bounce_parser_factory", "csv_codec_factory", "load_components", "view_store_for"]
+from broadcast_domain.application.commands import Commands
+from broadcast_domain.application.dispatching import Dispatcher
+from broadcast_domain.application.eventlog import EventLog, StoreUrl
+from broadcast_domain.application.gateway import Gateway
+from broadcast_domain.application.importing import Importer
+from broadcast_domain.application.intake import BounceIntake
+from broadcast_domain.application.memory_views import InMemoryViewStore
+from broadcast_domain.application.projector import Projector
+from broadcast_domain.application.reading import Results
+from broadcast_domain.domain.policies import DeliveryPolicy
+from broadcast_domain.domain.values import require_aware
+from broadcast_domain.domain.verp import Verp
+from broadcast_domain.errors import BroadcastError, InvalidInput
+from broadcast_domain.ports import AddressBook, BounceParser, CsvCodec, ViewStore
+
+__all__ = [
+    "Collaborators",
+    "assemble",
+    "aware_clock",
+    "bounce_parser_factory",
+    "check_open_options",
+    "csv_codec_factory",
+    "load_components",
+    "system_clock",
+    "view_store_for",
+]
 
 _ENTRY_POINT_GROUP = "broadcast_domain.adapters"
 
@@ -79,3 +104,106 @@ def bounce_parser_factory(
         )
 
     return missing
+
+
+def check_open_options(bounce_window: object, clock: object, max_bounce_bytes: object) -> None:
+    """InvalidInput naming the option of ``BroadcastService.open`` that is unusable."""
+    if not isinstance(bounce_window, timedelta) or bounce_window <= timedelta(0):
+        raise InvalidInput("bounce_window must be a positive timedelta", field="bounce_window")
+    if clock is not None and not callable(clock):
+        raise InvalidInput("clock must be a callable returning an aware datetime", field="clock")
+    if (
+        isinstance(max_bounce_bytes, bool)
+        or not isinstance(max_bounce_bytes, int)
+        or max_bounce_bytes < 1
+    ):
+        raise InvalidInput(
+            f"max_bounce_bytes must be a positive number of bytes, got {max_bounce_bytes!r}",
+            field="max_bounce_bytes",
+        )
+
+
+def system_clock() -> datetime:
+    """The current time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def aware_clock(clock: Callable[[], datetime]) -> Callable[[], datetime]:
+    """``clock`` checked on every reading: aware (InvalidInput otherwise), in UTC."""
+
+    def now() -> datetime:
+        value = clock()
+        require_aware(value, "clock()")
+        return value.astimezone(UTC)
+
+    return now
+
+
+@attrs.frozen
+class Collaborators:
+    """What the facade holds: the stores and settings, and what it delegates to (each
+    collaborator built once, all sharing one event log and one view store)."""
+
+    log: EventLog
+    views: ViewStore
+    verp: Verp
+    policy: DeliveryPolicy
+    now: Callable[[], datetime]
+    address_book: AddressBook | None
+    gateway: Gateway
+    projector: Projector
+    commands: Commands
+    dispatcher: Dispatcher
+    intake: BounceIntake
+    importer: Importer
+    results: Results
+
+
+def assemble(
+    *,
+    log: EventLog,
+    views: ViewStore,
+    verp: Verp,
+    policy: DeliveryPolicy,
+    now: Callable[[], datetime],
+    components: Any,
+    address_book: AddressBook | None,
+    csv_codec: CsvCodec | None,
+    bounce_parser: BounceParser | None,
+    max_bounce_bytes: int,
+) -> Collaborators:
+    """Build the collaborators over one event log and one view store."""
+    gateway = Gateway(log)
+    projector = Projector(log, views)
+    commands = Commands(gateway, projector, now)
+    importer = Importer(csv_codec_factory(csv_codec, components), address_book)
+    return Collaborators(
+        log=log,
+        views=views,
+        verp=verp,
+        policy=policy,
+        now=now,
+        address_book=address_book,
+        gateway=gateway,
+        projector=projector,
+        commands=commands,
+        dispatcher=Dispatcher(gateway, projector, verp, policy, now),
+        intake=BounceIntake(
+            gateway,
+            projector,
+            verp,
+            policy=policy,
+            clock=now,
+            parser=bounce_parser_factory(bounce_parser, components),
+            max_bytes=max_bounce_bytes,
+        ),
+        importer=importer,
+        results=Results(
+            views=views,
+            clock=now,
+            csv=importer.codec,
+            events=log,
+            catch_up=projector.catch_up,
+            record_export=commands.record_export,
+        ),
+    )

@@ -343,14 +343,14 @@ class EventLog:
         if self.store.kind == "postgresql":
             from psycopg.sql import SQL, Identifier
 
-            statement = SQL(
+            query = SQL(
                 "SELECT originator_id, originator_version, topic, state FROM {}.{} "
                 "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
             ).format(
                 Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name)
             )
             with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
-                curs.execute(statement, (list(ids),))
+                curs.execute(query, (list(ids),))
                 return [
                     (r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"]))
                     for r in curs.fetchall()
