@@ -116,7 +116,9 @@ def test_the_graph_sees_both_packages() -> None:
     """The check reads real modules: the composition root imports the gateway, the CLI
     imports the core."""
     edges = graph()
-    assert "broadcast_domain.application.gateway" in edges["broadcast_domain.application.components"]
+    assert (
+        "broadcast_domain.application.gateway" in edges["broadcast_domain.application.components"]
+    )
     assert any(t.startswith("broadcast_domain") for t in edges["broadcast_adapters.cli"])
 
 
