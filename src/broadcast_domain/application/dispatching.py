@@ -30,6 +30,8 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
+import attrs
+
 from broadcast_domain.application.eventlog import VersionConflict
 from broadcast_domain.application.gateway import Gateway
 from broadcast_domain.application.projector import Projector
@@ -45,6 +47,7 @@ from broadcast_domain.domain.values import BroadcastStatus, Contact, DeliverySta
 from broadcast_domain.domain.verp import Verp
 from broadcast_domain.errors import InvalidInput
 from broadcast_domain.ports import MailTransport, OutgoingMessage, TransportReply
+from broadcast_domain.projections.rows import RecipientRow
 from broadcast_domain.projections.views import month_of
 
 __all__ = ["DEFAULT_BATCH", "PASS_SIZE", "Dispatcher"]
@@ -172,6 +175,63 @@ class Dispatcher:
         return self.gateway.decide_and_put(run)
 
 
+@attrs.define
+class _Pass:
+    """One pass over a broadcast: what the views said was due, and what may still be sent."""
+
+    bid: uuid.UUID
+    now: datetime
+    state: Broadcast
+    # The account when it has a monthly limit (reservations are needed), else None.
+    limited: Account | None
+    # What the limit still admits (None: unlimited); spent as claims commit.
+    left: int | None
+    due: list[RecipientRow]
+    # Recipients this pass may take (the pass size, or the budget left).
+    want: int
+    # Whether the rest of the pass is still to be read (only the first batch is in ``due``).
+    rest: bool
+    # Whether ``due`` is everything due (the views held no more than one pass).
+    whole: bool
+    size: int
+    rate: float | None
+    # Fresh recipients the monthly limit kept back.
+    over: int = 0
+
+
+def _retries_in(rows: Sequence[RecipientRow]) -> int:
+    return sum(1 for r in rows if r.status is DeliveryStatus.SENDING)
+
+
+def _scheduled_state(row: RecipientRow) -> Recipient | None:
+    """The state of a recipient whose only event is its Scheduled one, from its row.
+
+    Such a row holds every field of that event (``Recipient.started`` of it is
+    the whole state), so the claim needs no read of the log; None for any other
+    row. Property-tested against the aggregate.
+    """
+    if (
+        row.status is not DeliveryStatus.SCHEDULED
+        or row.version != 1
+        or row.status_updated_at is None
+    ):
+        return None
+    return Recipient(
+        id=row.id,
+        version=row.version,
+        broadcast_id=row.broadcast_id,
+        account_id=row.account_id,
+        address=row.address,
+        last_name=row.last_name,
+        first_name=row.first_name,
+        company=row.company,
+        contact_id=row.contact_id,
+        position=row.position,
+        scheduled_at=row.status_updated_at,
+        status_updated_at=row.status_updated_at,
+    )
+
+
 class _Run:
     """One ``dispatch_due`` call: its clock, budget, tallies and hand-over pipeline."""
 
@@ -232,94 +292,184 @@ class _Run:
 
     # --- one pass over a broadcast -------------------------------------------------------
 
-    def _pass(self, bid: uuid.UUID) -> bool:  # noqa: PLR0911, PLR0912, PLR0915 - claims, limit, completion
+    def _pass(self, bid: uuid.UUID) -> bool:
         """Dispatch what the views say is due now; True when the broadcast needs no more passes."""
-        d = self.d
         if self.budget == 0:
             return True
+        p = self._open(bid)
+        if p is None:
+            return True
+        with _HandOver(self.transport, self._record, depth=1 if p.rate else _DEPTH) as pipe:
+            stopped = self._hand_over(p, pipe)
+        if stopped is not None:
+            return stopped
+        return self._close(p)
+
+    def _open(self, bid: uuid.UUID) -> _Pass | None:
+        """Start or resume the broadcast and read what is due; None when nothing may be sent."""
+        d = self.d
         now = self.now()
         state = d.gateway.broadcast(bid)
         if state.status in (BroadcastStatus.CANCELLED, BroadcastStatus.SENT):
-            return True
+            return None
         account = self._account(state.account_id)
         if state.status is BroadcastStatus.PAUSED:
             state = d.resume_if_admitted(state, account, now)
         elif state.status is BroadcastStatus.SCHEDULED:
             state = d.change(bid, lambda s: s.start_sending(now=now))
         limited = account if account is not None and account.monthly_limit is not None else None
-        left = d.allowance(state.account_id, limited, now)
+        if limited is None and state.status is BroadcastStatus.PAUSED:
+            return None  # paused, and no limit of ours to resume it by
         want = d.pass_size if self.budget is None else min(d.pass_size, self.budget)
-        due = d.projector.views.due_recipients(bid, now, want + 1)
-        whole = len(due) <= want
-        due = due[:want]
-        waiting = d.projector.views.counts(bid).sending - sum(
-            1 for r in due if r.status is DeliveryStatus.SENDING
-        )
-        self.unsettled = waiting
-        size = d.batch_size
         rate = account.send_rate if account is not None else None
+        size = d.batch_size
         if rate:
             # About one second of sending per batch, so the rate limit is smooth.
             size = max(1, min(size, int(rate)))
-        over = 0  # fresh recipients the monthly limit kept back
-        with _HandOver(self.transport, self._record, depth=1 if rate else _DEPTH) as pipe:
-            start = 0
-            while start < len(due):
-                if self.budget == 0:
-                    return True
-                step = size if self.budget is None else min(size, self.budget)
-                rows = due[start : start + step]
-                start += len(rows)
-                # The view rows say who is due; the claim is decided on the aggregates
-                # in the log (a row behind the log is skipped: another dispatcher has it,
-                # and it stays unsettled for this pass).
-                batch = [
-                    loaded
-                    for loaded in (d.gateway.recipient(r.id) for r in rows)
-                    if loaded is not None and loaded.is_due(now)
-                ]
-                retries = [r for r in batch if r.status is DeliveryStatus.SENDING]
-                fresh = [r for r in batch if r.status is DeliveryStatus.SCHEDULED]
-                reservation: SendsReserved | None = None
-                if limited is not None and left is not None:
-                    over += max(0, len(fresh) - left)
-                    fresh = fresh[:left]
-                    if fresh:
-                        reservation = self._reservation(limited, now, len(fresh))
-                elif state.status is BroadcastStatus.PAUSED:
-                    return True
-                claim = sorted(retries + fresh, key=lambda r: r.position)
-                self.unsettled += len(rows) - len(claim)
-                if not claim:
-                    continue
-                started = time.monotonic()
-                claimed = self._claim(claim, now, reservation)
-                if claimed is None:
-                    return False
-                if left is not None:
-                    left -= len(fresh)
+        # The first batch is read alone so that hand-over starts at once; the rest of
+        # the pass is read while that batch is on its way (_read_rest).
+        first = want if want <= size else size
+        views = d.projector.views
+        due = views.due_recipients(bid, now, first + 1)
+        whole = len(due) <= first
+        rest = not whole and first < want
+        due = due[:first]
+        self.unsettled = views.counts(bid).sending - _retries_in(due)
+        return _Pass(
+            bid=bid,
+            now=now,
+            state=state,
+            limited=limited,
+            left=d.allowance(state.account_id, limited, now),
+            due=due,
+            want=want,
+            rest=rest,
+            whole=whole,
+            size=size,
+            rate=rate,
+        )
+
+    def _read_rest(self, p: _Pass) -> None:
+        """Add the rest of the pass to ``p.due``: the due rows after those it holds.
+
+        Nothing was projected since the first read, so the rows this pass holds
+        are read again and skipped by position (due rows come in position order).
+        """
+        p.rest = False
+        rows = self.d.projector.views.due_recipients(p.bid, p.now, p.want + 1)
+        last = p.due[-1].position
+        tail = [r for r in rows if r.position > last]
+        p.whole = len(p.due) + len(tail) <= p.want
+        tail = tail[: p.want - len(p.due)]
+        self.unsettled -= _retries_in(tail)
+        p.due.extend(tail)
+
+    def _hand_over(self, p: _Pass, pipe: _HandOver) -> bool | None:
+        """Claim the pass's due rows batch by batch and hand each claimed batch over.
+
+        None when every row was dealt with; otherwise what ``_pass`` returns: True
+        when the budget ran out, False when a claim lost a race (read again).
+        """
+        start = 0
+        while start < len(p.due):
+            if self.budget == 0:
+                return True
+            step = p.size if self.budget is None else min(p.size, self.budget)
+            rows = p.due[start : start + step]
+            start += len(rows)
+            began = time.monotonic()
+            claimed = self._claim_batch(p, rows)
+            if claimed is None:
+                return False
+            if claimed:
                 if self.budget is not None:
                     self.budget -= len(claimed)
-                pipe.submit(claimed, self._messages(state, claimed))
-                if rate:
-                    wait = len(claimed) / rate - (time.monotonic() - started)
-                    if wait > 0:
-                        self.sleep(wait)
-        if over and limited is not None:
-            if state.status is not BroadcastStatus.PAUSED:
-                year, month = month_of(now, limited.timezone)
-                reason = pause_reason(limited.monthly_limit or 0, year, month, limited.timezone)
-                d.change(bid, partial(Broadcast.pause, reason=reason, now=now))
-                self.paused.append(bid)
+                pipe.submit(claimed, self._messages(p.state, claimed))
+            if p.rest:
+                self._read_rest(p)
+            if claimed and p.rate:
+                wait = len(claimed) / p.rate - (time.monotonic() - began)
+                if wait > 0:
+                    self.sleep(wait)
+        return None
+
+    def _close(self, p: _Pass) -> bool:
+        """After the hand-over: pause at the limit, or complete when nothing is left."""
+        d = self.d
+        if p.over and p.limited is not None:
+            if p.state.status is not BroadcastStatus.PAUSED:
+                year, month = month_of(p.now, p.limited.timezone)
+                limit = p.limited.monthly_limit or 0
+                reason = pause_reason(limit, year, month, p.limited.timezone)
+                d.change(p.bid, partial(Broadcast.pause, reason=reason, now=p.now))
+                self.paused.append(p.bid)
             return True
         if self.budget == 0:
             return True
-        if not whole:
+        if not p.whole:
             return False
-        if self.unsettled == 0 and state.status is not BroadcastStatus.PAUSED:
-            d.change(bid, partial(Broadcast.complete, now=self.now()))
-            self.completed.append(bid)
+        if self.unsettled == 0 and p.state.status is not BroadcastStatus.PAUSED:
+            d.change(p.bid, partial(Broadcast.complete, now=self.now()))
+            self.completed.append(p.bid)
         return True
+
+    # --- claims ---------------------------------------------------------------------------
+
+    def _claim_batch(self, p: _Pass, rows: Sequence[RecipientRow]) -> list[Recipient] | None:
+        """Claim the due recipients among ``rows``; None when another writer won a race.
+
+        A recipient the views show untouched since it was scheduled is claimed on
+        the state its row describes (the one Scheduled event), without reading the
+        log; any other is loaded from the log. The claim names each recipient's
+        next version, so a row behind the log (another dispatcher claimed it
+        meanwhile) conflicts and nothing of the batch is written: the batch is
+        then decided again on the log's states, where that recipient is not due.
+        """
+        states, from_rows = self._states(rows)
+        claimed = self._try_claim(p, rows, states)
+        if claimed is None and from_rows and p.limited is None:
+            # Without a reservation nothing but the recipients' versions can have
+            # conflicted; with one, the allowance itself may be stale: read again.
+            loaded = self.d.gateway.recipients(r.id for r in rows)
+            claimed = self._try_claim(p, rows, [loaded[r.id] for r in rows if r.id in loaded])
+        return claimed
+
+    def _states(self, rows: Sequence[RecipientRow]) -> tuple[list[Recipient], bool]:
+        """The recipients' states to decide on, and whether any was taken from its row."""
+        fresh = {r.id: s for r in rows if (s := _scheduled_state(r)) is not None}
+        rest = [r.id for r in rows if r.id not in fresh]
+        loaded = self.d.gateway.recipients(rest) if rest else {}
+        states = [s for r in rows if (s := fresh.get(r.id) or loaded.get(r.id)) is not None]
+        return states, bool(fresh)
+
+    def _try_claim(
+        self, p: _Pass, rows: Sequence[RecipientRow], states: Sequence[Recipient]
+    ) -> list[Recipient] | None:
+        """Claim what of ``states`` is due and the allowance admits; None on a conflict."""
+        due = [s for s in states if s.is_due(p.now)]
+        retries = [s for s in due if s.status is DeliveryStatus.SENDING]
+        fresh = [s for s in due if s.status is DeliveryStatus.SCHEDULED]
+        over = 0
+        reservation: SendsReserved | None = None
+        if p.limited is not None and p.left is not None:
+            over = max(0, len(fresh) - p.left)
+            fresh = fresh[: p.left]
+            if fresh:
+                reservation = self._reservation(p.limited, p.now, len(fresh))
+        claim = sorted(retries + fresh, key=lambda r: r.position)
+        claimed: list[Recipient] = []
+        if claim:
+            after = self._claim(claim, p.now, reservation)
+            if after is None:
+                return None
+            claimed = after
+        # Only a committed claim spends the allowance; what the rows held and this
+        # batch did not claim stays unsettled for this pass.
+        p.over += over
+        if p.left is not None:
+            p.left -= len(fresh)
+        self.unsettled += len(rows) - len(claim)
+        return claimed
 
     def _reservation(self, account: Account, now: datetime, count: int) -> SendsReserved:
         year, month = month_of(now, account.timezone)
