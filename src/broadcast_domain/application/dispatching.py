@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from os import urandom
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -497,7 +498,7 @@ class _Run:
         after: list[Recipient] = []
         for r in due:
             new = r.start_attempt(
-                now=now, message_id=make_message_id(domain, uuid.uuid4().hex), policy=policy
+                now=now, message_id=make_message_id(domain, urandom(16).hex()), policy=policy
             )
             events.extend(new)
             state = r
