@@ -51,7 +51,7 @@ from broadcast_domain.ports import MailTransport, OutgoingMessage, TransportRepl
 from broadcast_domain.projections.rows import RecipientRow
 from broadcast_domain.projections.views import month_of
 
-__all__ = ["DEFAULT_BATCH", "PASS_SIZE", "Dispatcher"]
+__all__ = ["DEFAULT_BATCH", "PASS_SIZE", "Dispatcher", "scheduled_state"]
 
 DEFAULT_BATCH = 500
 """Recipients claimed, handed over and recorded together."""
@@ -196,15 +196,40 @@ class _Pass:
     whole: bool
     size: int
     rate: float | None
+    # The version of the account's reservations the allowance was read at, plus what
+    # this pass reserved since (a limited account's claims reserve the next version).
+    reserved: int = 0
     # Fresh recipients the monthly limit kept back.
     over: int = 0
+
+
+def _allowance_of(account: Account, now: datetime) -> uuid.UUID:
+    year, month = month_of(now, account.timezone)
+    return allowance_id(account.account_id, year, month)
+
+
+def _reservation(p: _Pass, count: int) -> SendsReserved:
+    """Reserve ``count`` of the allowance at the version after the one the pass read."""
+    account = p.limited
+    if account is None:  # pragma: no cover - only limited passes reserve
+        raise AssertionError("a reservation needs an account with a monthly limit")
+    year, month = month_of(p.now, account.timezone)
+    return SendsReserved(
+        originator_id=allowance_id(account.account_id, year, month),
+        originator_version=p.reserved + 1,
+        timestamp=p.now,
+        account_id=account.account_id,
+        year=year,
+        month=month,
+        count=count,
+    )
 
 
 def _retries_in(rows: Sequence[RecipientRow]) -> int:
     return sum(1 for r in rows if r.status is DeliveryStatus.SENDING)
 
 
-def _scheduled_state(row: RecipientRow) -> Recipient | None:
+def scheduled_state(row: RecipientRow) -> Recipient | None:
     """The state of a recipient whose only event is its Scheduled one, from its row.
 
     Such a row holds every field of that event (``Recipient.started`` of it is
@@ -321,6 +346,13 @@ class _Run:
         limited = account if account is not None and account.monthly_limit is not None else None
         if limited is None and state.status is BroadcastStatus.PAUSED:
             return None  # paused, and no limit of ours to resume it by
+        reserved = 0
+        if limited is not None:
+            # The allowance is read from views caught up after this version of the
+            # reservations: a reservation written since makes ours conflict, so two
+            # dispatchers never spend one allowance (the pass then reads again).
+            reserved = d.gateway.log.last_version(_allowance_of(limited, now))
+            d.projector.catch_up()
         want = d.pass_size if self.budget is None else min(d.pass_size, self.budget)
         rate = account.send_rate if account is not None else None
         size = d.batch_size
@@ -342,6 +374,7 @@ class _Run:
             state=state,
             limited=limited,
             left=d.allowance(state.account_id, limited, now),
+            reserved=reserved,
             due=due,
             want=want,
             rest=rest,
@@ -437,7 +470,7 @@ class _Run:
 
     def _states(self, rows: Sequence[RecipientRow]) -> tuple[list[Recipient], bool]:
         """The recipients' states to decide on, and whether any was taken from its row."""
-        fresh = {r.id: s for r in rows if (s := _scheduled_state(r)) is not None}
+        fresh = {r.id: s for r in rows if (s := scheduled_state(r)) is not None}
         rest = [r.id for r in rows if r.id not in fresh]
         loaded = self.d.gateway.recipients(rest) if rest else {}
         states = [s for r in rows if (s := fresh.get(r.id) or loaded.get(r.id)) is not None]
@@ -456,7 +489,7 @@ class _Run:
             over = max(0, len(fresh) - p.left)
             fresh = fresh[: p.left]
             if fresh:
-                reservation = self._reservation(p.limited, p.now, len(fresh))
+                reservation = _reservation(p, len(fresh))
         claim = sorted(retries + fresh, key=lambda r: r.position)
         claimed: list[Recipient] = []
         if claim:
@@ -469,22 +502,10 @@ class _Run:
         p.over += over
         if p.left is not None:
             p.left -= len(fresh)
+        if reservation is not None:
+            p.reserved += 1
         self.unsettled += len(rows) - len(claim)
         return claimed
-
-    def _reservation(self, account: Account, now: datetime, count: int) -> SendsReserved:
-        year, month = month_of(now, account.timezone)
-        aid = allowance_id(account.account_id, year, month)
-        version = self.d.gateway.log.last_version(aid)
-        return SendsReserved(
-            originator_id=aid,
-            originator_version=version + 1,
-            timestamp=now,
-            account_id=account.account_id,
-            year=year,
-            month=month,
-            count=count,
-        )
 
     # --- claim, hand over, record --------------------------------------------------------
 
