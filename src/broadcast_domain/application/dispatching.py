@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from os import urandom
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from functools import partial
+from os import urandom
 from typing import Any
 
 import attrs
