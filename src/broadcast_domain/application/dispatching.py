@@ -10,9 +10,15 @@ recording the outcome leaves the recipient SENDING; after the lease another
 dispatcher sends it again with the same Message-ID.
 
 Decisions come from the write side. A pass over a broadcast asks the views
-once which recipients are due (and how many wait for a retry); from then on
-the dispatcher keeps what it claimed and handed over in memory and neither
-projects nor reads the views again until the pass is done. Hand-over is a
+which recipients are due (the first batch alone, so hand-over starts at once,
+then the rest of the pass while that batch is on its way) and how many wait
+for a retry; from then on the dispatcher keeps what it claimed and handed over
+in memory and neither projects nor reads the views again until the pass is
+done. A recipient whose row shows it untouched since it was scheduled is
+claimed on the state the row describes; others are read from the event log
+together. Every claim names the recipient's next version, so a row behind the
+log loses on the event store and the batch is decided again on the log's
+states. Hand-over is a
 bounded pipeline: one worker thread sends a batch while the caller's thread
 records the previous batch's replies and claims the next one. A batch is
 handed to the worker only after its claim is committed, so a crash at any
@@ -302,8 +308,8 @@ class _Run:
         for b in projector.views.due_broadcasts(self.now()):
             if self.budget == 0:
                 break
-            # A pass reads the views once: the due recipients, and the allowance, which
-            # counts what earlier broadcasts of this call claimed. A pass returns False
+            # A pass reads the views at its start: the due recipients, and the allowance,
+            # which counts what earlier broadcasts of this call claimed. A pass returns False
             # when more is due than it held, or a claim lost a race: read again then.
             while True:
                 projector.catch_up()
