@@ -10,9 +10,15 @@ recording the outcome leaves the recipient SENDING; after the lease another
 dispatcher sends it again with the same Message-ID.
 
 Decisions come from the write side. A pass over a broadcast asks the views
-once which recipients are due (and how many wait for a retry); from then on
-the dispatcher keeps what it claimed and handed over in memory and neither
-projects nor reads the views again until the pass is done. Hand-over is a
+which recipients are due (the first batch alone, so hand-over starts at once,
+then the rest of the pass while that batch is on its way) and how many wait
+for a retry; from then on the dispatcher keeps what it claimed and handed over
+in memory and neither projects nor reads the views again until the pass is
+done. A recipient whose row shows it untouched since it was scheduled is
+claimed on the state the row describes; others are read from the event log
+together. Every claim names the recipient's next version, so a row behind the
+log loses on the event store and the batch is decided again on the log's
+states. Hand-over is a
 bounded pipeline: one worker thread sends a batch while the caller's thread
 records the previous batch's replies and claims the next one. A batch is
 handed to the worker only after its claim is committed, so a crash at any
@@ -28,7 +34,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from functools import partial
+from os import urandom
 from typing import Any
+
+import attrs
 
 from broadcast_domain.application.eventlog import VersionConflict
 from broadcast_domain.application.gateway import Gateway
@@ -45,9 +54,10 @@ from broadcast_domain.domain.values import BroadcastStatus, Contact, DeliverySta
 from broadcast_domain.domain.verp import Verp
 from broadcast_domain.errors import InvalidInput
 from broadcast_domain.ports import MailTransport, OutgoingMessage, TransportReply
+from broadcast_domain.projections.rows import RecipientRow
 from broadcast_domain.projections.views import month_of
 
-__all__ = ["DEFAULT_BATCH", "PASS_SIZE", "Dispatcher"]
+__all__ = ["DEFAULT_BATCH", "PASS_SIZE", "Dispatcher", "scheduled_state"]
 
 DEFAULT_BATCH = 500
 """Recipients claimed, handed over and recorded together."""
@@ -172,6 +182,88 @@ class Dispatcher:
         return self.gateway.decide_and_put(run)
 
 
+@attrs.define
+class _Pass:
+    """One pass over a broadcast: what the views said was due, and what may still be sent."""
+
+    bid: uuid.UUID
+    now: datetime
+    state: Broadcast
+    # The account when it has a monthly limit (reservations are needed), else None.
+    limited: Account | None
+    # What the limit still admits (None: unlimited); spent as claims commit.
+    left: int | None
+    due: list[RecipientRow]
+    # Recipients this pass may take (the pass size, or the budget left).
+    want: int
+    # Whether the rest of the pass is still to be read (only the first batch is in ``due``).
+    rest: bool
+    # Whether ``due`` is everything due (the views held no more than one pass).
+    whole: bool
+    size: int
+    rate: float | None
+    # The version of the account's reservations the allowance was read at, plus what
+    # this pass reserved since (a limited account's claims reserve the next version).
+    reserved: int = 0
+    # Fresh recipients the monthly limit kept back.
+    over: int = 0
+
+
+def _allowance_of(account: Account, now: datetime) -> uuid.UUID:
+    year, month = month_of(now, account.timezone)
+    return allowance_id(account.account_id, year, month)
+
+
+def _reservation(p: _Pass, count: int) -> SendsReserved:
+    """Reserve ``count`` of the allowance at the version after the one the pass read."""
+    account = p.limited
+    if account is None:  # pragma: no cover - only limited passes reserve
+        raise AssertionError("a reservation needs an account with a monthly limit")
+    year, month = month_of(p.now, account.timezone)
+    return SendsReserved(
+        originator_id=allowance_id(account.account_id, year, month),
+        originator_version=p.reserved + 1,
+        timestamp=p.now,
+        account_id=account.account_id,
+        year=year,
+        month=month,
+        count=count,
+    )
+
+
+def _retries_in(rows: Sequence[RecipientRow]) -> int:
+    return sum(1 for r in rows if r.status is DeliveryStatus.SENDING)
+
+
+def scheduled_state(row: RecipientRow) -> Recipient | None:
+    """The state of a recipient whose only event is its Scheduled one, from its row.
+
+    Such a row holds every field of that event (``Recipient.started`` of it is
+    the whole state), so the claim needs no read of the log; None for any other
+    row. Property-tested against the aggregate.
+    """
+    if (
+        row.status is not DeliveryStatus.SCHEDULED
+        or row.version != 1
+        or row.status_updated_at is None
+    ):
+        return None
+    return Recipient(
+        id=row.id,
+        version=row.version,
+        broadcast_id=row.broadcast_id,
+        account_id=row.account_id,
+        address=row.address,
+        last_name=row.last_name,
+        first_name=row.first_name,
+        company=row.company,
+        contact_id=row.contact_id,
+        position=row.position,
+        scheduled_at=row.status_updated_at,
+        status_updated_at=row.status_updated_at,
+    )
+
+
 class _Run:
     """One ``dispatch_due`` call: its clock, budget, tallies and hand-over pipeline."""
 
@@ -216,8 +308,8 @@ class _Run:
         for b in projector.views.due_broadcasts(self.now()):
             if self.budget == 0:
                 break
-            # A pass reads the views once: the due recipients, and the allowance, which
-            # counts what earlier broadcasts of this call claimed. A pass returns False
+            # A pass reads the views at its start: the due recipients, and the allowance,
+            # which counts what earlier broadcasts of this call claimed. A pass returns False
             # when more is due than it held, or a claim lost a race: read again then.
             while True:
                 projector.catch_up()
@@ -232,108 +324,194 @@ class _Run:
 
     # --- one pass over a broadcast -------------------------------------------------------
 
-    def _pass(self, bid: uuid.UUID) -> bool:  # noqa: PLR0911, PLR0912, PLR0915 - claims, limit, completion
+    def _pass(self, bid: uuid.UUID) -> bool:
         """Dispatch what the views say is due now; True when the broadcast needs no more passes."""
-        d = self.d
         if self.budget == 0:
             return True
+        p = self._open(bid)
+        if p is None:
+            return True
+        with _HandOver(self.transport, self._record, depth=1 if p.rate else _DEPTH) as pipe:
+            stopped = self._hand_over(p, pipe)
+        if stopped is not None:
+            return stopped
+        return self._close(p)
+
+    def _open(self, bid: uuid.UUID) -> _Pass | None:
+        """Start or resume the broadcast and read what is due; None when nothing may be sent."""
+        d = self.d
         now = self.now()
         state = d.gateway.broadcast(bid)
         if state.status in (BroadcastStatus.CANCELLED, BroadcastStatus.SENT):
-            return True
+            return None
         account = self._account(state.account_id)
         if state.status is BroadcastStatus.PAUSED:
             state = d.resume_if_admitted(state, account, now)
         elif state.status is BroadcastStatus.SCHEDULED:
             state = d.change(bid, lambda s: s.start_sending(now=now))
         limited = account if account is not None and account.monthly_limit is not None else None
-        left = d.allowance(state.account_id, limited, now)
+        if limited is None and state.status is BroadcastStatus.PAUSED:
+            return None  # paused, and no limit of ours to resume it by
+        reserved = 0
+        if limited is not None:
+            # The allowance is read from views caught up after this version of the
+            # reservations: a reservation written since makes ours conflict, so two
+            # dispatchers never spend one allowance (the pass then reads again).
+            reserved = d.gateway.log.last_version(_allowance_of(limited, now))
+            d.projector.catch_up()
         want = d.pass_size if self.budget is None else min(d.pass_size, self.budget)
-        due = d.projector.views.due_recipients(bid, now, want + 1)
-        whole = len(due) <= want
-        due = due[:want]
-        waiting = d.projector.views.counts(bid).sending - sum(
-            1 for r in due if r.status is DeliveryStatus.SENDING
-        )
-        self.unsettled = waiting
-        size = d.batch_size
         rate = account.send_rate if account is not None else None
+        size = d.batch_size
         if rate:
             # About one second of sending per batch, so the rate limit is smooth.
             size = max(1, min(size, int(rate)))
-        over = 0  # fresh recipients the monthly limit kept back
-        with _HandOver(self.transport, self._record, depth=1 if rate else _DEPTH) as pipe:
-            start = 0
-            while start < len(due):
-                if self.budget == 0:
-                    return True
-                step = size if self.budget is None else min(size, self.budget)
-                rows = due[start : start + step]
-                start += len(rows)
-                # The view rows say who is due; the claim is decided on the aggregates
-                # in the log (a row behind the log is skipped: another dispatcher has it,
-                # and it stays unsettled for this pass).
-                batch = [
-                    loaded
-                    for loaded in (d.gateway.recipient(r.id) for r in rows)
-                    if loaded is not None and loaded.is_due(now)
-                ]
-                retries = [r for r in batch if r.status is DeliveryStatus.SENDING]
-                fresh = [r for r in batch if r.status is DeliveryStatus.SCHEDULED]
-                reservation: SendsReserved | None = None
-                if limited is not None and left is not None:
-                    over += max(0, len(fresh) - left)
-                    fresh = fresh[:left]
-                    if fresh:
-                        reservation = self._reservation(limited, now, len(fresh))
-                elif state.status is BroadcastStatus.PAUSED:
-                    return True
-                claim = sorted(retries + fresh, key=lambda r: r.position)
-                self.unsettled += len(rows) - len(claim)
-                if not claim:
-                    continue
-                started = time.monotonic()
-                claimed = self._claim(claim, now, reservation)
-                if claimed is None:
-                    return False
-                if left is not None:
-                    left -= len(fresh)
+        # The first batch is read alone so that hand-over starts at once; the rest of
+        # the pass is read while that batch is on its way (_read_rest).
+        first = want if want <= size else size
+        views = d.projector.views
+        due = views.due_recipients(bid, now, first + 1)
+        whole = len(due) <= first
+        rest = not whole and first < want
+        due = due[:first]
+        self.unsettled = views.counts(bid).sending - _retries_in(due)
+        return _Pass(
+            bid=bid,
+            now=now,
+            state=state,
+            limited=limited,
+            left=d.allowance(state.account_id, limited, now),
+            reserved=reserved,
+            due=due,
+            want=want,
+            rest=rest,
+            whole=whole,
+            size=size,
+            rate=rate,
+        )
+
+    def _read_rest(self, p: _Pass) -> None:
+        """Add the rest of the pass to ``p.due``: the due rows after those it holds.
+
+        Nothing was projected since the first read, so the rows this pass holds
+        are read again and skipped by position (due rows come in position order).
+        """
+        p.rest = False
+        rows = self.d.projector.views.due_recipients(p.bid, p.now, p.want + 1)
+        last = p.due[-1].position
+        tail = [r for r in rows if r.position > last]
+        p.whole = len(p.due) + len(tail) <= p.want
+        tail = tail[: p.want - len(p.due)]
+        self.unsettled -= _retries_in(tail)
+        p.due.extend(tail)
+
+    def _hand_over(self, p: _Pass, pipe: _HandOver) -> bool | None:
+        """Claim the pass's due rows batch by batch and hand each claimed batch over.
+
+        None when every row was dealt with; otherwise what ``_pass`` returns: True
+        when the budget ran out, False when a claim lost a race (read again).
+        """
+        start = 0
+        while start < len(p.due):
+            if self.budget == 0:
+                return True
+            step = p.size if self.budget is None else min(p.size, self.budget)
+            rows = p.due[start : start + step]
+            start += len(rows)
+            began = time.monotonic()
+            claimed = self._claim_batch(p, rows)
+            if claimed is None:
+                return False
+            if claimed:
                 if self.budget is not None:
                     self.budget -= len(claimed)
-                pipe.submit(claimed, self._messages(state, claimed))
-                if rate:
-                    wait = len(claimed) / rate - (time.monotonic() - started)
-                    if wait > 0:
-                        self.sleep(wait)
-        if over and limited is not None:
-            if state.status is not BroadcastStatus.PAUSED:
-                year, month = month_of(now, limited.timezone)
-                reason = pause_reason(limited.monthly_limit or 0, year, month, limited.timezone)
-                d.change(bid, partial(Broadcast.pause, reason=reason, now=now))
-                self.paused.append(bid)
+                pipe.submit(claimed, self._messages(p.state, claimed))
+            if p.rest:
+                self._read_rest(p)
+            if claimed and p.rate:
+                wait = len(claimed) / p.rate - (time.monotonic() - began)
+                if wait > 0:
+                    self.sleep(wait)
+        return None
+
+    def _close(self, p: _Pass) -> bool:
+        """After the hand-over: pause at the limit, or complete when nothing is left."""
+        d = self.d
+        if p.over and p.limited is not None:
+            if p.state.status is not BroadcastStatus.PAUSED:
+                year, month = month_of(p.now, p.limited.timezone)
+                limit = p.limited.monthly_limit or 0
+                reason = pause_reason(limit, year, month, p.limited.timezone)
+                d.change(p.bid, partial(Broadcast.pause, reason=reason, now=p.now))
+                self.paused.append(p.bid)
             return True
         if self.budget == 0:
             return True
-        if not whole:
+        if not p.whole:
             return False
-        if self.unsettled == 0 and state.status is not BroadcastStatus.PAUSED:
-            d.change(bid, partial(Broadcast.complete, now=self.now()))
-            self.completed.append(bid)
+        if self.unsettled == 0 and p.state.status is not BroadcastStatus.PAUSED:
+            d.change(p.bid, partial(Broadcast.complete, now=self.now()))
+            self.completed.append(p.bid)
         return True
 
-    def _reservation(self, account: Account, now: datetime, count: int) -> SendsReserved:
-        year, month = month_of(now, account.timezone)
-        aid = allowance_id(account.account_id, year, month)
-        version = self.d.gateway.log.last_version(aid)
-        return SendsReserved(
-            originator_id=aid,
-            originator_version=version + 1,
-            timestamp=now,
-            account_id=account.account_id,
-            year=year,
-            month=month,
-            count=count,
-        )
+    # --- claims ---------------------------------------------------------------------------
+
+    def _claim_batch(self, p: _Pass, rows: Sequence[RecipientRow]) -> list[Recipient] | None:
+        """Claim the due recipients among ``rows``; None when another writer won a race.
+
+        A recipient the views show untouched since it was scheduled is claimed on
+        the state its row describes (the one Scheduled event), without reading the
+        log; any other is loaded from the log. The claim names each recipient's
+        next version, so a row behind the log (another dispatcher claimed it
+        meanwhile) conflicts and nothing of the batch is written: the batch is
+        then decided again on the log's states, where that recipient is not due.
+        """
+        states, from_rows = self._states(rows)
+        claimed = self._try_claim(p, rows, states)
+        if claimed is None and from_rows and p.limited is None:
+            # Without a reservation nothing but the recipients' versions can have
+            # conflicted; with one, the allowance itself may be stale: read again.
+            loaded = self.d.gateway.recipients(r.id for r in rows)
+            claimed = self._try_claim(p, rows, [loaded[r.id] for r in rows if r.id in loaded])
+        return claimed
+
+    def _states(self, rows: Sequence[RecipientRow]) -> tuple[list[Recipient], bool]:
+        """The recipients' states to decide on, and whether any was taken from its row."""
+        fresh = {r.id: s for r in rows if (s := scheduled_state(r)) is not None}
+        rest = [r.id for r in rows if r.id not in fresh]
+        loaded = self.d.gateway.recipients(rest) if rest else {}
+        states = [s for r in rows if (s := fresh.get(r.id) or loaded.get(r.id)) is not None]
+        return states, bool(fresh)
+
+    def _try_claim(
+        self, p: _Pass, rows: Sequence[RecipientRow], states: Sequence[Recipient]
+    ) -> list[Recipient] | None:
+        """Claim what of ``states`` is due and the allowance admits; None on a conflict."""
+        due = [s for s in states if s.is_due(p.now)]
+        retries = [s for s in due if s.status is DeliveryStatus.SENDING]
+        fresh = [s for s in due if s.status is DeliveryStatus.SCHEDULED]
+        over = 0
+        reservation: SendsReserved | None = None
+        if p.limited is not None and p.left is not None:
+            over = max(0, len(fresh) - p.left)
+            fresh = fresh[: p.left]
+            if fresh:
+                reservation = _reservation(p, len(fresh))
+        claim = sorted(retries + fresh, key=lambda r: r.position)
+        claimed: list[Recipient] = []
+        if claim:
+            after = self._claim(claim, p.now, reservation)
+            if after is None:
+                return None
+            claimed = after
+        # Only a committed claim spends the allowance; what the rows held and this
+        # batch did not claim stays unsettled for this pass.
+        p.over += over
+        if p.left is not None:
+            p.left -= len(fresh)
+        if reservation is not None:
+            p.reserved += 1
+        self.unsettled += len(rows) - len(claim)
+        return claimed
 
     # --- claim, hand over, record --------------------------------------------------------
 
@@ -347,7 +525,7 @@ class _Run:
         after: list[Recipient] = []
         for r in due:
             new = r.start_attempt(
-                now=now, message_id=make_message_id(domain, uuid.uuid4().hex), policy=policy
+                now=now, message_id=make_message_id(domain, urandom(16).hex()), policy=policy
             )
             events.extend(new)
             state = r
