@@ -32,10 +32,12 @@ from broadcast_domain.domain.values import BroadcastStatus, DeliveryStatus
 from broadcast_domain.errors import StoreUnavailable
 from broadcast_domain.projections.rows import RESULT_FIELDS, ROW_FIELDS, RecipientRow, ResultCells
 from broadcast_domain.projections.views import (
+    Acknowledging,
     Counts,
     MonthKey,
     Needs,
     Views,
+    acknowledgements_only,
     months_needed,
     project,
 )
@@ -146,6 +148,7 @@ _STREAM_CHUNK = 2000
 # recipient in several batches): valid only while nobody else moved the position.
 _CACHE_LIMIT = 100_000
 _STATUSES = {s.value: s for s in DeliveryStatus}
+_ERROR = DeliveryStatus.ERROR.value
 _TIMES = frozenset({"status_updated_at", "acknowledged_at", "due_at", "first_outcome_at"})
 
 
@@ -350,6 +353,12 @@ class SqlViewStore:
         if self._cache_position != position:
             self._forget()  # another writer moved on: our rows may be stale
         cache = self._cache
+        acks = acknowledgements_only(batch)
+        if acks:
+            self._load_acknowledging(views, acks)
+            held = views.acknowledging
+            needs.recipients.difference_update(held)
+            needs.broadcasts.update({facts.broadcast_id for facts in held.values()})
         wanted = []
         for rid in needs.recipients:
             hit = cache.get(rid)
@@ -374,6 +383,32 @@ class SqlViewStore:
             views.accounts[a.account_id] = a
         self._load_months(views, months_needed(batch, views))
         return views
+
+    def _load_acknowledging(self, views: Views, acks: set[UUID]) -> None:
+        # Rows the batch only acknowledges: two facts each (from the cache, or two
+        # columns of the table) instead of the whole row, and two columns written back.
+        # The cached row goes (it would be stale); a row not found stays with the
+        # general path, which refuses an acknowledgement before Scheduled.
+        held = views.acknowledging
+        cache = self._cache
+        pending: dict[str, UUID] = {}
+        for rid in acks:
+            hit = cache.pop(rid, None)
+            if hit is None:
+                pending[rid.hex] = rid
+            else:
+                held[rid] = Acknowledging(hit.broadcast_id, hit.unacknowledged_error)
+        if not pending:
+            return
+        broadcasts: dict[str, UUID] = {}
+        for rid_hex, bid_hex, status, acknowledged_at in self._select_in(
+            "id, broadcast_id, status, acknowledged_at", "bd_recipients", "id", pending
+        ):
+            bid = broadcasts.get(bid_hex)
+            if bid is None:
+                bid = broadcasts[bid_hex] = UUID(bid_hex)
+            unacknowledged = status == _ERROR and acknowledged_at is None
+            held[pending[rid_hex]] = Acknowledging(bid, unacknowledged)
 
     def _load_months(self, views: Views, keys: set[MonthKey]) -> None:
         by_account: dict[str, list[MonthKey]] = {}
@@ -436,6 +471,14 @@ class SqlViewStore:
         self._many(self._upsert_row, inserts)
         for columns, rows in updates.items():
             self._many(self._update_sql(columns), rows)
+        self._many(
+            self._update_sql(("acknowledged_at", "version")),
+            [
+                (t(facts.acknowledged_at), facts.version, rid.hex)
+                for rid, facts in views.acknowledging.items()
+                if facts.version
+            ],
+        )
         upsert = d.sql(
             "INSERT INTO bd_broadcasts VALUES (?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET "
             "status = excluded.status, scheduled_at = excluded.scheduled_at, state = excluded.state"

@@ -24,6 +24,7 @@ from broadcast_domain.domain.events import (
     AccountConfigured,
     Bounced,
     BroadcastEvent,
+    ErrorAcknowledged,
     BroadcastScheduled,
     DomainEvent,
     RecipientEvent,
@@ -36,12 +37,14 @@ from broadcast_domain.domain.values import DeliveryStatus, search_key
 from broadcast_domain.projections.rows import RecipientRow, advance, recipient_search_text
 
 __all__ = [
+    "Acknowledging",
     "Counts",
     "MonthKey",
     "Needs",
     "RecipientRow",
     "Views",
     "estimated_completion",
+    "acknowledgements_only",
     "fold",
     "keyword_key",
     "month_of",
@@ -113,6 +116,25 @@ def month_of(moment: datetime, timezone: str) -> tuple[int, int]:
 
 
 @attrs.define
+class Acknowledging:
+    """A recipient a batch only acknowledges, held as the facts the acknowledgements need.
+
+    An ``ErrorAcknowledged`` sets the row's ``acknowledged_at`` and ``version``
+    and changes nothing else shown; the counts need only the row's broadcast
+    and whether it was an unacknowledged error. So a store may put this in
+    :attr:`Views.acknowledging` instead of loading the whole row, and write the
+    two columns back (:func:`acknowledgements_only` says which recipients qualify).
+    """
+
+    broadcast_id: UUID
+    #: Whether the row is an unacknowledged error (before the batch, then as folded).
+    unacknowledged: bool
+    #: The two columns the acknowledgements set (None and 0 until one is folded).
+    acknowledged_at: datetime | None = None
+    version: int = 0
+
+
+@attrs.define
 class Views:
     """A working set of every view, keyed for the fold; dirty sets tell a store what to write.
 
@@ -134,6 +156,8 @@ class Views:
     dirty_accounts: set[str] = attrs.field(factory=set)
     dirty_monthly: set[MonthKey] = attrs.field(factory=set)
     dirty_message_ids: set[str] = attrs.field(factory=set)
+    # Recipients held as acknowledgement facts, not rows (never in ``recipients``).
+    acknowledging: dict[UUID, Acknowledging] = attrs.field(factory=dict)
     position: int = 0
 
     def counts_for(self, broadcast_id: UUID) -> Counts:
@@ -233,6 +257,18 @@ class Needs:
                 self.accounts.add(row.account_id)
 
 
+def acknowledgements_only(batch: Sequence[tuple[int, DomainEvent]]) -> set[UUID]:
+    """The recipients whose every event in ``batch`` is an ``ErrorAcknowledged``."""
+    acks: set[UUID] = set()
+    others: set[UUID] = set()
+    for _, event in batch:
+        if type(event) is ErrorAcknowledged:
+            acks.add(event.originator_id)
+        elif _kind(type(event)) in (_Kind.RECIPIENT, _Kind.SCHEDULED):
+            others.add(event.originator_id)
+    return acks - others
+
+
 def months_needed(batch: Sequence[tuple[int, DomainEvent]], views: Views) -> set[MonthKey]:
     """The monthly totals the batch may add to, given the loaded rows and accounts.
 
@@ -274,10 +310,37 @@ def _count_errors(counts: Counts, before: RecipientRow | None, after: RecipientR
         counts.unacknowledged += 1 if after.unacknowledged_error else -1
 
 
+def _project_acknowledging(
+    views: Views, facts: Acknowledging, event: ErrorAcknowledged, position: int
+) -> None:
+    # What _project_recipient does for an ErrorAcknowledged, on the facts instead of
+    # the row: the status and reason stay, the error becomes acknowledged.
+    facts.acknowledged_at = event.timestamp
+    facts.version = event.originator_version
+    bid = facts.broadcast_id
+    counts = views.counts_for(bid)
+    views.dirty_counts.add(bid)
+    if counts.first_position == 0:
+        counts.first_position = position
+    counts.last_position = max(counts.last_position, position)
+    if facts.unacknowledged:
+        facts.unacknowledged = False
+        counts.unacknowledged -= 1
+
+
 def _project_recipient(views: Views, event: RecipientEvent, position: int) -> None:
     rid = event.originator_id
     recipients = views.recipients
     before = recipients.get(rid)
+    if before is None and views.acknowledging:
+        facts = views.acknowledging.get(rid)
+        if facts is not None:
+            if type(event) is not ErrorAcknowledged:
+                raise ValueError(
+                    f"{type(event).__name__} for recipient {rid}, held for acknowledgements only"
+                )
+            _project_acknowledging(views, facts, cast(ErrorAcknowledged, event), position)
+            return
     after = advance(before, event, position)
     recipients[rid] = after
     views.dirty_recipients.add(rid)
