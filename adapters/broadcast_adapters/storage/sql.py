@@ -765,8 +765,8 @@ class SqlViewStore:
             if not rows:
                 return
             last = rows[-1][0]
-            for r in rows:
-                yield decode(r)
+            # map runs the loop in C: a per-row generator step costs as much as the decode.
+            yield from map(decode, rows)
             # Freed before the next chunk is fetched: one chunk in memory at a time.
             del rows
 
