@@ -23,7 +23,7 @@ from broadcast_domain.application.eventlog import parse_store_url
 from broadcast_domain.application.projector import compare_views
 from broadcast_domain.domain.events import DomainEvent, ErrorAcknowledged
 from broadcast_domain.domain.values import Contact
-from broadcast_domain.projections.views import acknowledgements_only, fold
+from broadcast_domain.projections.views import Needs, fold
 from broadcast_domain.testing.histories import HistoryBuilder
 from broadcast_domain.testing.postgres import PostgresDatabases
 from broadcast_domain.testing.strategies import histories
@@ -137,7 +137,7 @@ def test_the_bulk_path_takes_exactly_the_recipients_a_batch_only_acknowledges(
         for _, event in batch:
             kinds.setdefault(event.originator_id, set()).add(type(event) is ErrorAcknowledged)
         expected = {rid for rid, seen in kinds.items() if seen == {True}}
-        assert acknowledgements_only(batch) == expected
+        assert Needs.of(batch).acknowledged_only == expected
 
 
 def test_the_bulk_path_is_taken_for_a_page_of_acknowledgements() -> None:
@@ -153,4 +153,4 @@ def test_the_bulk_path_is_taken_for_a_page_of_acknowledgements() -> None:
     for address in h.addresses(bid):
         h.acknowledge(bid, address)
     acks = h.history[before:]
-    assert len(acknowledgements_only(acks)) == 5
+    assert len(Needs.of(acks).acknowledged_only) == 5

@@ -37,7 +37,6 @@ from broadcast_domain.projections.views import (
     MonthKey,
     Needs,
     Views,
-    acknowledgements_only,
     months_needed,
     project,
 )
@@ -152,19 +151,25 @@ _ERROR = DeliveryStatus.ERROR.value
 _TIMES = frozenset({"status_updated_at", "acknowledged_at", "due_at", "first_outcome_at"})
 
 
-def _remembering(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    # A batch's events share few timestamps (a dispatch records a batch with one
-    # time, an acknowledgement of a page too): convert each distinct time once.
-    seen: dict[Any, Any] = {None: None}
+class _Converted(dict[Any, Any]):
+    """Values converted by ``convert``, remembered: a hit is a plain dict lookup.
 
-    def converted(value: Any) -> Any:
-        try:
-            return seen[value]
-        except KeyError:
-            result = seen[value] = convert(value)
-            return result
+    Rows share few distinct times (a dispatch records a batch with one time, an
+    acknowledgement of a page too), so most conversions of a batch or a stream
+    are lookups; at most ``keep`` are kept.
+    """
 
-    return converted
+    def __init__(self, convert: Callable[[Any], Any], keep: int = 256) -> None:
+        super().__init__({None: None})
+        self._convert = convert
+        self._keep = keep
+
+    def __missing__(self, value: Any) -> Any:
+        if len(self) > self._keep:
+            self.clear()
+            self[None] = None
+        result = self[value] = self._convert(value)
+        return result
 
 
 def _column_value(row: RecipientRow, column: str, time_in: Callable[[Any], Any]) -> Any:
@@ -353,9 +358,8 @@ class SqlViewStore:
         if self._cache_position != position:
             self._forget()  # another writer moved on: our rows may be stale
         cache = self._cache
-        acks = acknowledgements_only(batch)
-        if acks:
-            self._load_acknowledging(views, acks)
+        if needs.acknowledged_only:
+            self._load_acknowledging(views, needs.acknowledged_only)
             held = views.acknowledging
             needs.recipients.difference_update(held)
             needs.broadcasts.update({facts.broadcast_id for facts in held.values()})
@@ -426,7 +430,7 @@ class SqlViewStore:
 
     def _write(self, views: Views, loaded: dict[UUID, RecipientRow]) -> None:
         d = self.dialect
-        t = _remembering(d.time_in)
+        t = _Converted(d.time_in).__getitem__
         inserts = []
         # Updates grouped by the columns they change: an acknowledgement writes one
         # time and the version, not every column (each written time is formatted,
@@ -779,11 +783,11 @@ class SqlViewStore:
     def iter_result_cells(
         self, broadcast_id: UUID, *, unacknowledged_as_of: int | None = None
     ) -> Iterator[ResultCells]:
-        out = self.dialect.time_out
+        times = _Converted(self.dialect.time_out)
         statuses = _STATUSES
 
         def decode(r: Sequence[Any]) -> ResultCells:
-            return (statuses[r[1]], out(r[2]), r[3], r[4], r[5], r[6], r[7], out(r[8]))
+            return (statuses[r[1]], times[r[2]], r[3], r[4], r[5], r[6], r[7], times[r[8]])
 
         if unacknowledged_as_of is None:
             return self._stream(_RESULT_COLUMNS, "broadcast_id = ?", [broadcast_id.hex], decode)

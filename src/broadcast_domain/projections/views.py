@@ -10,6 +10,7 @@ the oracle that ``verify_projections`` compares a store against.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import cast
@@ -44,7 +45,6 @@ __all__ = [
     "RecipientRow",
     "Views",
     "estimated_completion",
-    "acknowledgements_only",
     "fold",
     "keyword_key",
     "month_of",
@@ -109,8 +109,13 @@ class Counts:
             self.errors_by_reason.pop(key, None)
 
 
+@functools.lru_cache(maxsize=4096)
 def month_of(moment: datetime, timezone: str) -> tuple[int, int]:
-    """The calendar (year, month) of a moment in a time zone."""
+    """The calendar (year, month) of a moment in a time zone.
+
+    Remembered: a batch's outcomes share few times (a dispatch records a batch
+    with one), and the answer depends only on the instant and the zone.
+    """
     local = moment.astimezone(ZoneInfo(timezone))
     return local.year, local.month
 
@@ -123,7 +128,7 @@ class Acknowledging:
     and changes nothing else shown; the counts need only the row's broadcast
     and whether it was an unacknowledged error. So a store may put this in
     :attr:`Views.acknowledging` instead of loading the whole row, and write the
-    two columns back (:func:`acknowledgements_only` says which recipients qualify).
+    two columns back (:attr:`Needs.acknowledged_only` says which recipients qualify).
     """
 
     broadcast_id: UUID
@@ -219,24 +224,36 @@ class Needs:
 
     Built from the batch alone (:meth:`of`); :meth:`add_rows` adds the broadcasts
     and accounts of the recipient rows once they are loaded. A recipient the
-    batch schedules is new, so its row is not read.
+    batch schedules is new, so its row is not read. ``acknowledged_only`` are the
+    recipients whose every event in the batch is an ``ErrorAcknowledged`` (a store
+    may hold them as :class:`Acknowledging` facts instead of rows; they are in
+    ``recipients`` too).
     """
 
     recipients: set[UUID] = attrs.field(factory=set)
     broadcasts: set[UUID] = attrs.field(factory=set)
     accounts: set[str] = attrs.field(factory=set)
+    acknowledged_only: set[UUID] = attrs.field(factory=set)
 
     @classmethod
     def of(cls, batch: Sequence[tuple[int, DomainEvent]]) -> Needs:
         """What the batch's events name directly."""
-        needs = cls()
         new: set[UUID] = set()
-        recipients, broadcasts, accounts = needs.recipients, needs.broadcasts, needs.accounts
+        acks: set[UUID] = set()
+        others: set[UUID] = set()
+        broadcasts: set[UUID] = set()
+        accounts: set[str] = set()
+        kinds = _KINDS
+        # One pass, one set insertion per recipient event (hashing a UUID runs Python
+        # code); the sets are combined afterwards in C.
         for _, event in batch:
-            kind = _kind(type(event))
+            event_type = type(event)
+            kind = kinds.get(event_type) or _kind(event_type)
             if kind is _Kind.RECIPIENT:
-                if event.originator_id not in new:
-                    recipients.add(event.originator_id)
+                if event_type is ErrorAcknowledged:
+                    acks.add(event.originator_id)
+                else:
+                    others.add(event.originator_id)
             elif kind is _Kind.SCHEDULED:
                 scheduled = cast(Scheduled, event)
                 new.add(scheduled.originator_id)
@@ -246,7 +263,12 @@ class Needs:
                 broadcasts.add(event.originator_id)
             elif kind is _Kind.ACCOUNT:
                 accounts.add(cast(AccountConfigured, event).account_id)
-        return needs
+        return cls(
+            recipients=(acks | others) - new,
+            broadcasts=broadcasts,
+            accounts=accounts,
+            acknowledged_only=(acks - others) - new if acks else set(),
+        )
 
     def add_rows(self, views: Views) -> None:
         """Add the broadcast and account of every loaded recipient row."""
@@ -255,18 +277,6 @@ class Needs:
             if row is not None:
                 self.broadcasts.add(row.broadcast_id)
                 self.accounts.add(row.account_id)
-
-
-def acknowledgements_only(batch: Sequence[tuple[int, DomainEvent]]) -> set[UUID]:
-    """The recipients whose every event in ``batch`` is an ``ErrorAcknowledged``."""
-    acks: set[UUID] = set()
-    others: set[UUID] = set()
-    for _, event in batch:
-        if type(event) is ErrorAcknowledged:
-            acks.add(event.originator_id)
-        elif _kind(type(event)) in (_Kind.RECIPIENT, _Kind.SCHEDULED):
-            others.add(event.originator_id)
-    return acks - others
 
 
 def months_needed(batch: Sequence[tuple[int, DomainEvent]], views: Views) -> set[MonthKey]:
