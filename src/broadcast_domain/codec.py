@@ -122,15 +122,23 @@ def make_converter() -> OrjsonConverter:
 _SKIP = ("originator_id", "originator_version")
 
 
+_EVENT_CONVERTER = make_converter()
+_ENCODERS: dict[type[ev.DomainEvent], Callable[[Any], Any]] = {}
+_DECODERS: dict[str, Callable[[dict[str, Any]], ev.DomainEvent]] = {}
+
+
 class AttrsMapper(Mapper[UUID]):
     """Maps attrs domain events to stored events with cattrs + orjson, no ``__dict__``."""
 
     def __init__(self, transcoder: Transcoder | None = None, **_: Any) -> None:
         # The transcoder, cipher and compressor of eventsourcing are not used: events
         # are encoded by cattrs + orjson, which is both faster and slot-friendly.
-        self.converter = make_converter()
-        self._encoders: dict[type[ev.DomainEvent], Callable[[Any], Any]] = {}
-        self._decoders: dict[str, Callable[[dict[str, Any]], ev.DomainEvent]] = {}
+        # Shared by every mapper of the process: all are configured alike, and the
+        # generated (un)structure functions cost milliseconds per event class, which
+        # each store opened would otherwise pay again.
+        self.converter = _EVENT_CONVERTER
+        self._encoders = _ENCODERS
+        self._decoders = _DECODERS
 
     def _encoder(self, cls: type[ev.DomainEvent]) -> Callable[[Any], Any]:
         fn = self._encoders.get(cls)

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from broadcast_adapters.storage.dialects import POSTGRES, SQLITE, Dialect
-from broadcast_domain.codec import decode_state, encode_state
+from broadcast_domain.codec import decode_state, encode_state, uuid_from_hex
 from broadcast_domain.domain.account import Account
 from broadcast_domain.domain.broadcast import Broadcast
 from broadcast_domain.domain.events import DomainEvent
@@ -202,8 +202,8 @@ class SqlViewStore:
 
         def decode(r: Sequence[Any]) -> RecipientRow:
             return RecipientRow(
-                UUID(r[0]),
-                UUID(r[1]),
+                uuid_from_hex(r[0]),
+                uuid_from_hex(r[1]),
                 r[2],
                 r[3],
                 r[4],
@@ -620,7 +620,7 @@ class SqlViewStore:
                 ):
                     views.monthly[(a, int(y), int(m))] = int(n)
                 for mid, rid in c.execute("SELECT message_id, recipient_id FROM bd_message_ids"):
-                    views.message_ids[mid] = UUID(rid)
+                    views.message_ids[mid] = uuid_from_hex(rid)
                 for (state,) in c.execute("SELECT state FROM bd_unmatched"):
                     m = decode_state(out(state), UnmatchedMessage)
                     views.unmatched[m.id] = m
@@ -818,7 +818,7 @@ class SqlViewStore:
             "id, version",
             f"broadcast_id = ? AND {_UNACK} AND error_position <= ?",
             [broadcast_id.hex, as_of],
-            lambda r: (UUID(r[1]), int(r[2])),
+            lambda r: (uuid_from_hex(r[1]), int(r[2])),
         )
 
     def iter_unacknowledged(self, broadcast_id: UUID, as_of: int) -> Iterator[RecipientRow]:
