@@ -57,3 +57,27 @@ def test_the_sqlite_log_reads_what_select_notifications_reads(
         assert log.read(after, 10) == expected
     finally:
         log.close()
+
+
+@given(batches=st.lists(st.lists(domain_events(), min_size=1, max_size=6), max_size=4))
+def test_the_sqlite_log_tells_the_positions_it_recorded_events_at(
+    tmp_path_factory: object, batches: list[list[DomainEvent]]
+) -> None:
+    """put() on SQLite returns the positions read() then gives the same events at."""
+    folder: Path = tmp_path_factory.mktemp("log")  # type: ignore[attr-defined]
+    log = EventLog(parse_store_url(f"sqlite:///{folder / 'events.db'}"))
+    try:
+        seen: set[UUID] = set()
+        for batch in batches:
+            unique = [e for e in {e.originator_id: e for e in batch}.values()]
+            fresh = [e for e in unique if e.originator_id not in seen]
+            seen.update(e.originator_id for e in fresh)
+            positions = log.put(fresh)
+            if not fresh:
+                assert positions is None
+                continue
+            assert positions is not None
+            assert log.read(positions[0] - 1, len(fresh)) == list(zip(positions, fresh, strict=True))
+        assert log.max_position() == len(seen)
+    finally:
+        log.close()

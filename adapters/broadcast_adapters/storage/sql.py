@@ -16,9 +16,12 @@ queries use.
 
 from __future__ import annotations
 
+import operator
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
+from itertools import compress
+from operator import is_not
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -172,13 +175,7 @@ class _Converted(dict[Any, Any]):
         return result
 
 
-def _column_value(row: RecipientRow, column: str, time_in: Callable[[Any], Any]) -> Any:
-    value = getattr(row, column)
-    if column in _TIMES:
-        return time_in(value)
-    if column == "status":
-        return value.value
-    return value
+_changing_values = operator.attrgetter(*_CHANGING)
 
 
 class SqlViewStore:
@@ -436,6 +433,8 @@ class SqlViewStore:
         # time and the version, not every column (each written time is formatted,
         # and an unchanged status leaves the status index alone).
         updates: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        shapes: dict[tuple[bool, ...], tuple[str, ...]] = {}
+        changing = _changing_values
         for rid in views.dirty_recipients:
             r = views.recipients[rid]
             before = loaded.get(rid)
@@ -465,13 +464,21 @@ class SqlViewStore:
                     )
                 )
                 continue
-            # The fold copies unchanged values by reference, so `is` finds the changes.
-            changed = tuple(c for c in _CHANGING if getattr(r, c) is not getattr(before, c))
-            if not changed:
+            # The fold copies unchanged values by reference, so `is` finds the changes
+            # (compared column by column in C: map, compress).
+            now = changing(r)
+            flags = tuple(map(is_not, now, changing(before)))
+            columns = shapes.get(flags)
+            if columns is None:
+                columns = shapes[flags] = tuple(compress(_CHANGING, flags))
+            if not columns:
                 continue
-            values = [_column_value(r, c, t) for c in changed]
+            values = [
+                (t(v) if c in _TIMES else v.value if c == "status" else v)
+                for c, v in zip(columns, compress(now, flags), strict=True)
+            ]
             values.append(rid.hex)
-            updates.setdefault(changed, []).append(tuple(values))
+            updates.setdefault(columns, []).append(tuple(values))
         self._many(self._upsert_row, inserts)
         for columns, rows in updates.items():
             self._many(self._update_sql(columns), rows)

@@ -170,10 +170,17 @@ class BatchSQLiteRecorder(SQLiteApplicationRecorder):
     transaction. Rowids are still assigned in order, so positions are unchanged.
     """
 
-    def insert_rows(self, rows: Sequence[tuple[str, int, str, bytes]]) -> None:
-        """Insert ``(originator_id hex, version, topic, state)`` rows atomically."""
+    def insert_rows(self, rows: Sequence[tuple[str, int, str, bytes]]) -> range:
+        """Insert ``(originator_id hex, version, topic, state)`` rows atomically; their positions.
+
+        The transaction holds the file's write lock, so the rows take the next
+        rowids in order: the positions are the last ``len(rows)`` up to the largest.
+        """
         with self.datastore.transaction(commit=True) as c:
             c.executemany(self.insert_events_statement, rows)
+            c.execute(f"SELECT max(rowid) FROM {self.events_table_name}")  # noqa: S608
+            last = int(c.fetchone()[0] or 0)
+        return range(last - len(rows) + 1, last + 1)
 
     def select_rows(self, after: int, limit: int) -> list[Any]:
         """Up to ``limit`` ``(position, originator id, version, topic, state)`` rows after ``after``.
@@ -270,24 +277,30 @@ class EventLog:
         self.recorder = self.app.recorder
         # The batch path needs our recorder; another store (or an env override) keeps
         # eventsourcing's own insert_events.
-        batch = isinstance(self.recorder, BatchSQLiteRecorder)
-        self._insert_rows = self.recorder.insert_rows if batch else None
-        self._select_rows = self.recorder.select_rows if batch else None
+        recorder = self.recorder
+        batch = recorder if isinstance(recorder, BatchSQLiteRecorder) else None
+        self._insert_rows = batch.insert_rows if batch is not None else None
+        self._select_rows = batch.select_rows if batch is not None else None
 
-    def put(self, events: Sequence[DomainEvent]) -> None:
-        """Append events atomically; VersionConflict when any aggregate version is taken."""
+    def put(self, events: Sequence[DomainEvent]) -> Sequence[int] | None:
+        """Append events atomically; VersionConflict when any aggregate version is taken.
+
+        Returns the events' positions where the store tells them for free (SQLite),
+        else None.
+        """
         if not events:
-            return
+            return None
         try:
             if self._insert_rows is not None:
                 to_row = self.mapper.to_row
-                self._insert_rows([to_row(e) for e in events])
-            elif self.store.kind == "postgresql":
+                return self._insert_rows([to_row(e) for e in events])
+            if self.store.kind == "postgresql":
                 self._insert_postgres([self.mapper.to_stored_event(e) for e in events])
             else:
                 self.recorder.insert_events([self.mapper.to_stored_event(e) for e in events])
         except (IntegrityError, RecordConflictError) as e:
             raise VersionConflict(str(e)) from e
+        return None
 
     def _insert_postgres(self, stored: Sequence[Any]) -> None:
         """eventsourcing's PostgreSQL write, as one statement over arrays.

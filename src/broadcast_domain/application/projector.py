@@ -80,6 +80,22 @@ class Projector:
             # Another process moved the position meanwhile: drop what it applied, try again.
         return 0
 
+    def apply_recorded(self, positions: Sequence[int], events: Sequence[DomainEvent]) -> bool:
+        """Apply events just recorded at ``positions`` without reading them back.
+
+        Only when they are the next the views lack (nothing recorded between
+        the views' position and theirs); False otherwise, and nothing is applied
+        (a catch-up reads them from the log then).
+        """
+        if not positions or len(positions) != len(events):
+            return False
+        with self._lock, _collector_paused():
+            position = self.views.position()
+            if position != positions[0] - 1:
+                return False
+            batch = list(zip(positions, events, strict=True))
+            return self.views.apply(batch, expected_position=position)
+
     def catch_up(
         self,
         on_batch: Callable[[int, int], None] | None = None,

@@ -361,7 +361,8 @@ def _project_recipient(views: Views, event: RecipientEvent, position: int) -> No
     views.dirty_counts.add(bid)
     if counts.first_position == 0:
         counts.first_position = position
-    counts.last_position = max(counts.last_position, position)
+    if position > counts.last_position:
+        counts.last_position = position
     status = after.status
     if before is None:
         counts.bump(status, +1)
@@ -370,7 +371,14 @@ def _project_recipient(views: Views, event: RecipientEvent, position: int) -> No
     elif before.status is not status:
         counts.bump(before.status, -1)
         counts.bump(status, +1)
-    _count_errors(counts, before, after)
+    if (
+        before is None
+        or before.status is not status
+        or before.reason is not after.reason
+        or before.acknowledged_at is not after.acknowledged_at
+    ):
+        # Otherwise the reason and the unacknowledged flag are the same objects as before.
+        _count_errors(counts, before, after)
     if isinstance(event, Sent):
         views.message_ids[event.message_id] = rid
         views.dirty_message_ids.add(event.message_id)
