@@ -332,7 +332,8 @@ def _project_acknowledging(
     views.dirty_counts.add(bid)
     if counts.first_position == 0:
         counts.first_position = position
-    counts.last_position = max(counts.last_position, position)
+    if position > counts.last_position:
+        counts.last_position = position
     if facts.unacknowledged:
         facts.unacknowledged = False
         counts.unacknowledged -= 1
@@ -423,7 +424,8 @@ def project(views: Views, event: DomainEvent, position: int) -> None:
         views.dirty_accounts.add(event.account_id)
     elif isinstance(event, BounceUnmatched | UnmatchedResolved):
         _project_unmatched(views, event)
-    views.position = max(views.position, position)
+    if position > views.position:
+        views.position = position
 
 
 def fold(history: Iterable[tuple[int, DomainEvent]]) -> Views:
