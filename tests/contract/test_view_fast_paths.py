@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from broadcast_adapters.storage import sql
 from broadcast_adapters.storage.sql import SqlViewStore
 from broadcast_domain.application.eventlog import parse_store_url
 from broadcast_domain.application.projector import compare_views
@@ -154,3 +155,23 @@ def test_the_bulk_path_is_taken_for_a_page_of_acknowledgements() -> None:
         h.acknowledge(bid, address)
     acks = h.history[before:]
     assert len(Needs.of(acks).acknowledged_only) == 5
+
+
+@_per_store
+@given(
+    history=acknowledged_histories(),
+    cuts=st.lists(st.integers(0, 10_000), max_size=5),
+    limit=st.integers(1, 6),
+)
+def test_a_small_row_cache_drops_its_oldest_rows_and_gives_the_fold(
+    stores: Opener, history: History, cuts: list[int], limit: int
+) -> None:
+    """With room for a few rows, the store keeps at most that many and still gives the fold."""
+    with pytest.MonkeyPatch.context() as patch, ExitStack() as stack:
+        patch.setattr(sql, "_CACHE_LIMIT", limit)
+        store = stores(stack)
+        store.reset()
+        for batch in _batches(history, cuts):
+            assert store.apply(batch, expected_position=store.position())
+            assert len(store._cache) <= limit
+        assert compare_views(fold(history), store.dump()) == []

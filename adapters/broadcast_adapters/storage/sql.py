@@ -20,7 +20,7 @@ import operator
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
-from itertools import compress
+from itertools import compress, islice
 from operator import is_not
 from typing import Any, TypeVar
 from uuid import UUID
@@ -407,7 +407,7 @@ class SqlViewStore:
         ):
             bid = broadcasts.get(bid_hex)
             if bid is None:
-                bid = broadcasts[bid_hex] = UUID(bid_hex)
+                bid = broadcasts[bid_hex] = uuid_from_hex(bid_hex)
             unacknowledged = status == _ERROR and acknowledged_at is None
             held[pending[rid_hex]] = Acknowledging(bid, unacknowledged)
 
@@ -575,11 +575,17 @@ class SqlViewStore:
 
     def _remember(self, views: Views) -> None:
         cache = self._cache
-        if len(cache) + len(views.dirty_recipients) > _CACHE_LIMIT:
-            cache.clear()
         rows = views.recipients
         for rid in views.dirty_recipients:
             cache[rid] = rows[rid]
+        excess = len(cache) - _CACHE_LIMIT
+        if excess > 0:
+            # The rows remembered first go first (a dict keeps insertion order): the
+            # next batches come back to recent recipients (the next events of the
+            # broadcast being sent or replayed), so dropping everything at once would
+            # send the next batch to the table for rows it was about to reuse.
+            for rid in list(islice(cache, excess)):
+                del cache[rid]
         self._cache_position = views.position
 
     def _forget(self) -> None:

@@ -188,17 +188,14 @@ class BatchSQLiteRecorder(SQLiteApplicationRecorder):
         What ``select_notifications`` reads, without a ``Notification`` and a
         ``UUID`` built per row (the caller decodes the row once, as it needs it).
         """
-        with self.datastore.transaction(commit=False) as c:
-            c.execute(self._select_rows_statement, (after, limit))
-            rows: list[Any] = c.fetchall()
-            return rows
-
-    @property
-    def _select_rows_statement(self) -> str:
-        return (
+        statement = (
             "SELECT rowid, originator_id, originator_version, topic, state "  # noqa: S608
             f"FROM {self.events_table_name} WHERE rowid > ? ORDER BY rowid LIMIT ?"
         )
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(statement, (after, limit))
+            rows: list[Any] = c.fetchall()
+            return rows
 
 
 _BATCH_RECORDER_TOPIC = f"{__name__}:{BatchSQLiteRecorder.__qualname__}"
