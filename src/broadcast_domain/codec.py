@@ -75,7 +75,7 @@ def uuid_from_hex(text: str) -> UUID:
         u = _new(UUID)
         _set(u, "int", int(text, 16))
         _set(u, "is_safe", _UNKNOWN)
-        return cast(UUID, u)
+        return u
     return UUID(text)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from datetime import timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ def acknowledged_histories(draw: Any) -> History:
 
 def _batches(history: Sequence[Any], cuts: Sequence[int]) -> Iterator[list[Any]]:
     bounds = sorted({0, len(history), *(c % (len(history) + 1) for c in cuts)})
-    for start, end in zip(bounds, bounds[1:], strict=False):
+    for start, end in pairwise(bounds):
         if end > start:
             yield list(history[start:end])
 
@@ -99,9 +100,7 @@ def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
     return open_store
 
 
-_per_store = settings(
-    max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+_per_store = settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @_per_store

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from broadcast_adapters.csv_io import _FORMULA_LEADS, is_formula_cell
 
-_LEADS = st.sampled_from(sorted(_FORMULA_LEADS) + ["a", "1", " ", "'", "姓"])
+_LEADS = st.sampled_from([*sorted(_FORMULA_LEADS), "a", "1", " ", "'", "姓"])
 
 
 @given(lead=st.lists(_LEADS, max_size=4).map("".join), rest=st.text(max_size=8))

@@ -20,9 +20,9 @@ from broadcast_domain.domain.events import DomainEvent
 from broadcast_domain.errors import InvalidInput, StoreUnavailable
 
 __all__ = [
+    "GET_MANY_CHUNK",
     "POSTGRES_OPTIONS",
     "BatchSQLiteRecorder",
-    "GET_MANY_CHUNK",
     "EventLog",
     "StoreUrl",
     "VersionConflict",
@@ -183,7 +183,7 @@ class BatchSQLiteRecorder(SQLiteApplicationRecorder):
         return range(last - len(rows) + 1, last + 1)
 
     def select_rows(self, after: int, limit: int) -> list[Any]:
-        """Up to ``limit`` ``(position, originator id, version, topic, state)`` rows after ``after``.
+        """Up to ``limit`` (position, originator id, version, topic, state) rows after ``after``.
 
         What ``select_notifications`` reads, without a ``Notification`` and a
         ``UUID`` built per row (the caller decodes the row once, as it needs it).
@@ -361,7 +361,7 @@ class EventLog:
         if self.store.kind == "sqlite":
             marks = ",".join("?" * len(ids))
             statement = (
-                "SELECT originator_id, originator_version, topic, state "
+                "SELECT originator_id, originator_version, topic, state "  # noqa: S608 - marks only
                 f"FROM {recorder.events_table_name} WHERE originator_id IN ({marks}) "
                 "ORDER BY originator_id, originator_version"
             )
@@ -371,14 +371,12 @@ class EventLog:
         if self.store.kind == "postgresql":
             from psycopg.sql import SQL, Identifier
 
-            statement = SQL(
+            query = SQL(
                 "SELECT originator_id, originator_version, topic, state FROM {}.{} "
                 "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
-            ).format(
-                Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name)
-            )
+            ).format(Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name))
             with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
-                curs.execute(statement, (list(ids),))
+                curs.execute(query, (list(ids),))
                 return [
                     (r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"]))
                     for r in curs.fetchall()

@@ -25,9 +25,9 @@ from broadcast_domain.domain.events import (
     AccountConfigured,
     Bounced,
     BroadcastEvent,
-    ErrorAcknowledged,
     BroadcastScheduled,
     DomainEvent,
+    ErrorAcknowledged,
     RecipientEvent,
     Scheduled,
     Sent,
@@ -332,26 +332,33 @@ def _project_acknowledging(
     views.dirty_counts.add(bid)
     if counts.first_position == 0:
         counts.first_position = position
-    if position > counts.last_position:
+    if position > counts.last_position:  # noqa: PLR1730 - per event: no call to max()
         counts.last_position = position
     if facts.unacknowledged:
         facts.unacknowledged = False
         counts.unacknowledged -= 1
 
 
+def _acknowledged(views: Views, event: RecipientEvent, position: int) -> bool:
+    # A recipient the store holds as acknowledgement facts, not as a row.
+    facts = views.acknowledging.get(event.originator_id)
+    if facts is None:
+        return False
+    if not isinstance(event, ErrorAcknowledged):
+        raise ValueError(
+            f"{type(event).__name__} for recipient {event.originator_id}, "
+            "held for acknowledgements only"
+        )
+    _project_acknowledging(views, facts, event, position)
+    return True
+
+
 def _project_recipient(views: Views, event: RecipientEvent, position: int) -> None:
     rid = event.originator_id
     recipients = views.recipients
     before = recipients.get(rid)
-    if before is None and views.acknowledging:
-        facts = views.acknowledging.get(rid)
-        if facts is not None:
-            if type(event) is not ErrorAcknowledged:
-                raise ValueError(
-                    f"{type(event).__name__} for recipient {rid}, held for acknowledgements only"
-                )
-            _project_acknowledging(views, facts, cast(ErrorAcknowledged, event), position)
-            return
+    if before is None and views.acknowledging and _acknowledged(views, event, position):
+        return
     after = advance(before, event, position)
     recipients[rid] = after
     views.dirty_recipients.add(rid)
@@ -362,7 +369,7 @@ def _project_recipient(views: Views, event: RecipientEvent, position: int) -> No
     views.dirty_counts.add(bid)
     if counts.first_position == 0:
         counts.first_position = position
-    if position > counts.last_position:
+    if position > counts.last_position:  # noqa: PLR1730 - per event: no call to max()
         counts.last_position = position
     status = after.status
     if before is None:
@@ -424,7 +431,7 @@ def project(views: Views, event: DomainEvent, position: int) -> None:
         views.dirty_accounts.add(event.account_id)
     elif isinstance(event, BounceUnmatched | UnmatchedResolved):
         _project_unmatched(views, event)
-    if position > views.position:
+    if position > views.position:  # noqa: PLR1730 - per event: no call to max()
         views.position = position
 
 
