@@ -477,6 +477,10 @@ _FULLWIDTH_FORMULA: Final = "\uff1d\uff0b\uff0d\uff20"  # ＝＋－＠
 _INVISIBLE_LEAD: Final = "\u00a0\u3000\u200b\u200c\u200d\u2060\ufeff"
 
 
+_FORMULA_LEADS: Final = frozenset(_FORMULA_START + _FULLWIDTH_FORMULA + _INVISIBLE_LEAD)
+"""Every first character of a cell :func:`is_formula_cell` is True for."""
+
+
 def is_formula_cell(cell: str) -> bool:
     """True when a spreadsheet could run ``cell`` as a formula (so it is neutralised)."""
     if not cell:
@@ -606,7 +610,10 @@ class _Export:
                 f"{len(self._header)}",
                 field="rows",
             )
-        return [("'" + c) if is_formula_cell(c) else c for c in row]
+        # Most cells start with none of the characters a formula can start with:
+        # one set lookup each instead of a call (is_formula_cell is True only then).
+        suspect = _FORMULA_LEADS
+        return [("'" + c) if c[:1] in suspect and is_formula_cell(c) else c for c in row]
 
     def _raise_unencodable(self, row: Sequence[str], number: int) -> NoReturn:
         self._parts.clear()

@@ -16,14 +16,17 @@ queries use.
 
 from __future__ import annotations
 
+import operator
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
+from itertools import compress, islice
+from operator import is_not
 from typing import Any, TypeVar
 from uuid import UUID
 
 from broadcast_adapters.storage.dialects import POSTGRES, SQLITE, Dialect
-from broadcast_domain.codec import decode_state, encode_state
+from broadcast_domain.codec import decode_state, encode_state, uuid_from_hex
 from broadcast_domain.domain.account import Account
 from broadcast_domain.domain.broadcast import Broadcast
 from broadcast_domain.domain.events import DomainEvent
@@ -32,6 +35,7 @@ from broadcast_domain.domain.values import BroadcastStatus, DeliveryStatus
 from broadcast_domain.errors import StoreUnavailable
 from broadcast_domain.projections.rows import RESULT_FIELDS, ROW_FIELDS, RecipientRow, ResultCells
 from broadcast_domain.projections.views import (
+    Acknowledging,
     Counts,
     MonthKey,
     Needs,
@@ -146,31 +150,32 @@ _STREAM_CHUNK = 2000
 # recipient in several batches): valid only while nobody else moved the position.
 _CACHE_LIMIT = 100_000
 _STATUSES = {s.value: s for s in DeliveryStatus}
+_ERROR = DeliveryStatus.ERROR.value
 _TIMES = frozenset({"status_updated_at", "acknowledged_at", "due_at", "first_outcome_at"})
 
 
-def _remembering(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    # A batch's events share few timestamps (a dispatch records a batch with one
-    # time, an acknowledgement of a page too): convert each distinct time once.
-    seen: dict[Any, Any] = {None: None}
+class _Converted(dict[Any, Any]):
+    """Values converted by ``convert``, remembered: a hit is a plain dict lookup.
 
-    def converted(value: Any) -> Any:
-        try:
-            return seen[value]
-        except KeyError:
-            result = seen[value] = convert(value)
-            return result
+    Rows share few distinct times (a dispatch records a batch with one time, an
+    acknowledgement of a page too), so most conversions of a batch or a stream
+    are lookups; at most ``keep`` are kept.
+    """
 
-    return converted
+    def __init__(self, convert: Callable[[Any], Any], keep: int = 256) -> None:
+        super().__init__({None: None})
+        self._convert = convert
+        self._keep = keep
+
+    def __missing__(self, value: Any) -> Any:
+        if len(self) > self._keep:
+            self.clear()
+            self[None] = None
+        result = self[value] = self._convert(value)
+        return result
 
 
-def _column_value(row: RecipientRow, column: str, time_in: Callable[[Any], Any]) -> Any:
-    value = getattr(row, column)
-    if column in _TIMES:
-        return time_in(value)
-    if column == "status":
-        return value.value
-    return value
+_changing_values = operator.attrgetter(*_CHANGING)
 
 
 class SqlViewStore:
@@ -194,8 +199,8 @@ class SqlViewStore:
 
         def decode(r: Sequence[Any]) -> RecipientRow:
             return RecipientRow(
-                UUID(r[0]),
-                UUID(r[1]),
+                uuid_from_hex(r[0]),
+                uuid_from_hex(r[1]),
                 r[2],
                 r[3],
                 r[4],
@@ -350,6 +355,11 @@ class SqlViewStore:
         if self._cache_position != position:
             self._forget()  # another writer moved on: our rows may be stale
         cache = self._cache
+        if needs.acknowledged_only:
+            self._load_acknowledging(views, needs.acknowledged_only)
+            held = views.acknowledging
+            needs.recipients.difference_update(held)
+            needs.broadcasts.update({facts.broadcast_id for facts in held.values()})
         wanted = []
         for rid in needs.recipients:
             hit = cache.get(rid)
@@ -375,6 +385,32 @@ class SqlViewStore:
         self._load_months(views, months_needed(batch, views))
         return views
 
+    def _load_acknowledging(self, views: Views, acks: set[UUID]) -> None:
+        # Rows the batch only acknowledges: two facts each (from the cache, or two
+        # columns of the table) instead of the whole row, and two columns written back.
+        # The cached row goes (it would be stale); a row not found stays with the
+        # general path, which refuses an acknowledgement before Scheduled.
+        held = views.acknowledging
+        cache = self._cache
+        pending: dict[str, UUID] = {}
+        for rid in acks:
+            hit = cache.pop(rid, None)
+            if hit is None:
+                pending[rid.hex] = rid
+            else:
+                held[rid] = Acknowledging(hit.broadcast_id, hit.unacknowledged_error)
+        if not pending:
+            return
+        broadcasts: dict[str, UUID] = {}
+        for rid_hex, bid_hex, status, acknowledged_at in self._select_in(
+            "id, broadcast_id, status, acknowledged_at", "bd_recipients", "id", pending
+        ):
+            bid = broadcasts.get(bid_hex)
+            if bid is None:
+                bid = broadcasts[bid_hex] = uuid_from_hex(bid_hex)
+            unacknowledged = status == _ERROR and acknowledged_at is None
+            held[pending[rid_hex]] = Acknowledging(bid, unacknowledged)
+
     def _load_months(self, views: Views, keys: set[MonthKey]) -> None:
         by_account: dict[str, list[MonthKey]] = {}
         for key in keys:
@@ -391,12 +427,14 @@ class SqlViewStore:
 
     def _write(self, views: Views, loaded: dict[UUID, RecipientRow]) -> None:
         d = self.dialect
-        t = _remembering(d.time_in)
+        t = _Converted(d.time_in).__getitem__
         inserts = []
         # Updates grouped by the columns they change: an acknowledgement writes one
         # time and the version, not every column (each written time is formatted,
         # and an unchanged status leaves the status index alone).
         updates: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        shapes: dict[tuple[bool, ...], tuple[str, ...]] = {}
+        changing = _changing_values
         for rid in views.dirty_recipients:
             r = views.recipients[rid]
             before = loaded.get(rid)
@@ -426,16 +464,32 @@ class SqlViewStore:
                     )
                 )
                 continue
-            # The fold copies unchanged values by reference, so `is` finds the changes.
-            changed = tuple(c for c in _CHANGING if getattr(r, c) is not getattr(before, c))
-            if not changed:
+            # The fold copies unchanged values by reference, so `is` finds the changes
+            # (compared column by column in C: map, compress).
+            now = changing(r)
+            flags = tuple(map(is_not, now, changing(before)))
+            columns = shapes.get(flags)
+            if columns is None:
+                columns = shapes[flags] = tuple(compress(_CHANGING, flags))
+            if not columns:
                 continue
-            values = [_column_value(r, c, t) for c in changed]
+            values = [
+                (t(v) if c in _TIMES else v.value if c == "status" else v)
+                for c, v in zip(columns, compress(now, flags), strict=True)
+            ]
             values.append(rid.hex)
-            updates.setdefault(changed, []).append(tuple(values))
+            updates.setdefault(columns, []).append(tuple(values))
         self._many(self._upsert_row, inserts)
         for columns, rows in updates.items():
             self._many(self._update_sql(columns), rows)
+        self._many(
+            self._update_sql(("acknowledged_at", "version")),
+            [
+                (t(facts.acknowledged_at), facts.version, rid.hex)
+                for rid, facts in views.acknowledging.items()
+                if facts.version
+            ],
+        )
         upsert = d.sql(
             "INSERT INTO bd_broadcasts VALUES (?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET "
             "status = excluded.status, scheduled_at = excluded.scheduled_at, state = excluded.state"
@@ -521,11 +575,17 @@ class SqlViewStore:
 
     def _remember(self, views: Views) -> None:
         cache = self._cache
-        if len(cache) + len(views.dirty_recipients) > _CACHE_LIMIT:
-            cache.clear()
         rows = views.recipients
         for rid in views.dirty_recipients:
             cache[rid] = rows[rid]
+        excess = len(cache) - _CACHE_LIMIT
+        if excess > 0:
+            # The rows remembered first go first (a dict keeps insertion order): the
+            # next batches come back to recent recipients (the next events of the
+            # broadcast being sent or replayed), so dropping everything at once would
+            # send the next batch to the table for rows it was about to reuse.
+            for rid in list(islice(cache, excess)):
+                del cache[rid]
         self._cache_position = views.position
 
     def _forget(self) -> None:
@@ -573,7 +633,7 @@ class SqlViewStore:
                 ):
                     views.monthly[(a, int(y), int(m))] = int(n)
                 for mid, rid in c.execute("SELECT message_id, recipient_id FROM bd_message_ids"):
-                    views.message_ids[mid] = UUID(rid)
+                    views.message_ids[mid] = uuid_from_hex(rid)
                 for (state,) in c.execute("SELECT state FROM bd_unmatched"):
                     m = decode_state(out(state), UnmatchedMessage)
                     views.unmatched[m.id] = m
@@ -722,8 +782,8 @@ class SqlViewStore:
             if not rows:
                 return
             last = rows[-1][0]
-            for r in rows:
-                yield decode(r)
+            # map runs the loop in C: a per-row generator step costs as much as the decode.
+            yield from map(decode, rows)
             # Freed before the next chunk is fetched: one chunk in memory at a time.
             del rows
 
@@ -736,11 +796,11 @@ class SqlViewStore:
     def iter_result_cells(
         self, broadcast_id: UUID, *, unacknowledged_as_of: int | None = None
     ) -> Iterator[ResultCells]:
-        out = self.dialect.time_out
+        times = _Converted(self.dialect.time_out)
         statuses = _STATUSES
 
         def decode(r: Sequence[Any]) -> ResultCells:
-            return (statuses[r[1]], out(r[2]), r[3], r[4], r[5], r[6], r[7], out(r[8]))
+            return (statuses[r[1]], times[r[2]], r[3], r[4], r[5], r[6], r[7], times[r[8]])
 
         if unacknowledged_as_of is None:
             return self._stream(_RESULT_COLUMNS, "broadcast_id = ?", [broadcast_id.hex], decode)
@@ -771,7 +831,7 @@ class SqlViewStore:
             "id, version",
             f"broadcast_id = ? AND {_UNACK} AND error_position <= ?",
             [broadcast_id.hex, as_of],
-            lambda r: (UUID(r[1]), int(r[2])),
+            lambda r: (uuid_from_hex(r[1]), int(r[2])),
         )
 
     def iter_unacknowledged(self, broadcast_id: UUID, as_of: int) -> Iterator[RecipientRow]:

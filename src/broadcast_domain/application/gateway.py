@@ -101,9 +101,12 @@ class Gateway:
 
     # --- recording -----------------------------------------------------------------------
 
-    def put(self, events: Sequence[DomainEvent]) -> None:
-        """Record events in one transaction; VersionConflict when a version is taken."""
-        self.log.put(events)
+    def put(self, events: Sequence[DomainEvent]) -> Sequence[int] | None:
+        """Record events in one transaction; VersionConflict when a version is taken.
+
+        Returns their positions when the store tells them (SQLite), else None.
+        """
+        return self.log.put(events)
 
     def decide_and_put(self, decide: Callable[[], tuple[T, Sequence[DomainEvent]]]) -> T:
         """Run ``decide`` (result, events) and record the events, deciding again on a conflict.

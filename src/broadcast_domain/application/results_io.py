@@ -83,25 +83,30 @@ def format_time(moment: datetime | None, zone: ZoneInfo) -> str:
     return f"{t.year:04d}/{t.month:02d}/{t.day:02d} {t.hour:02d}:{t.minute:02d}:{t.second:02d}"
 
 
+class _Formatted(dict[datetime | None, str]):
+    """Formatted times by moment: a hit is a plain dict lookup, a miss formats it."""
+
+    def __init__(self, zone: ZoneInfo, keep: int) -> None:
+        super().__init__({None: ""})
+        self._zone = zone
+        self._keep = keep
+
+    def __missing__(self, moment: datetime | None) -> str:
+        if len(self) > self._keep:
+            self.clear()
+            self[None] = ""
+        text = self[moment] = format_time(moment, self._zone)
+        return text
+
+
 def time_formatter(zone: ZoneInfo, *, keep: int = 64) -> Callable[[datetime | None], str]:
     """``format_time`` in ``zone``, remembering up to ``keep`` recent answers.
 
     A broadcast's outcomes are recorded in batches that share one time, so an
-    export formats the same few moments over and over.
+    export formats the same few moments over and over; the answer is a dict's
+    own lookup (no Python call on a hit), with the formatting on a miss.
     """
-    seen: dict[datetime, str] = {}
-
-    def formatted(moment: datetime | None) -> str:
-        if moment is None:
-            return ""
-        text = seen.get(moment)
-        if text is None:
-            if len(seen) >= keep:
-                seen.clear()
-            text = seen[moment] = format_time(moment, zone)
-        return text
-
-    return formatted
+    return _Formatted(zone, keep).__getitem__
 
 
 def result_rows(

@@ -10,6 +10,7 @@ the oracle that ``verify_projections`` compares a store against.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import cast
@@ -26,6 +27,7 @@ from broadcast_domain.domain.events import (
     BroadcastEvent,
     BroadcastScheduled,
     DomainEvent,
+    ErrorAcknowledged,
     RecipientEvent,
     Scheduled,
     Sent,
@@ -36,6 +38,7 @@ from broadcast_domain.domain.values import DeliveryStatus, search_key
 from broadcast_domain.projections.rows import RecipientRow, advance, recipient_search_text
 
 __all__ = [
+    "Acknowledging",
     "Counts",
     "MonthKey",
     "Needs",
@@ -106,10 +109,34 @@ class Counts:
             self.errors_by_reason.pop(key, None)
 
 
+@functools.lru_cache(maxsize=4096)
 def month_of(moment: datetime, timezone: str) -> tuple[int, int]:
-    """The calendar (year, month) of a moment in a time zone."""
+    """The calendar (year, month) of a moment in a time zone.
+
+    Remembered: a batch's outcomes share few times (a dispatch records a batch
+    with one), and the answer depends only on the instant and the zone.
+    """
     local = moment.astimezone(ZoneInfo(timezone))
     return local.year, local.month
+
+
+@attrs.define
+class Acknowledging:
+    """A recipient a batch only acknowledges, held as the facts the acknowledgements need.
+
+    An ``ErrorAcknowledged`` sets the row's ``acknowledged_at`` and ``version``
+    and changes nothing else shown; the counts need only the row's broadcast
+    and whether it was an unacknowledged error. So a store may put this in
+    :attr:`Views.acknowledging` instead of loading the whole row, and write the
+    two columns back (:attr:`Needs.acknowledged_only` says which recipients qualify).
+    """
+
+    broadcast_id: UUID
+    #: Whether the row is an unacknowledged error (before the batch, then as folded).
+    unacknowledged: bool
+    #: The two columns the acknowledgements set (None and 0 until one is folded).
+    acknowledged_at: datetime | None = None
+    version: int = 0
 
 
 @attrs.define
@@ -134,6 +161,8 @@ class Views:
     dirty_accounts: set[str] = attrs.field(factory=set)
     dirty_monthly: set[MonthKey] = attrs.field(factory=set)
     dirty_message_ids: set[str] = attrs.field(factory=set)
+    # Recipients held as acknowledgement facts, not rows (never in ``recipients``).
+    acknowledging: dict[UUID, Acknowledging] = attrs.field(factory=dict)
     position: int = 0
 
     def counts_for(self, broadcast_id: UUID) -> Counts:
@@ -195,24 +224,36 @@ class Needs:
 
     Built from the batch alone (:meth:`of`); :meth:`add_rows` adds the broadcasts
     and accounts of the recipient rows once they are loaded. A recipient the
-    batch schedules is new, so its row is not read.
+    batch schedules is new, so its row is not read. ``acknowledged_only`` are the
+    recipients whose every event in the batch is an ``ErrorAcknowledged`` (a store
+    may hold them as :class:`Acknowledging` facts instead of rows; they are in
+    ``recipients`` too).
     """
 
     recipients: set[UUID] = attrs.field(factory=set)
     broadcasts: set[UUID] = attrs.field(factory=set)
     accounts: set[str] = attrs.field(factory=set)
+    acknowledged_only: set[UUID] = attrs.field(factory=set)
 
     @classmethod
     def of(cls, batch: Sequence[tuple[int, DomainEvent]]) -> Needs:
         """What the batch's events name directly."""
-        needs = cls()
         new: set[UUID] = set()
-        recipients, broadcasts, accounts = needs.recipients, needs.broadcasts, needs.accounts
+        acks: set[UUID] = set()
+        others: set[UUID] = set()
+        broadcasts: set[UUID] = set()
+        accounts: set[str] = set()
+        kinds = _KINDS
+        # One pass, one set insertion per recipient event (hashing a UUID runs Python
+        # code); the sets are combined afterwards in C.
         for _, event in batch:
-            kind = _kind(type(event))
+            event_type = type(event)
+            kind = kinds.get(event_type) or _kind(event_type)
             if kind is _Kind.RECIPIENT:
-                if event.originator_id not in new:
-                    recipients.add(event.originator_id)
+                if event_type is ErrorAcknowledged:
+                    acks.add(event.originator_id)
+                else:
+                    others.add(event.originator_id)
             elif kind is _Kind.SCHEDULED:
                 scheduled = cast(Scheduled, event)
                 new.add(scheduled.originator_id)
@@ -222,7 +263,12 @@ class Needs:
                 broadcasts.add(event.originator_id)
             elif kind is _Kind.ACCOUNT:
                 accounts.add(cast(AccountConfigured, event).account_id)
-        return needs
+        return cls(
+            recipients=(acks | others) - new,
+            broadcasts=broadcasts,
+            accounts=accounts,
+            acknowledged_only=(acks - others) - new if acks else set(),
+        )
 
     def add_rows(self, views: Views) -> None:
         """Add the broadcast and account of every loaded recipient row."""
@@ -274,10 +320,45 @@ def _count_errors(counts: Counts, before: RecipientRow | None, after: RecipientR
         counts.unacknowledged += 1 if after.unacknowledged_error else -1
 
 
+def _project_acknowledging(
+    views: Views, facts: Acknowledging, event: ErrorAcknowledged, position: int
+) -> None:
+    # What _project_recipient does for an ErrorAcknowledged, on the facts instead of
+    # the row: the status and reason stay, the error becomes acknowledged.
+    facts.acknowledged_at = event.timestamp
+    facts.version = event.originator_version
+    bid = facts.broadcast_id
+    counts = views.counts_for(bid)
+    views.dirty_counts.add(bid)
+    if counts.first_position == 0:
+        counts.first_position = position
+    if position > counts.last_position:  # noqa: PLR1730 - per event: no call to max()
+        counts.last_position = position
+    if facts.unacknowledged:
+        facts.unacknowledged = False
+        counts.unacknowledged -= 1
+
+
+def _acknowledged(views: Views, event: RecipientEvent, position: int) -> bool:
+    # A recipient the store holds as acknowledgement facts, not as a row.
+    facts = views.acknowledging.get(event.originator_id)
+    if facts is None:
+        return False
+    if not isinstance(event, ErrorAcknowledged):
+        raise ValueError(
+            f"{type(event).__name__} for recipient {event.originator_id}, "
+            "held for acknowledgements only"
+        )
+    _project_acknowledging(views, facts, event, position)
+    return True
+
+
 def _project_recipient(views: Views, event: RecipientEvent, position: int) -> None:
     rid = event.originator_id
     recipients = views.recipients
     before = recipients.get(rid)
+    if before is None and views.acknowledging and _acknowledged(views, event, position):
+        return
     after = advance(before, event, position)
     recipients[rid] = after
     views.dirty_recipients.add(rid)
@@ -288,7 +369,8 @@ def _project_recipient(views: Views, event: RecipientEvent, position: int) -> No
     views.dirty_counts.add(bid)
     if counts.first_position == 0:
         counts.first_position = position
-    counts.last_position = max(counts.last_position, position)
+    if position > counts.last_position:  # noqa: PLR1730 - per event: no call to max()
+        counts.last_position = position
     status = after.status
     if before is None:
         counts.bump(status, +1)
@@ -297,7 +379,14 @@ def _project_recipient(views: Views, event: RecipientEvent, position: int) -> No
     elif before.status is not status:
         counts.bump(before.status, -1)
         counts.bump(status, +1)
-    _count_errors(counts, before, after)
+    if (
+        before is None
+        or before.status is not status
+        or before.reason is not after.reason
+        or before.acknowledged_at is not after.acknowledged_at
+    ):
+        # Otherwise the reason and the unacknowledged flag are the same objects as before.
+        _count_errors(counts, before, after)
     if isinstance(event, Sent):
         views.message_ids[event.message_id] = rid
         views.dirty_message_ids.add(event.message_id)
@@ -342,7 +431,8 @@ def project(views: Views, event: DomainEvent, position: int) -> None:
         views.dirty_accounts.add(event.account_id)
     elif isinstance(event, BounceUnmatched | UnmatchedResolved):
         _project_unmatched(views, event)
-    views.position = max(views.position, position)
+    if position > views.position:  # noqa: PLR1730 - per event: no call to max()
+        views.position = position
 
 
 def fold(history: Iterable[tuple[int, DomainEvent]]) -> Views:

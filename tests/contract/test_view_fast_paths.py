@@ -1,0 +1,176 @@
+"""The SQL view store's fast paths give the rows the general path (the plain fold) gives.
+
+Acknowledgements: a recipient a batch only acknowledges is applied as two
+column updates from two facts (its broadcast and whether it was an
+unacknowledged error), taken from the store's row cache or from the table.
+Both sources, and any batching, must end with the rows and counts of the fold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
+from datetime import timedelta
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from broadcast_adapters.storage import sql
+from broadcast_adapters.storage.sql import SqlViewStore
+from broadcast_domain.application.eventlog import parse_store_url
+from broadcast_domain.application.projector import compare_views
+from broadcast_domain.domain.events import DomainEvent, ErrorAcknowledged
+from broadcast_domain.domain.values import Contact
+from broadcast_domain.projections.views import Needs, fold
+from broadcast_domain.testing.histories import HistoryBuilder
+from broadcast_domain.testing.postgres import PostgresDatabases
+from broadcast_domain.testing.strategies import histories
+
+History = list[tuple[int, DomainEvent]]
+
+
+@st.composite
+def acknowledged_histories(draw: Any) -> History:
+    """Errors, successes and pending recipients, then acknowledgements in any order,
+    with late reports and more attempts interleaved."""
+    h = HistoryBuilder()
+    n = draw(st.integers(1, 12))
+    bid = h.create_broadcast([Contact(f"r{i}@example.com") for i in range(n)])
+    h.advance(minutes=1)
+    h.start_sending(bid)
+    addresses = h.addresses(bid)
+    for address in addresses:
+        if draw(st.booleans()) or draw(st.booleans()):
+            h.attempt(bid, address)
+            code = draw(st.sampled_from([550, 550, 250, 451]))
+            h.reply(bid, address, code, f"{code} reply")
+    for address in draw(st.permutations(addresses)):
+        action = draw(st.sampled_from(["ack", "ack", "ack", "attempt", "advance", "none"]))
+        if action == "ack":
+            h.acknowledge(bid, address)
+        elif action == "attempt":
+            h.attempt(bid, address)
+            h.reply(bid, address, 550, "550 again")
+        elif action == "advance":
+            h.advance(minutes=draw(st.integers(1, 90)))
+    return h.history
+
+
+def _batches(history: Sequence[Any], cuts: Sequence[int]) -> Iterator[list[Any]]:
+    bounds = sorted({0, len(history), *(c % (len(history) + 1) for c in cuts)})
+    for start, end in pairwise(bounds):
+        if end > start:
+            yield list(history[start:end])
+
+
+Opener = Callable[[ExitStack], SqlViewStore]
+"""Opens a SQL view store on the test's database (a new object each call)."""
+
+
+def _check(stores: Opener, history: History, cuts: list[int], fresh: bool) -> None:
+    with ExitStack() as stack:
+        store = stores(stack)
+        store.reset()
+        for batch in _batches(history, cuts):
+            if fresh:
+                # A new store object has no cached rows: the facts come from the table.
+                store = stores(stack)
+            assert store.apply(batch, expected_position=store.position())
+        assert compare_views(fold(history), store.dump()) == []
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
+    """SQL view stores on one SQLite file, or on one PostgreSQL database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'views.db'}"
+    else:
+        databases: PostgresDatabases = request.getfixturevalue("postgres_databases")
+        url = databases()
+
+    def open_store(stack: ExitStack) -> SqlViewStore:
+        store = SqlViewStore.from_url(parse_store_url(url))
+        stack.callback(store.close)
+        return store
+
+    return open_store
+
+
+_per_store = settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@_per_store
+@given(
+    history=acknowledged_histories(),
+    cuts=st.lists(st.integers(0, 10_000), max_size=5),
+    fresh=st.booleans(),
+)
+def test_acknowledgements_in_bulk_give_the_rows_of_the_fold(
+    stores: Opener, history: History, cuts: list[int], fresh: bool
+) -> None:
+    """Acknowledgements applied as column updates, in any batching, from the cache or the
+    table, leave the rows and counts the one-by-one fold leaves."""
+    _check(stores, history, cuts, fresh)
+
+
+@_per_store
+@given(history=histories(), cuts=st.lists(st.integers(0, 10_000), max_size=4))
+def test_any_history_through_fresh_stores_gives_the_fold(
+    stores: Opener, history: History, cuts: list[int]
+) -> None:
+    """Every batch applied by a store object that holds no cached rows gives the fold."""
+    _check(stores, history, cuts, fresh=True)
+
+
+@given(history=acknowledged_histories(), cuts=st.lists(st.integers(0, 10_000), max_size=5))
+def test_the_bulk_path_takes_exactly_the_recipients_a_batch_only_acknowledges(
+    history: History, cuts: list[int]
+) -> None:
+    """A recipient is held as facts when, and only when, its every event in the batch is an
+    acknowledgement."""
+    for batch in _batches(history, cuts):
+        kinds: dict[Any, set[bool]] = {}
+        for _, event in batch:
+            kinds.setdefault(event.originator_id, set()).add(type(event) is ErrorAcknowledged)
+        expected = {rid for rid, seen in kinds.items() if seen == {True}}
+        assert Needs.of(batch).acknowledged_only == expected
+
+
+def test_the_bulk_path_is_taken_for_a_page_of_acknowledgements() -> None:
+    """A batch of acknowledgements alone holds every acknowledged recipient as facts."""
+    h = HistoryBuilder()
+    bid = h.create_broadcast([Contact(f"r{i}@example.com") for i in range(5)])
+    h.start_sending(bid)
+    for address in h.addresses(bid):
+        h.attempt(bid, address)
+        h.reply(bid, address, 550, "550 no such user")
+    h.advance(timedelta(minutes=5))
+    before = len(h.history)
+    for address in h.addresses(bid):
+        h.acknowledge(bid, address)
+    acks = h.history[before:]
+    assert len(Needs.of(acks).acknowledged_only) == 5
+
+
+@_per_store
+@given(
+    history=acknowledged_histories(),
+    cuts=st.lists(st.integers(0, 10_000), max_size=5),
+    limit=st.integers(1, 6),
+)
+def test_a_small_row_cache_drops_its_oldest_rows_and_gives_the_fold(
+    stores: Opener, history: History, cuts: list[int], limit: int
+) -> None:
+    """With room for a few rows, the store keeps at most that many and still gives the fold."""
+    with pytest.MonkeyPatch.context() as patch, ExitStack() as stack:
+        patch.setattr(sql, "_CACHE_LIMIT", limit)
+        store = stores(stack)
+        store.reset()
+        for batch in _batches(history, cuts):
+            assert store.apply(batch, expected_position=store.position())
+            assert len(store._cache) <= limit
+        assert compare_views(fold(history), store.dump()) == []
