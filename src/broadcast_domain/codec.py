@@ -31,6 +31,8 @@ __all__ = [
     "decode_state",
     "encode_state",
     "make_converter",
+    "scheduled_state_encoder",
+    "topic_of",
 ]
 
 EVENT_TYPES: dict[str, type[ev.DomainEvent]] = {
@@ -56,6 +58,14 @@ EVENT_TYPES: dict[str, type[ev.DomainEvent]] = {
 """Stable topics: stored events name these, not Python module paths, so modules can move."""
 
 _TOPICS = {cls: topic for topic, cls in EVENT_TYPES.items()}
+
+
+def topic_of(cls: type[ev.DomainEvent]) -> str:
+    """The stable topic stored for events of ``cls``."""
+    try:
+        return _TOPICS[cls]
+    except KeyError:
+        raise CodecError(f"{cls.__qualname__} is not a registered event type") from None
 
 
 class CodecError(BroadcastError):
@@ -193,6 +203,45 @@ class AttrsMapper(Mapper[UUID]):
 
 
 _STATE_CONVERTER = make_converter()
+
+
+def scheduled_state_encoder(
+    broadcast_id: UUID, account_id: str, timestamp: datetime
+) -> Callable[[str, str, str, str, str | None, int], bytes]:
+    """The payload bytes of a new broadcast's ``Scheduled`` events, without building them.
+
+    ``encode(address, last_name, first_name, company, contact_id, position)`` is
+    byte for byte ``AttrsMapper().encode_state(Scheduled(...))`` for the
+    broadcast, account and time given here: the same keys in the same order,
+    the time unstructured by the same converter. Scheduling a million
+    recipients skips a million event objects and their unstructuring.
+    """
+    dumps = orjson.dumps
+    when = _STATE_CONVERTER.unstructure(timestamp)
+
+    def encode(
+        address: str,
+        last_name: str,
+        first_name: str,
+        company: str,
+        contact_id: str | None,
+        position: int,
+    ) -> bytes:
+        return dumps(
+            {
+                "timestamp": when,
+                "broadcast_id": broadcast_id,
+                "account_id": account_id,
+                "address": address,
+                "last_name": last_name,
+                "first_name": first_name,
+                "company": company,
+                "contact_id": contact_id,
+                "position": position,
+            }
+        )
+
+    return encode
 
 S = TypeVar("S")
 

@@ -9,7 +9,8 @@ accepts, email-validator accepts too); anything else goes to the validator.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from operator import attrgetter
 from uuid import UUID
 
 from email_validator import EmailNotValidError, validate_email
@@ -18,7 +19,9 @@ from broadcast_domain.domain.values import Contact, normalise_address
 from broadcast_domain.errors import InvalidInput, UnknownBroadcast
 
 __all__ = [
+    "CheckedContacts",
     "check_address",
+    "check_contacts",
     "check_header_field",
     "check_paging",
     "fold_contacts",
@@ -29,7 +32,11 @@ __all__ = [
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _FAST = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+[A-Za-z]{{2,63}}")
+# _FAST with the local part's length bound (64) as a look-ahead: one C call per
+# address checks what the per-contact hot path checks in three steps.
+_FAST_BOUNDED = re.compile(rf"(?=[^@]{{1,64}}@){_FAST.pattern}")
 _UNSAFE = re.compile("[\r\n\x00]")
+_FIELDS = attrgetter("address", "last_name", "first_name", "company", "contact_id")
 
 
 def check_header_field(value: str | None, field: str) -> None:
@@ -70,51 +77,87 @@ def fold_contacts(
     """Validate every contact and fold duplicates by normalised address (first kept).
 
     Returns the kept contacts in order and how many duplicates were dropped. The
-    first bad contact raises InvalidInput naming its index and field.
+    first bad contact raises InvalidInput naming its index and field. (Scheduling
+    streams through :func:`check_contacts` instead; this is the same rule on a list.)
     """
+    items = list(contacts)
+    keys, fields = check_contacts(items, 0, field)
     seen: set[str] = set()
     kept: list[Contact] = []
-    duplicates = 0
-    fast, unsafe = _FAST.fullmatch, _UNSAFE.search
-    for index, contact in enumerate(contacts):
-        if not isinstance(contact, Contact):
-            where = f"{field}[{index}]"
-            raise InvalidInput(
-                f"{where} must be a broadcast_domain.Contact, got {type(contact).__name__}",
-                field=where,
-            )
-        # The hot path for a million plain addresses: what the fast expression accepts
-        # has no spaces or control characters, so check_address would return it as is.
-        address = contact.address
-        if not (
-            type(address) is str
-            and len(address) <= 254
-            and fast(address)
-            and len(address.partition("@")[0]) <= 64
-        ):
-            address = check_address(address, f"{field}[{index}].address")
-        last, first, company = contact.last_name, contact.first_name, contact.company
-        if not (
-            type(last) is str
-            and type(first) is str
-            and type(company) is str
-            and unsafe(last + first + company) is None
-        ):
-            for name in ("last_name", "first_name", "company"):
-                check_header_field(getattr(contact, name), f"{field}[{index}].{name}")
-        key = normalise_address(address)
+    for key, values, contact in zip(keys, fields, items, strict=True):
         if key in seen:
-            duplicates += 1
             continue
         seen.add(key)
-        kept.append(
-            contact
-            if address == contact.address
-            else Contact(
-                address, contact.last_name, contact.first_name, contact.company, contact.contact_id
+        kept.append(contact if values == _FIELDS(contact) else Contact(*values))
+    return kept, len(items) - len(kept)
+
+
+CheckedContacts = tuple[list[str], list[tuple[str, str, str, str, str | None]]]
+"""Each kept contact's fold key and its checked fields (address, last, first, company, id)."""
+
+
+def check_contacts(
+    contacts: Sequence[object], start: int, field: str = "recipients"
+) -> CheckedContacts:
+    """Validate a run of contacts (``contacts[0]`` is ``{field}[start]``); no folding.
+
+    Returns each contact's fold key (its normalised address) and checked fields,
+    in order. The first bad contact raises InvalidInput naming its index and
+    field, exactly as :func:`fold_contacts` would.
+    """
+    if contacts and set(map(type, contacts)) == {Contact}:
+        fields = list(map(_FIELDS, contacts))
+        addresses, lasts, firsts, companies, ids = zip(*fields, strict=True)
+        # The common case, decided a column at a time in C: plain ASCII dot-atom
+        # addresses (fold key: lower case, as NFC and casefold are identities on them),
+        # names without CR, LF or NUL, contact ids that are text or None.
+        try:
+            names_safe = (
+                _UNSAFE.search("".join(lasts) + "".join(firsts) + "".join(companies)) is None
             )
+            plain = (
+                names_safe
+                and max(map(len, addresses)) <= 254
+                and all(map(_FAST_BOUNDED.fullmatch, addresses))
+                and set(map(type, ids)) <= {str, type(None)}
+            )
+        except TypeError:  # a field that is not text: the slow path names it
+            plain = False
+        if plain:
+            return "\n".join(addresses).lower().split("\n"), fields
+    keys: list[str] = []
+    checked: list[tuple[str, str, str, str, str | None]] = []
+    for index, contact in enumerate(contacts, start):
+        address, key, values = _check_contact(contact, index, field)
+        keys.append(key)
+        checked.append(values)
+    return keys, checked
+
+
+def _check_contact(
+    contact: object, index: int, field: str
+) -> tuple[str, str, tuple[str, str, str, str, str | None]]:
+    # One contact, every rule: what fold_contacts does for each, plus the contact id.
+    if not isinstance(contact, Contact):
+        where = f"{field}[{index}]"
+        raise InvalidInput(
+            f"{where} must be a broadcast_domain.Contact, got {type(contact).__name__}",
+            field=where,
         )
-    return kept, duplicates
+    address = check_address(contact.address, f"{field}[{index}].address")
+    for name in ("last_name", "first_name", "company"):
+        check_header_field(getattr(contact, name), f"{field}[{index}].{name}")
+    contact_id = contact.contact_id
+    if contact_id is not None and not isinstance(contact_id, str):
+        where = f"{field}[{index}].contact_id"
+        raise InvalidInput(
+            f"{where} must be a string or None, got {type(contact_id).__name__}", field=where
+        )
+    return (
+        address,
+        normalise_address(address),
+        (address, contact.last_name, contact.first_name, contact.company, contact_id),
+    )
 
 
 def require_text(value: object, field: str, *, allow_empty: bool = False) -> str:
