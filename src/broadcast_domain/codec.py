@@ -9,7 +9,7 @@ classes do not have).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, TypeVar, cast, get_origin
 from uuid import UUID
@@ -30,9 +30,10 @@ __all__ = [
     "configure_converter",
     "decode_state",
     "encode_state",
+    "ContactFields",
+    "Row",
     "make_converter",
-    "scheduled_state_encoder",
-    "topic_of",
+    "scheduled_rows_encoder",
 ]
 
 EVENT_TYPES: dict[str, type[ev.DomainEvent]] = {
@@ -59,13 +60,11 @@ EVENT_TYPES: dict[str, type[ev.DomainEvent]] = {
 
 _TOPICS = {cls: topic for topic, cls in EVENT_TYPES.items()}
 
+Row = tuple[str, int, str, bytes]
+"""A stored event as the event log writes it: (originator id hex, version, topic, state)."""
 
-def topic_of(cls: type[ev.DomainEvent]) -> str:
-    """The stable topic stored for events of ``cls``."""
-    try:
-        return _TOPICS[cls]
-    except KeyError:
-        raise CodecError(f"{cls.__qualname__} is not a registered event type") from None
+ContactFields = tuple[str, str, str, str, "str | None"]
+"""A checked contact: address, last name, first name, company, contact id."""
 
 
 class CodecError(BroadcastError):
@@ -109,6 +108,16 @@ def make_converter() -> OrjsonConverter:
 _SKIP = ("originator_id", "originator_version")
 
 
+def _compact(encoded: bytes) -> bytes:
+    """A right-sized copy of orjson's output, for bytes that are kept.
+
+    orjson's result keeps the block it was written into (about 4 KB whatever
+    the length), so 10,000 rows of 300 bytes held for one batch insert take 40 MB
+    of memory instead of 3; the copy costs about 0.2 µs.
+    """
+    return bytes(memoryview(encoded))
+
+
 class AttrsMapper(Mapper[UUID]):
     """Maps attrs domain events to stored events with cattrs + orjson, no ``__dict__``."""
 
@@ -135,7 +144,7 @@ class AttrsMapper(Mapper[UUID]):
 
     def encode_state(self, event: ev.DomainEvent) -> bytes:
         """The event's payload bytes (without id and version)."""
-        return orjson.dumps(self._encoder(type(event))(event))
+        return _compact(orjson.dumps(self._encoder(type(event))(event)))
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         event = cast(ev.DomainEvent, domain_event)
@@ -205,41 +214,57 @@ class AttrsMapper(Mapper[UUID]):
 _STATE_CONVERTER = make_converter()
 
 
-def scheduled_state_encoder(
+def scheduled_rows_encoder(
     broadcast_id: UUID, account_id: str, timestamp: datetime
-) -> Callable[[str, str, str, str, str | None, int], bytes]:
-    """The payload bytes of a new broadcast's ``Scheduled`` events, without building them.
+) -> Callable[[Iterable[str], Iterable[ContactFields], int], list[Row]]:
+    """The stored rows of a new broadcast's ``Scheduled`` events, without building them.
 
-    ``encode(address, last_name, first_name, company, contact_id, position)`` is
-    byte for byte ``AttrsMapper().encode_state(Scheduled(...))`` for the
-    broadcast, account and time given here: the same keys in the same order,
-    the time unstructured by the same converter. Scheduling a million
-    recipients skips a million event objects and their unstructuring.
+    ``encode(ids, fields, first_position)`` gives, for each recipient id (hex)
+    and its ``(address, last_name, first_name, company, contact_id)``, the row
+    ``AttrsMapper().to_row(Scheduled(...))`` gives for the broadcast, account
+    and time given here, positions counting from ``first_position``: the same
+    keys in the same order, the time unstructured by the same converter.
+    Scheduling a million recipients skips a million event objects, their
+    unstructuring and a function call each.
     """
     dumps = orjson.dumps
-    when = _STATE_CONVERTER.unstructure(timestamp)
-
-    def encode(
-        address: str,
-        last_name: str,
-        first_name: str,
-        company: str,
-        contact_id: str | None,
-        position: int,
-    ) -> bytes:
-        return dumps(
+    topic = _TOPICS[ev.Scheduled]
+    # The fields every recipient of the broadcast shares, encoded once; the rest is
+    # one small dict per recipient, spliced on after its opening brace. The splice
+    # also makes each state a right-sized copy (see _compact).
+    head = (
+        dumps(
             {
-                "timestamp": when,
+                "timestamp": _STATE_CONVERTER.unstructure(timestamp),
                 "broadcast_id": broadcast_id,
                 "account_id": account_id,
-                "address": address,
-                "last_name": last_name,
-                "first_name": first_name,
-                "company": company,
-                "contact_id": contact_id,
-                "position": position,
             }
-        )
+        )[:-1]
+        + b","
+    )
+
+    def encode(ids: Iterable[str], fields: Iterable[ContactFields], first_position: int) -> list[Row]:
+        return [
+            (
+                rid,
+                1,
+                topic,
+                head
+                + dumps(
+                    {
+                        "address": address,
+                        "last_name": last_name,
+                        "first_name": first_name,
+                        "company": company,
+                        "contact_id": contact_id,
+                        "position": position,
+                    }
+                )[1:],
+            )
+            for position, (rid, (address, last_name, first_name, company, contact_id)) in enumerate(
+                zip(ids, fields), first_position
+            )
+        ]
 
     return encode
 
@@ -248,7 +273,7 @@ S = TypeVar("S")
 
 def encode_state(obj: Any) -> bytes:
     """Serialise a view row (Recipient, Broadcast, Account, Counts ...) to bytes."""
-    return orjson.dumps(_STATE_CONVERTER.unstructure(obj))
+    return _compact(orjson.dumps(_STATE_CONVERTER.unstructure(obj)))
 
 
 def decode_state(data: bytes | str, cls: type[S]) -> S:

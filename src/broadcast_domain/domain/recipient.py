@@ -158,22 +158,27 @@ _KEEP = ~((0xC000 << 48) | (0xF000 << 64)) & ((1 << 128) - 1)
 _SET = (0x8000 << 48) | (5 << 76)
 
 
-def recipient_id_hasher(broadcast_id: UUID) -> Callable[[str], int]:
-    """``recipient_id(broadcast_id, a).int`` for many addresses, given each one's fold key.
+def recipient_id_hasher(broadcast_id: UUID) -> Callable[[Iterable[str]], list[int]]:
+    """``recipient_id(broadcast_id, a).int`` for many addresses, given their fold keys.
 
-    ``key`` must already be ``normalise_address(a)`` (scheduling has it from the
-    folding). The namespace and broadcast prefix are encoded once; what is left
-    per address is one SHA-1 and the uuid5 version and variant bits.
+    Each key must already be ``normalise_address(a)`` (scheduling has it from
+    the folding). The namespace and broadcast prefix are encoded once; what is
+    left per address is one SHA-1 and the uuid5 version and variant bits, in
+    one comprehension (no call per address).
     """
     prefix = _RECIPIENT_NS.bytes + f"{broadcast_id.hex}:".encode()
     sha1 = hashlib.sha1
     from_bytes = int.from_bytes
 
-    def value(key: str) -> int:
-        digest = sha1(prefix + key.encode(), usedforsecurity=False).digest()
-        return from_bytes(digest[:16], "big") & _KEEP | _SET
+    def values(keys: Iterable[str]) -> list[int]:
+        return [
+            from_bytes(sha1(prefix + key.encode(), usedforsecurity=False).digest()[:16], "big")
+            & _KEEP
+            | _SET
+            for key in keys
+        ]
 
-    return value
+    return values
 
 
 def recipient_id_maker(broadcast_id: UUID) -> Callable[[str], UUID]:
@@ -182,7 +187,7 @@ def recipient_id_maker(broadcast_id: UUID) -> Callable[[str], UUID]:
     The UUID is made without re-checking a value that is 128 bits by
     construction.
     """
-    value = recipient_id_hasher(broadcast_id)
+    values = recipient_id_hasher(broadcast_id)
     new_uuid = object.__new__
     set_slot = object.__setattr__
     safety = SafeUUID.unknown
@@ -190,7 +195,7 @@ def recipient_id_maker(broadcast_id: UUID) -> Callable[[str], UUID]:
     def make(address: str) -> UUID:
         u = new_uuid(UUID)
         # What UUID.__setstate__ does: the two slots, no validation.
-        set_slot(u, "int", value(normalise_address(address)))
+        set_slot(u, "int", values((normalise_address(address),))[0])
         set_slot(u, "is_safe", safety)
         return u
 
