@@ -9,7 +9,7 @@ classes do not have).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar, cast, get_origin
 from uuid import UUID
@@ -30,7 +30,7 @@ __all__ = [
     "configure_converter",
     "decode_state",
     "encode_state",
-    "ContactFields",
+    "ContactColumns",
     "Row",
     "make_converter",
     "scheduled_rows_encoder",
@@ -63,8 +63,10 @@ _TOPICS = {cls: topic for topic, cls in EVENT_TYPES.items()}
 Row = tuple[str, int, str, bytes]
 """A stored event as the event log writes it: (originator id hex, version, topic, state)."""
 
-ContactFields = tuple[str, str, str, str, "str | None"]
-"""A checked contact: address, last name, first name, company, contact id."""
+ContactColumns = tuple[
+    Sequence[str], Sequence[str], Sequence[str], Sequence[str], Sequence["str | None"]
+]
+"""Checked contacts a field at a time: addresses, last names, first names, companies, ids."""
 
 
 class CodecError(BroadcastError):
@@ -216,11 +218,12 @@ _STATE_CONVERTER = make_converter()
 
 def scheduled_rows_encoder(
     broadcast_id: UUID, account_id: str, timestamp: datetime
-) -> Callable[[Iterable[str], Iterable[ContactFields], int], list[Row]]:
+) -> Callable[[Iterable[str], ContactColumns, int], list[Row]]:
     """The stored rows of a new broadcast's ``Scheduled`` events, without building them.
 
-    ``encode(ids, fields, first_position)`` gives, for each recipient id (hex)
-    and its ``(address, last_name, first_name, company, contact_id)``, the row
+    ``encode(ids, columns, first_position)`` gives, for each recipient id (hex)
+    and its ``address, last_name, first_name, company, contact_id`` (one column
+    each), the row
     ``AttrsMapper().to_row(Scheduled(...))`` gives for the broadcast, account
     and time given here, positions counting from ``first_position``: the same
     keys in the same order, the time unstructured by the same converter.
@@ -243,7 +246,7 @@ def scheduled_rows_encoder(
         + b","
     )
 
-    def encode(ids: Iterable[str], fields: Iterable[ContactFields], first_position: int) -> list[Row]:
+    def encode(ids: Iterable[str], columns: ContactColumns, first_position: int) -> list[Row]:
         return [
             (
                 rid,
@@ -261,8 +264,8 @@ def scheduled_rows_encoder(
                     }
                 )[1:],
             )
-            for position, (rid, (address, last_name, first_name, company, contact_id)) in enumerate(
-                zip(ids, fields), first_position
+            for position, (rid, address, last_name, first_name, company, contact_id) in enumerate(
+                zip(ids, *columns), first_position
             )
         ]
 

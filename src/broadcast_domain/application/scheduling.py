@@ -24,10 +24,10 @@ from collections.abc import Iterator
 from datetime import datetime
 from itertools import islice
 from types import TracebackType
-from typing import IO, TypeVar
+from typing import IO
 from uuid import UUID
 
-from broadcast_domain.application.validation import check_contacts
+from broadcast_domain.application.validation import Columns, check_contacts
 from broadcast_domain.codec import Row, scheduled_rows_encoder
 from broadcast_domain.domain.recipient import recipient_id_hasher
 
@@ -44,7 +44,6 @@ file costs about 2 us a row, written and read back); a million recipients
 hold this much plus the folding's 80 MB.
 """
 
-T = TypeVar("T")
 
 
 class RecipientRows:
@@ -123,7 +122,7 @@ def prepare_recipients(
     start = 0
     try:
         while chunk := list(islice(recipients, CHUNK)):
-            keys, fields = check_contacts(chunk, start, field)
+            keys, columns = check_contacts(chunk, start, field)
             start += len(chunk)
             del chunk
             rids = ids_of(keys)
@@ -131,22 +130,27 @@ def prepare_recipients(
             if len(fresh) == len(rids) and seen.isdisjoint(fresh):
                 seen |= fresh
             else:
-                rids, fields = _first_of_each(rids, fields, seen)
+                rids, columns = _first_of_each(rids, columns, seen)
             hexes = [rid.to_bytes(16, "big").hex() for rid in rids]
-            prepared.add(encode(hexes, fields, prepared.count))
+            prepared.add(encode(hexes, columns, prepared.count))
     except BaseException:
         prepared.close()
         raise
     return prepared
 
 
-def _first_of_each(rids: list[int], fields: list[T], seen: set[int]) -> tuple[list[int], list[T]]:
+def _first_of_each(rids: list[int], columns: Columns, seen: set[int]) -> tuple[list[int], Columns]:
     # The chunk folds onto itself or onto earlier chunks: keep the first of each id.
-    kept_rids: list[int] = []
-    kept_fields: list[T] = []
-    for rid, values in zip(rids, fields, strict=True):
+    kept: list[int] = []
+    for index, rid in enumerate(rids):
         if rid not in seen:
             seen.add(rid)
-            kept_rids.append(rid)
-            kept_fields.append(values)
-    return kept_rids, kept_fields
+            kept.append(index)
+    addresses, lasts, firsts, companies, ids = columns
+    return [rids[i] for i in kept], (
+        [addresses[i] for i in kept],
+        [lasts[i] for i in kept],
+        [firsts[i] for i in kept],
+        [companies[i] for i in kept],
+        [ids[i] for i in kept],
+    )

@@ -20,6 +20,7 @@ from broadcast_domain.errors import InvalidInput, UnknownBroadcast
 
 __all__ = [
     "CheckedContacts",
+    "Columns",
     "check_address",
     "check_contacts",
     "check_header_field",
@@ -36,7 +37,6 @@ _FAST = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+[A-Za-z]{{2,63}}")
 # address checks what the per-contact hot path checks in three steps.
 _FAST_BOUNDED = re.compile(rf"(?=[^@]{{1,64}}@){_FAST.pattern}")
 _UNSAFE = re.compile("[\r\n\x00]")
-_FIELDS = attrgetter("address", "last_name", "first_name", "company", "contact_id")
 
 
 def check_header_field(value: str | None, field: str) -> None:
@@ -81,19 +81,32 @@ def fold_contacts(
     streams through :func:`check_contacts` instead; this is the same rule on a list.)
     """
     items = list(contacts)
-    keys, fields = check_contacts(items, 0, field)
+    keys, columns = check_contacts(items, 0, field)
     seen: set[str] = set()
     kept: list[Contact] = []
-    for key, values, contact in zip(keys, fields, items, strict=True):
+    for key, address, contact in zip(keys, columns[0], items, strict=True):
         if key in seen:
             continue
         seen.add(key)
-        kept.append(contact if values == _FIELDS(contact) else Contact(*values))
+        kept.append(
+            contact
+            if address == contact.address
+            else Contact(
+                address, contact.last_name, contact.first_name, contact.company, contact.contact_id
+            )
+        )
     return kept, len(items) - len(kept)
 
 
-CheckedContacts = tuple[list[str], list[tuple[str, str, str, str, str | None]]]
-"""Each kept contact's fold key and its checked fields (address, last, first, company, id)."""
+Columns = tuple[list[str], list[str], list[str], list[str], list[str | None]]
+"""Checked contacts a field at a time: addresses, last names, first names, companies, ids."""
+
+CheckedContacts = tuple[list[str], Columns]
+"""Each contact's fold key (its normalised address), and the contacts' checked columns."""
+
+_COLUMN_GETTERS = tuple(
+    attrgetter(name) for name in ("address", "last_name", "first_name", "company", "contact_id")
+)
 
 
 def check_contacts(
@@ -101,13 +114,14 @@ def check_contacts(
 ) -> CheckedContacts:
     """Validate a run of contacts (``contacts[0]`` is ``{field}[start]``); no folding.
 
-    Returns each contact's fold key (its normalised address) and checked fields,
-    in order. The first bad contact raises InvalidInput naming its index and
+    Returns each contact's fold key and the checked fields as columns, in
+    order. The first bad contact raises InvalidInput naming its index and
     field, exactly as :func:`fold_contacts` would.
     """
     if contacts and set(map(type, contacts)) == {Contact}:
-        fields = list(map(_FIELDS, contacts))
-        addresses, lasts, firsts, companies, ids = zip(*fields, strict=True)
+        addresses, lasts, firsts, companies, ids = columns = tuple(
+            list(map(get, contacts)) for get in _COLUMN_GETTERS
+        )
         # The common case, decided a column at a time in C: plain ASCII dot-atom
         # addresses (fold key: lower case, as NFC and casefold are identities on them),
         # names without CR, LF or NUL, contact ids that are text or None.
@@ -124,19 +138,20 @@ def check_contacts(
         except TypeError:  # a field that is not text: the slow path names it
             plain = False
         if plain:
-            return "\n".join(addresses).lower().split("\n"), fields
+            return "\n".join(addresses).lower().split("\n"), columns  # type: ignore[return-value]
     keys: list[str] = []
-    checked: list[tuple[str, str, str, str, str | None]] = []
+    checked: Columns = ([], [], [], [], [])
     for index, contact in enumerate(contacts, start):
-        address, key, values = _check_contact(contact, index, field)
+        key, values = _check_contact(contact, index, field)
         keys.append(key)
-        checked.append(values)
+        for column, value in zip(checked, values, strict=True):
+            column.append(value)  # type: ignore[arg-type]
     return keys, checked
 
 
 def _check_contact(
     contact: object, index: int, field: str
-) -> tuple[str, str, tuple[str, str, str, str, str | None]]:
+) -> tuple[str, tuple[str, str, str, str, str | None]]:
     # One contact, every rule: what fold_contacts does for each, plus the contact id.
     if not isinstance(contact, Contact):
         where = f"{field}[{index}]"
@@ -154,7 +169,6 @@ def _check_contact(
             f"{where} must be a string or None, got {type(contact_id).__name__}", field=where
         )
     return (
-        address,
         normalise_address(address),
         (address, contact.last_name, contact.first_name, contact.company, contact_id),
     )
