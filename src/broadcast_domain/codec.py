@@ -27,11 +27,11 @@ from broadcast_domain.errors import BroadcastError
 __all__ = [
     "EVENT_TYPES",
     "AttrsMapper",
+    "ContactColumns",
+    "Row",
     "configure_converter",
     "decode_state",
     "encode_state",
-    "ContactColumns",
-    "Row",
     "make_converter",
     "scheduled_rows_encoder",
 ]
@@ -265,11 +265,12 @@ def scheduled_rows_encoder(
                 )[1:],
             )
             for position, (rid, address, last_name, first_name, company, contact_id) in enumerate(
-                zip(ids, *columns), first_position
+                zip(ids, *columns, strict=True), first_position
             )
         ]
 
     return encode
+
 
 S = TypeVar("S")
 

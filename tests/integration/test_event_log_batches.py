@@ -5,13 +5,13 @@ from __future__ import annotations
 import random
 from uuid import uuid4
 
+from test_core_service import create
+
 from broadcast_domain import BroadcastService
 from broadcast_domain.application.eventlog import GET_MANY_CHUNK
 from broadcast_domain.domain.recipient import recipient_id
 from broadcast_domain.testing.clock import FakeClock
 from broadcast_domain.testing.fakes import FakeTransport
-
-from test_core_service import create
 
 
 def test_get_many_equals_get_for_each_id_across_chunks(

@@ -1,4 +1,4 @@
-"""Scheduling streams its recipients: the same events as the list-at-once rule, nothing on bad input."""
+"""Scheduling streams its recipients: the list rule's events, and nothing on bad input."""
 
 from __future__ import annotations
 
@@ -125,9 +125,7 @@ def test_streamed_scheduling_records_what_the_whole_list_rule_records(
     winner of each duplicate, same positions), or the same InvalidInput."""
     now = NOW.astimezone(zone)
     try:
-        expected: Any = [
-            MAPPER.to_row(e) for e in schedule(bid, "acme", list_at_once(items), now)
-        ]
+        expected: Any = [MAPPER.to_row(e) for e in schedule(bid, "acme", list_at_once(items), now)]
     except InvalidInput as e:
         expected = str(e)
     with small_chunks(chunk, in_memory):
@@ -262,7 +260,10 @@ def test_rows_come_back_in_order_and_only_the_bound_stays_in_memory(
     sizes: list[int], in_memory: int
 ) -> None:
     """Chunks beyond the in-memory bound go to the temporary file and come back in order."""
-    chunks = [[(f"{c:02d}{i:030x}", 1, "t", b"s%d" % i) for i in range(size)] for c, size in enumerate(sizes)]
+    chunks = [
+        [(f"{c:02d}{i:030x}", 1, "t", b"s%d" % i) for i in range(size)]
+        for c, size in enumerate(sizes)
+    ]
     with small_chunks(10, in_memory), RecipientRows() as prepared:
         for rows in chunks:
             prepared.add(rows)

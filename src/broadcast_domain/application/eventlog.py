@@ -20,9 +20,9 @@ from broadcast_domain.domain.events import DomainEvent
 from broadcast_domain.errors import InvalidInput, StoreUnavailable
 
 __all__ = [
+    "GET_MANY_CHUNK",
     "POSTGRES_OPTIONS",
     "BatchSQLiteRecorder",
-    "GET_MANY_CHUNK",
     "EventLog",
     "StoreUrl",
     "VersionConflict",
@@ -285,7 +285,10 @@ class EventLog:
                 return
             stored = [
                 StoredEvent(
-                    originator_id=UUID(hex=oid), originator_version=version, topic=topic, state=state
+                    originator_id=UUID(hex=oid),
+                    originator_version=version,
+                    topic=topic,
+                    state=state,
                 )
                 for oid, version, topic, state in rows
             ]
@@ -357,8 +360,9 @@ class EventLog:
         recorder: Any = self.recorder
         if self.store.kind == "sqlite":
             marks = ",".join("?" * len(ids))
+            # Only the table name and the "?" marks are formatted; the ids are bound.
             statement = (
-                "SELECT originator_id, originator_version, topic, state "
+                "SELECT originator_id, originator_version, topic, state "  # noqa: S608
                 f"FROM {recorder.events_table_name} WHERE originator_id IN ({marks}) "
                 "ORDER BY originator_id, originator_version"
             )
@@ -368,14 +372,12 @@ class EventLog:
         if self.store.kind == "postgresql":
             from psycopg.sql import SQL, Identifier
 
-            statement = SQL(
+            query = SQL(
                 "SELECT originator_id, originator_version, topic, state FROM {}.{} "
                 "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
-            ).format(
-                Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name)
-            )
+            ).format(Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name))
             with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
-                curs.execute(statement, (list(ids),))
+                curs.execute(query, (list(ids),))
                 return [
                     (r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"]))
                     for r in curs.fetchall()

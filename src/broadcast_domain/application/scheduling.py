@@ -45,7 +45,6 @@ hold this much plus the folding's 80 MB.
 """
 
 
-
 class RecipientRows:
     """The checked, folded and encoded recipients of one new broadcast, ready to write.
 
@@ -67,7 +66,8 @@ class RecipientRows:
             self._held_rows += len(rows)
             return
         if self._spill is None:
-            self._spill = tempfile.TemporaryFile(prefix="broadcast-recipients-")
+            # Closed by close(), which the context manager and every error path call.
+            self._spill = tempfile.TemporaryFile(prefix="broadcast-recipients-")  # noqa: SIM115
         # pickle: plain str/int/bytes tuples that this process writes and reads
         # back itself (never a file from elsewhere); it loads twice as fast as marshal.
         pickle.dump(rows, self._spill, protocol=pickle.HIGHEST_PROTOCOL)

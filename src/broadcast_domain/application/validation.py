@@ -140,13 +140,18 @@ def check_contacts(
         if plain:
             return "\n".join(addresses).lower().split("\n"), columns  # type: ignore[return-value]
     keys: list[str] = []
-    checked: Columns = ([], [], [], [], [])
+    rows: list[tuple[str, str, str, str, str | None]] = []
     for index, contact in enumerate(contacts, start):
         key, values = _check_contact(contact, index, field)
         keys.append(key)
-        for column, value in zip(checked, values, strict=True):
-            column.append(value)  # type: ignore[arg-type]
-    return keys, checked
+        rows.append(values)
+    return keys, (
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
+        [r[4] for r in rows],
+    )
 
 
 def _check_contact(
