@@ -270,3 +270,25 @@ def test_rows_come_back_in_order_and_only_the_bound_stays_in_memory(
         assert prepared.count == sum(sizes)
         assert sum(map(len, prepared._held)) <= in_memory
         assert list(prepared.chunks()) == chunks
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+def test_encoded_rows_read_back_as_the_events_and_a_taken_version_conflicts(
+    tmp_path: Path, store: str
+) -> None:
+    """put_rows records what put would (same events, in order) and refuses a taken version."""
+    from broadcast_domain.application.eventlog import EventLog, VersionConflict, parse_store_url
+
+    url = f"sqlite:///{tmp_path / 'e.db'}" if store == "sqlite" else "memory://"
+    log = EventLog(parse_store_url(url))
+    try:
+        items = [Contact(f"user{i}@example.com", "山田", str(i)) for i in range(5)]
+        bid = UUID(int=7)
+        events = schedule(bid, "acme", items, NOW)
+        log.put_rows([MAPPER.to_row(e) for e in events])
+        assert [e for _, e in log.read(0, 10)] == events
+        with pytest.raises(VersionConflict):
+            log.put_rows([MAPPER.to_row(events[2])])
+        assert log.max_position() == 5
+    finally:
+        log.close()
