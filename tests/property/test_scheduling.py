@@ -100,7 +100,7 @@ def recipient_lists(draw: Any) -> list[Contact]:
             contact_id=st.none() | st.just("dup"),
         )
     )
-    items = draw(st.lists(contacts() | picks | picks | _odd, max_size=14))
+    items: list[Contact] = draw(st.lists(contacts() | picks | picks | _odd, max_size=14))
     if draw(st.integers(0, 3)) == 0:
         items.insert(draw(st.integers(0, len(items))), draw(_invalid))
     return items
@@ -232,7 +232,10 @@ def test_an_iterable_that_fails_midway_records_nothing(tmp_path: Path) -> None:
         assert svc.list_broadcasts("support").total == 0
 
 
-@pytest.mark.parametrize("recipients", [[], iter(()), (c for c in ())])
+_EMPTY: tuple[Contact, ...] = ()
+
+
+@pytest.mark.parametrize("recipients", [[], iter(_EMPTY), (c for c in _EMPTY)])
 def test_no_recipients_at_all_is_refused(recipients: Any) -> None:
     """An empty list or an empty generator is InvalidInput and records nothing."""
     with BroadcastService.open(
