@@ -116,7 +116,7 @@ def run(quick: bool) -> dict[str, Any]:
         "ours": round(o),
         "anchor": round(a),
         "ratio": round(a / o, 2),
-        "goal": "<= 3x",
+        "goal": "<= 2",
         "unit": "events/s",
         "recipients": n,
     }

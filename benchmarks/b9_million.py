@@ -9,17 +9,34 @@ SMTP to the aiosmtpd sink the run would take far longer (B2 measures SMTP),
 while the messages are still built in full (MIME, VERP, Message-ID) and every
 claim and outcome is recorded, which is the memory this benchmark is about.
 
-Memory is the peak RSS of this process (``ru_maxrss``), read after each phase.
+The recipients come from a generator, as a host with a million of them
+would pass them (a list of a million ``Contact`` objects alone is ~250 MB).
 
-Run: ``python benchmarks/b9_million.py [--quick]`` (quick: 20,000 recipients).
+Memory is the peak RSS of this process (``ru_maxrss``), read after each phase;
+run the script alone for the figure (``ru_maxrss`` keeps the peak of whatever
+the process ran before).
+
+Anchor, measured after the four phases and their memory readings, on the same
+store: the sum of the anchors of B1 (a raw ``executemany`` of the rows the
+schedule phase committed, one transaction, WAL), B5 (``select_notifications``
+and decoding of every event in the log) and B6 (``csv.writer`` over a raw
+``SELECT`` of the recipient rows) at this size. Ratio: the four phases' time
+over that sum (the send phase has no anchor in the sum: B2 measures sending).
+
+Run: ``python benchmarks/b9_million.py [--quick]`` (quick: 20,000 recipients);
+``python -m benchmarks --only B9`` runs that script in a child process.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv  # noqa: TID251 - the B6 anchor is plain csv.writer, outside the library
 import gc
 import json
+import os
 import resource
+import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +57,7 @@ from broadcast_domain.ports import OutgoingMessage, TransportReply
 
 FULL = 1_000_000
 QUICK = 20_000
-GOAL_MB = 1024
+GOAL_MB = 256
 ACTOR = Actor(
     "bench",
     inbox_roles={"inbox": InboxRole.OPERATOR},
@@ -76,7 +93,19 @@ def contacts(n: int) -> Iterator[Contact]:
 
 
 def run(quick: bool) -> dict[str, Any]:
-    """Run B9 (20,000 recipients when ``quick``) and return its figures."""
+    """Run B9 (20,000 recipients when ``quick``) in a child process; return its figures.
+
+    ``ru_maxrss`` keeps the peak of everything a process ran, so the benchmark
+    table's run (after B1-B8 in one process) measures B9 in a fresh interpreter.
+    """
+    command = [sys.executable, os.path.abspath(__file__), *(["--quick"] if quick else [])]
+    done = subprocess.run(command, stdout=subprocess.PIPE, check=True)
+    figures: dict[str, Any] = json.loads(done.stdout)
+    return figures
+
+
+def measure(quick: bool) -> dict[str, Any]:
+    """Run B9 in this process (20,000 recipients when ``quick``) and return its figures."""
     n = QUICK if quick else FULL
     phases: dict[str, float] = {}
     rss: dict[str, float] = {}
@@ -105,7 +134,7 @@ def run(quick: bool) -> dict[str, Any]:
             subject="お知らせ",
             text_body="本文です。\n" * 20,
             source=AddressBookSource("book"),
-            recipients=list(contacts(n)),
+            recipients=contacts(n),
             scheduled_at=start,
             actor=ACTOR,
         )
@@ -130,24 +159,86 @@ def run(quick: bool) -> dict[str, Any]:
         out = Path(folder) / "results.csv"
         rows = _export(svc, bid, out)
         phase("export", began)
+        anchors = _anchors(svc, Path(folder), bid)
         svc.close()
 
     complete = summary.succeeded == n and sent == n and rows == n
     peak = max(rss.values())
+    ours_s = sum(phases.values())
+    anchor_s = sum(anchors.values())
+    ratio = ours_s / anchor_s
     return {
         "metric": "B9",
-        "ours": f"{n:,} recipients, {sum(phases.values()):.0f} s, peak RSS {peak:.0f} MB",
-        "anchor": None,
-        "ratio": None,
-        "goal": "completes; peak RSS < 1 GB",
+        "ours": f"{n:,} recipients, {ours_s:.0f} s, peak RSS {peak:.0f} MB",
+        "anchor": f"{anchor_s:.1f} s (B1 + B5 + B6 anchors at this size)",
+        "ratio": round(ratio, 2),
+        "goal": "completes; peak RSS < 256 MB; ratio recorded",
         "met": complete and peak < GOAL_MB,
+        "anchor_seconds": anchors,
+        "note": "ratio = time of the four phases / the sum of the three anchors",
         "recipients": n,
         "completed": complete,
         "peak_rss_mb": peak,
         "peak_rss_mb_after": rss,
-        "seconds": phases,
+        "phase_seconds": phases,
         "transport": "in-process, accepts all (messages built in full)",
     }
+
+
+_RAW_TABLE = (
+    "CREATE TABLE stored_events (originator_id TEXT, originator_version INTEGER, topic TEXT, "
+    "state BLOB, PRIMARY KEY (originator_id, originator_version))"
+)
+_RAW_EXPORT = (
+    "SELECT status, acknowledged_at, last_name, first_name, address, company, "
+    "detail_message, status_updated_at "
+    "FROM bd_recipients WHERE broadcast_id = ? ORDER BY position"
+)
+_ANCHOR_BATCH = 50_000
+
+
+def _anchors(svc: BroadcastService, folder: Path, bid: Any) -> dict[str, float]:
+    """Seconds of the B1, B5 and B6 anchors on this run's store, each in bounded memory."""
+    db = str(folder / "b9.db")
+    source = sqlite3.connect(db)
+    # B1: the schedule phase's rows (the first recipient_count + 1 events), raw, one
+    # transaction; read in batches beforehand so that only the inserts are timed.
+    scheduled = svc.summary(bid).recipients + 1
+    raw = sqlite3.connect(str(folder / "raw.db"), isolation_level=None)
+    raw.execute("PRAGMA journal_mode=WAL")
+    raw.execute(_RAW_TABLE)
+    cursor = source.execute(
+        "SELECT originator_id, originator_version, topic, state FROM stored_events "
+        "ORDER BY rowid LIMIT ?",
+        (scheduled,),
+    )
+    b1 = 0.0
+    raw.execute("BEGIN")
+    while batch := cursor.fetchmany(_ANCHOR_BATCH):
+        began = time.perf_counter()
+        raw.executemany("INSERT INTO stored_events VALUES (?,?,?,?)", batch)
+        b1 += time.perf_counter() - began
+    began = time.perf_counter()
+    raw.execute("COMMIT")
+    b1 += time.perf_counter() - began
+    raw.close()
+    os.remove(folder / "raw.db")
+    # B5: every event read and decoded the way the projections' reader does.
+    gc.collect()
+    began = time.perf_counter()
+    log, position = svc.events, 0
+    while batch5 := log.read(position, 5_000):
+        position = batch5[-1][0]
+    b5 = time.perf_counter() - began
+    # B6: csv.writer over a raw SELECT of the recipient rows.
+    began = time.perf_counter()
+    with open(folder / "raw.csv", "w", encoding="utf-8-sig", newline="") as f:
+        w = csv.writer(f)
+        for row in source.execute(_RAW_EXPORT, (bid.hex,)):
+            w.writerow(row)
+    b6 = time.perf_counter() - began
+    source.close()
+    return {"B1": round(b1, 2), "B5": round(b5, 2), "B6": round(b6, 2)}
 
 
 def _export(svc: BroadcastService, bid: Any, out: Path) -> int:
@@ -159,7 +250,7 @@ def _export(svc: BroadcastService, bid: Any, out: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="20,000 recipients")
-    result = run(parser.parse_args().quick)
+    result = measure(parser.parse_args().quick)
     print(json.dumps(result, ensure_ascii=False, indent=2))
 
 

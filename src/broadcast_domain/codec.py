@@ -9,7 +9,7 @@ classes do not have).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar, cast, get_origin
 from uuid import UUID, SafeUUID
@@ -27,10 +27,13 @@ from broadcast_domain.errors import BroadcastError
 __all__ = [
     "EVENT_TYPES",
     "AttrsMapper",
+    "ContactColumns",
+    "Row",
     "configure_converter",
     "decode_state",
     "encode_state",
     "make_converter",
+    "scheduled_rows_encoder",
     "uuid_from_hex",
 ]
 
@@ -77,6 +80,15 @@ def uuid_from_hex(text: str) -> UUID:
         _set(u, "is_safe", _UNKNOWN)
         return u
     return UUID(text)
+
+
+Row = tuple[str, int, str, bytes]
+"""A stored event as the event log writes it: (originator id hex, version, topic, state)."""
+
+ContactColumns = tuple[
+    Sequence[str], Sequence[str], Sequence[str], Sequence[str], Sequence["str | None"]
+]
+"""Checked contacts a field at a time: addresses, last names, first names, companies, ids."""
 
 
 class CodecError(BroadcastError):
@@ -127,6 +139,16 @@ _ENCODERS: dict[type[ev.DomainEvent], Callable[[Any], Any]] = {}
 _DECODERS: dict[str, Callable[[dict[str, Any]], ev.DomainEvent]] = {}
 
 
+def _compact(encoded: bytes) -> bytes:
+    """A right-sized copy of orjson's output, for bytes that are kept.
+
+    orjson's result keeps the block it was written into (about 4 KB whatever
+    the length), so 10,000 rows of 300 bytes held for one batch insert take 40 MB
+    of memory instead of 3; the copy costs about 0.2 µs.
+    """
+    return bytes(memoryview(encoded))
+
+
 class AttrsMapper(Mapper[UUID]):
     """Maps attrs domain events to stored events with cattrs + orjson, no ``__dict__``."""
 
@@ -156,7 +178,7 @@ class AttrsMapper(Mapper[UUID]):
 
     def encode_state(self, event: ev.DomainEvent) -> bytes:
         """The event's payload bytes (without id and version)."""
-        return orjson.dumps(self._encoder(type(event))(event))
+        return _compact(orjson.dumps(self._encoder(type(event))(event)))
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         event = cast(ev.DomainEvent, domain_event)
@@ -225,12 +247,69 @@ class AttrsMapper(Mapper[UUID]):
 
 _STATE_CONVERTER = make_converter()
 
+
+def scheduled_rows_encoder(
+    broadcast_id: UUID, account_id: str, timestamp: datetime
+) -> Callable[[Iterable[str], ContactColumns, int], list[Row]]:
+    """The stored rows of a new broadcast's ``Scheduled`` events, without building them.
+
+    ``encode(ids, columns, first_position)`` gives, for each recipient id (hex)
+    and its ``address, last_name, first_name, company, contact_id`` (one column
+    each), the row
+    ``AttrsMapper().to_row(Scheduled(...))`` gives for the broadcast, account
+    and time given here, positions counting from ``first_position``: the same
+    keys in the same order, the time unstructured by the same converter.
+    Scheduling a million recipients skips a million event objects, their
+    unstructuring and a function call each.
+    """
+    dumps = orjson.dumps
+    topic = _TOPICS[ev.Scheduled]
+    # The fields every recipient of the broadcast shares, encoded once; the rest is
+    # one small dict per recipient, spliced on after its opening brace. The splice
+    # also makes each state a right-sized copy (see _compact).
+    head = (
+        dumps(
+            {
+                "timestamp": _STATE_CONVERTER.unstructure(timestamp),
+                "broadcast_id": broadcast_id,
+                "account_id": account_id,
+            }
+        )[:-1]
+        + b","
+    )
+
+    def encode(ids: Iterable[str], columns: ContactColumns, first_position: int) -> list[Row]:
+        return [
+            (
+                rid,
+                1,
+                topic,
+                head
+                + dumps(
+                    {
+                        "address": address,
+                        "last_name": last_name,
+                        "first_name": first_name,
+                        "company": company,
+                        "contact_id": contact_id,
+                        "position": position,
+                    }
+                )[1:],
+            )
+            for position, (rid, address, last_name, first_name, company, contact_id) in enumerate(
+                zip(ids, *columns, strict=True), first_position
+            )
+        ]
+
+    return encode
+
+
 S = TypeVar("S")
 
 
 def encode_state(obj: Any) -> bytes:
     """Serialise a view row (Recipient, Broadcast, Account, Counts ...) to bytes."""
-    return orjson.dumps(_STATE_CONVERTER.unstructure(obj))
+    return _compact(orjson.dumps(_STATE_CONVERTER.unstructure(obj)))
 
 
 def decode_state(data: bytes | str, cls: type[S]) -> S:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from datetime import datetime
 from pathlib import Path
 from uuid import UUID
 
@@ -19,10 +20,10 @@ from broadcast_domain.application.eventlog import (
     parse_store_url,
 )
 from broadcast_domain.application.validation import check_address, check_header_field, fold_contacts
-from broadcast_domain.codec import AttrsMapper, make_converter
-from broadcast_domain.domain.events import DomainEvent
-from broadcast_domain.domain.recipient import recipient_id, recipient_id_maker
-from broadcast_domain.domain.values import Contact
+from broadcast_domain.codec import AttrsMapper, make_converter, scheduled_rows_encoder
+from broadcast_domain.domain.events import DomainEvent, Scheduled
+from broadcast_domain.domain.recipient import recipient_id, recipient_id_hasher, recipient_id_maker
+from broadcast_domain.domain.values import Contact, normalise_address
 from broadcast_domain.errors import InvalidInput
 from broadcast_domain.testing.strategies import addresses, contacts, domain_events
 
@@ -60,6 +61,61 @@ def test_recipient_id_maker_gives_the_ids_of_recipient_id(broadcast: UUID, addre
     assert hash(made) == hash(plain)
     assert str(made) == str(plain)
     assert made.version == 5
+
+
+@given(st.uuids(), st.lists(st.text(max_size=40) | addresses(), max_size=5))
+def test_recipient_id_hasher_gives_the_ids_of_recipient_id_from_fold_keys(
+    broadcast: UUID, items: list[str]
+) -> None:
+    """From each address's fold key, the hasher gives the int of recipient_id's UUID."""
+    keys = [normalise_address(a) for a in items]
+    assert recipient_id_hasher(broadcast)(keys) == [recipient_id(broadcast, a).int for a in items]
+
+
+_any_text = st.text(max_size=20)
+_columns = st.lists(
+    st.tuples(_any_text, _any_text, _any_text, _any_text, st.none() | _any_text), max_size=5
+)
+
+
+@given(
+    st.uuids(),
+    _any_text,
+    st.datetimes(timezones=st.timezones()),
+    _columns,
+    st.integers(0, 2**40),
+)
+def test_scheduled_rows_are_the_rows_of_the_scheduled_events(
+    broadcast: UUID,
+    account: str,
+    when: datetime,
+    people: list[tuple[str, str, str, str, str | None]],
+    first: int,
+) -> None:
+    """The event-free row encoder gives to_row of the Scheduled events, byte for byte."""
+    ids = [recipient_id(broadcast, str(i)) for i in range(len(people))]
+    columns = tuple(list(column) for column in zip(*people, strict=True)) or ([], [], [], [], [])
+    rows = scheduled_rows_encoder(broadcast, account, when)([i.hex for i in ids], columns, first)  # type: ignore[arg-type]
+    assert rows == [
+        MAPPER.to_row(
+            Scheduled(
+                originator_id=rid,
+                originator_version=1,
+                timestamp=when,
+                broadcast_id=broadcast,
+                account_id=account,
+                address=address,
+                last_name=last,
+                first_name=first_name,
+                company=company,
+                contact_id=contact_id,
+                position=position,
+            )
+        )
+        for position, (rid, (address, last, first_name, company, contact_id)) in enumerate(
+            zip(ids, people, strict=True), first
+        )
+    ]
 
 
 def _slow_fold(items: list[Contact]) -> tuple[list[Contact], int]:

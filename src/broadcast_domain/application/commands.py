@@ -19,6 +19,7 @@ from broadcast_domain.application.eventlog import VersionConflict
 from broadcast_domain.application.gateway import Gateway
 from broadcast_domain.application.importing import NewBroadcast
 from broadcast_domain.application.projector import Projector
+from broadcast_domain.application.scheduling import prepare_recipients
 from broadcast_domain.application.validation import require_text
 from broadcast_domain.domain.account import account_aggregate_id
 from broadcast_domain.domain.broadcast import Broadcast
@@ -31,7 +32,7 @@ from broadcast_domain.domain.events import (
     RecipientEvent,
 )
 from broadcast_domain.domain.permissions import require_inbox_role
-from broadcast_domain.domain.recipient import recipient_id, schedule
+from broadcast_domain.domain.recipient import recipient_id
 from broadcast_domain.domain.values import InboxRole, require_aware
 from broadcast_domain.errors import ConcurrencyConflict, InvalidInput, UnknownRecipient
 
@@ -104,16 +105,23 @@ class Commands:
         self.gateway.decide_and_put(decide)
 
     def create_broadcast(self, new: NewBroadcast) -> UUID:
-        """Record a checked broadcast and its recipients in batched transactions."""
+        """Record a broadcast and its recipients once every recipient has been checked.
+
+        The recipients are read, checked, folded and encoded first (in bounded
+        memory, :mod:`~broadcast_domain.application.scheduling`), so a bad one
+        anywhere records nothing. Then they are written a chunk per transaction,
+        and the broadcast's own event last: until it commits the broadcast does
+        not exist, so a crash midway leaves nothing visible or sendable.
+        """
         now = self.now()
         bid = uuid.uuid4()
-        # Recipients first, the broadcast last: until its own event commits the
-        # broadcast does not exist, so a crash midway leaves nothing visible or sendable.
-        # The events are built one chunk at a time, so memory does not grow with the list.
-        contacts = new.contacts
-        for start in range(0, len(contacts), WRITE_CHUNK):
-            chunk = contacts[start : start + WRITE_CHUNK]
-            self.gateway.put(schedule(bid, new.account_id, chunk, now, first_position=start))
+        with prepare_recipients(
+            new.recipients, broadcast_id=bid, account_id=new.account_id, now=now
+        ) as prepared:
+            if not prepared.count:
+                raise InvalidInput("a broadcast needs at least one recipient", field="recipients")
+            for rows in prepared.chunks():
+                self.gateway.put_rows(rows)
         self.gateway.put(
             [
                 BroadcastScheduled(
@@ -130,7 +138,7 @@ class Commands:
                     source_ref=new.source_ref,
                     scheduled_at=new.scheduled_at,
                     created_by=new.created_by,
-                    recipient_count=len(contacts),
+                    recipient_count=prepared.count,
                 )
             ]
         )

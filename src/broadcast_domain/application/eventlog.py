@@ -12,7 +12,7 @@ from uuid import UUID
 
 import attrs
 from eventsourcing.application import Application
-from eventsourcing.persistence import IntegrityError, Mapper, RecordConflictError
+from eventsourcing.persistence import IntegrityError, Mapper, RecordConflictError, StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 from broadcast_domain.codec import AttrsMapper, uuid_from_hex
@@ -298,6 +298,34 @@ class EventLog:
         except (IntegrityError, RecordConflictError) as e:
             raise VersionConflict(str(e)) from e
         return None
+
+    def put_rows(self, rows: Sequence[tuple[str, int, str, bytes]]) -> None:
+        """Append rows the mapper already encoded (``AttrsMapper.to_row``'s shape) atomically.
+
+        For writers that encode without building event objects (scheduling a
+        large broadcast); VersionConflict as :meth:`put`.
+        """
+        if not rows:
+            return
+        try:
+            if self._insert_rows is not None:
+                self._insert_rows(rows)
+                return
+            stored = [
+                StoredEvent(
+                    originator_id=UUID(hex=oid),
+                    originator_version=version,
+                    topic=topic,
+                    state=state,
+                )
+                for oid, version, topic, state in rows
+            ]
+            if self.store.kind == "postgresql":
+                self._insert_postgres(stored)
+            else:
+                self.recorder.insert_events(stored)
+        except (IntegrityError, RecordConflictError) as e:
+            raise VersionConflict(str(e)) from e
 
     def _insert_postgres(self, stored: Sequence[Any]) -> None:
         """eventsourcing's PostgreSQL write, as one statement over arrays.

@@ -108,6 +108,10 @@ class Gateway:
         """
         return self.log.put(events)
 
+    def put_rows(self, rows: Sequence[tuple[str, int, str, bytes]]) -> None:
+        """Record rows already encoded by the codec in one transaction (see EventLog.put_rows)."""
+        self.log.put_rows(rows)
+
     def decide_and_put(self, decide: Callable[[], tuple[T, Sequence[DomainEvent]]]) -> T:
         """Run ``decide`` (result, events) and record the events, deciding again on a conflict.
 

@@ -3,13 +3,15 @@
 The CSV bytes are the :class:`~broadcast_domain.ports.CsvCodec` port's business
 (an adapter; the core never imports :mod:`csv`). This module checks what a
 host passes before anything is written: a bad input raises InvalidInput
-naming the field (``recipients[12].address``), and the contacts are validated
-and folded by normalised address (the first of each address is kept).
+naming the field (``recipients[12].address``). The recipients themselves are
+checked and folded by normalised address (the first of each address is kept)
+while ``create_broadcast`` reads them, a chunk at a time, before it writes
+anything (:mod:`broadcast_domain.application.scheduling`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -19,7 +21,6 @@ from broadcast_domain.application.results import ImportedRecipients, ImportProbl
 from broadcast_domain.application.validation import (
     check_address,
     check_header_field,
-    fold_contacts,
     require_text,
 )
 from broadcast_domain.domain.permissions import require_inbox_role
@@ -53,7 +54,8 @@ class NewBroadcast:
     source_ref: str
     scheduled_at: datetime
     created_by: str
-    contacts: list[Contact]
+    #: Not yet checked: read once, in order, when the broadcast is recorded.
+    recipients: Iterator[object]
 
 
 def _positive_int(value: object, field: str) -> int:
@@ -117,7 +119,11 @@ class Importer:
         scheduled_at: datetime,
         actor: Any,
     ) -> NewBroadcast:
-        """Check everything ``create_broadcast`` is given, in the order a reader would."""
+        """Check everything ``create_broadcast`` is given, in the order a reader would.
+
+        The recipients are only made an iterator here: they are checked as they
+        are read, before anything is written (``Commands.create_broadcast``).
+        """
         account = require_text(account_id, "account_id")
         inbox = require_text(inbox_id, "inbox_id")
         who = require_inbox_role(actor, inbox, InboxRole.OPERATOR, "creating a broadcast")
@@ -145,9 +151,14 @@ class Importer:
                 raise InvalidInput(
                     "recipients must be given (a list of Contact)", field="recipients"
                 )
-        contacts, _duplicates = fold_contacts(recipients)
-        if not contacts:
-            raise InvalidInput("a broadcast needs at least one recipient", field="recipients")
+        try:
+            contacts = iter(recipients)
+        except TypeError:
+            raise InvalidInput(
+                "recipients must be an iterable of Contact (a list, a generator ...), got "
+                f"{type(recipients).__name__}",
+                field="recipients",
+            ) from None
         return NewBroadcast(
             account_id=account,
             inbox_id=inbox,
@@ -159,5 +170,5 @@ class Importer:
             source_ref=ref,
             scheduled_at=when.astimezone(UTC),
             created_by=who.user_id,
-            contacts=contacts,
+            recipients=contacts,
         )
