@@ -47,7 +47,7 @@ records nothing twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -100,7 +100,10 @@ DEFAULT_MAX_BOUNCE_BYTES = 10 * 1024 * 1024
 """The largest raw report message the intake reads (10 MiB); a larger one is ``ignored``."""
 
 _RECORDED_ACTIONS = ("failed", "complaint")
-_INGEST_BATCH = 200
+_INGEST_BATCH = 500
+# Raw bytes a batch holds at most (they are kept until the commit, to decide again
+# on a conflict): many large messages make smaller batches.
+_INGEST_BYTES = 32 * 1024 * 1024
 _LIST_CHUNK = 500
 _STATE_CACHE = 20_000
 
@@ -218,9 +221,24 @@ class _Workspace:
             self.states[rid] = self.gateway.recipient(rid)
         return self.states[rid]
 
-    def recipients(self, rids: Sequence[UUID]) -> dict[UUID, Recipient | None]:
-        """The states of several recipients (a message quoting many Message-IDs), each read once."""
-        return {rid: self.recipient(rid) for rid in dict.fromkeys(rids)}
+    def load(self, rids: Iterable[UUID]) -> None:
+        """Read the states of the recipients not known yet, together (one query per 500).
+
+        What a batch of messages names is read before any of them is decided;
+        each is then decided on the state the earlier ones left. If the read
+        fails, nothing is known and each message reads its own recipients
+        (and is set aside alone if that fails too).
+        """
+        states = self.states
+        missing = [rid for rid in dict.fromkeys(rids) if rid not in states]
+        if not missing:
+            return
+        try:
+            found = self.gateway.recipients(missing)
+        except BroadcastError:
+            return
+        for rid in missing:
+            states[rid] = found.get(rid)
 
     def kept_version(self, uid: UUID, *, keeping: bool) -> int:
         """The unmatched-log aggregate's version (0: never kept) where it matters."""
@@ -293,6 +311,21 @@ class _Correlation:
     candidates: dict[UUID, Recipient]
     verp_token: str | None = None
     message_ids: dict[UUID, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class _Read:
+    """One message as read: what correlating and deciding it need, or its outcomes already."""
+
+    size: int
+    excerpt: bytes
+    digest: str
+    received_at: datetime
+    now: datetime
+    envelope_recipient: str | None
+    # None when reading alone decided the message (too large, no report): ``done``.
+    parsed: ParsedMessage | None
+    done: tuple[BounceOutcome, ...] | None = None
 
 
 def _as_bytes(raw: object) -> bytes:
@@ -422,32 +455,89 @@ class BounceIntake:
             )
         return parsed
 
-    def _correlate(
-        self, parsed: ParsedMessage, envelope_recipient: str | None, batch: _Workspace
-    ) -> _Correlation:
+    def _tokens(self, parsed: ParsedMessage, envelope_recipient: str | None) -> list[tuple[str, UUID]]:
+        """The genuine VERP tokens of the message's own recipient addresses, in order."""
         verp = self.verp
         addresses = [envelope_recipient] if envelope_recipient else []
         addresses += parsed.envelope_candidates
-        for address in addresses:
+        tokens: list[tuple[str, UUID]] = []
+        for address in dict.fromkeys(addresses):
             token = verp.token_from_address(address)
             rid = verp.verify(token) if token else None
-            if rid is None:
+            if token and rid is not None:
+                tokens.append((token, rid))
+        return tokens
+
+    def _correlate_all(
+        self, reads: Sequence[_Read], batch: _Workspace
+    ) -> list[_Correlation | BroadcastError | None]:
+        """Each message's correlation (None: read alone decided it), or what it raised.
+
+        The recipients every token of the batch names are read together, then
+        those the Message-IDs of the messages no token correlated name: two
+        reads for the batch instead of one or more per message.
+        """
+        tokens: list[list[tuple[str, UUID]] | BroadcastError | None] = []
+        for read in reads:
+            if read.parsed is None:
+                tokens.append(None)
                 continue
+            try:
+                tokens.append(self._tokens(read.parsed, read.envelope_recipient))
+            except BroadcastError as e:
+                tokens.append(e)
+        batch.load(rid for found in tokens if isinstance(found, list) for _, rid in found)
+        # First the token (a state to correlate to), else the returned original's
+        # Message-IDs, never an address.
+        partial: list[_Correlation | dict[UUID, str] | BroadcastError | None] = []
+        for read, found in zip(reads, tokens, strict=True):
+            if not isinstance(found, list):
+                partial.append(found)
+                continue
+            try:
+                partial.append(
+                    self._by_token(found, batch) or self._by_message_id(read.parsed, batch)
+                )
+            except BroadcastError as e:
+                partial.append(e)
+        batch.load(rid for ids in partial if isinstance(ids, dict) for rid in ids)
+        out: list[_Correlation | BroadcastError | None] = []
+        for item in partial:
+            if not isinstance(item, dict):
+                out.append(item)
+                continue
+            try:
+                states = {rid: batch.recipient(rid) for rid in item}
+            except BroadcastError as e:
+                out.append(e)
+                continue
+            candidates = {rid: state for rid, state in states.items() if state is not None}
+            out.append(
+                _Correlation(
+                    candidates=candidates,
+                    message_ids={rid: mid for rid, mid in item.items() if rid in candidates},
+                )
+            )
+        return out
+
+    @staticmethod
+    def _by_token(tokens: list[tuple[str, UUID]], batch: _Workspace) -> _Correlation | None:
+        """The first token naming a recipient of this store."""
+        for token, rid in tokens:
             state = batch.recipient(rid)
             if state is not None:
                 return _Correlation(candidates={rid: state}, verp_token=token)
-        # No token: the returned original's Message-IDs, never an address.
+        return None
+
+    @staticmethod
+    def _by_message_id(parsed: ParsedMessage | None, batch: _Workspace) -> dict[UUID, str]:
+        """The recipients the returned original's Message-IDs name, with the Message-ID."""
         found: dict[UUID, str] = {}
-        for mid in parsed.original_message_ids:
+        for mid in parsed.original_message_ids if parsed is not None else ():
             rid = batch.by_message_id(mid.strip())
             if rid is not None and rid not in found:
                 found[rid] = mid.strip()
-        states = batch.recipients(list(found))
-        candidates = {rid: state for rid, state in states.items() if state is not None}
-        return _Correlation(
-            candidates=candidates,
-            message_ids={rid: mid for rid, mid in found.items() if rid in candidates},
-        )
+        return found
 
     @staticmethod
     def _match(
@@ -515,6 +605,86 @@ class BounceIntake:
             ),
         )
 
+    def read(
+        self,
+        raw: bytes,
+        received_at: datetime,
+        envelope_recipient: str | None,
+        now: datetime,
+        *,
+        digest: str | None = None,
+    ) -> _Read:
+        """Parse one message; its outcomes already when it is too large or reports nothing.
+
+        ``digest`` is the whole message's when ``raw`` is a kept excerpt (a retry).
+        """
+        if digest is None and len(raw) > self.max_bytes:
+            return _Read(
+                size=len(raw),
+                excerpt=b"",
+                digest="",
+                received_at=received_at,
+                now=now,
+                envelope_recipient=envelope_recipient,
+                parsed=None,
+                done=(self._too_large(len(raw), received_at),),
+            )
+        excerpt = report_excerpt(raw)
+        # A small message is read as it came; a large one through the excerpt the
+        # log would keep, so that a retry reads the same bytes.
+        parsed = self._parse(raw if len(raw) <= EXCERPT_BYTES else excerpt)
+        digest = digest or message_digest(raw)
+        read = _Read(
+            size=len(raw),
+            excerpt=excerpt,
+            digest=digest,
+            received_at=received_at,
+            now=now,
+            envelope_recipient=envelope_recipient,
+            parsed=parsed,
+        )
+        if parsed.reports:
+            return read
+        report = BounceReport(
+            recipient="",
+            status="",
+            diagnostic="",
+            permanent=False,
+            reported_at=parsed.date or received_at,
+            report_id=f"dsn:{digest[:40]}",
+            action="none",
+            source="dsn",
+        )
+        ignored = BounceOutcome(
+            kind="ignored",
+            report=report,
+            report_id=f"dsn:{digest[:40]}",
+            detail=parsed.refused or "no delivery report, complaint or auto-reply found: not a bounce",
+        )
+        return attrs.evolve(read, parsed=None, done=(ignored,))
+
+    def decide_all(
+        self, reads: Sequence[_Read], batch: _Workspace
+    ) -> list[list[BounceOutcome] | BroadcastError]:
+        """Decide messages in order, each on the states the earlier ones left.
+
+        Each message's events go into ``batch`` only if nothing raised for it;
+        what raised is returned in its place.
+        """
+        corrs = self._correlate_all(reads, batch)
+        results: list[list[BounceOutcome] | BroadcastError] = []
+        for read, corr in zip(reads, corrs, strict=True):
+            if isinstance(corr, BroadcastError):
+                results.append(corr)
+            elif read.parsed is None or corr is None:
+                results.append(list(read.done or ()))
+            else:
+                try:
+                    results.append(self._decide(read, read.parsed, corr, batch))
+                except BroadcastError as e:
+                    results.append(e)
+        return results
+
     def handle(
         self,
         raw: bytes,
@@ -529,35 +699,18 @@ class BounceIntake:
 
         ``digest`` is the whole message's when ``raw`` is a kept excerpt (a retry).
         """
-        if digest is None and len(raw) > self.max_bytes:
-            return [self._too_large(len(raw), received_at)]
-        excerpt = report_excerpt(raw)
-        # A small message is read as it came; a large one through the excerpt the
-        # log would keep, so that a retry reads the same bytes.
-        parsed = self._parse(raw if len(raw) <= EXCERPT_BYTES else excerpt)
-        digest = digest or message_digest(raw)
+        read = self.read(raw, received_at, envelope_recipient, now, digest=digest)
+        (result,) = self.decide_all([read], batch)
+        if isinstance(result, BroadcastError):
+            raise result
+        return result
+
+    def _decide(
+        self, read: _Read, parsed: ParsedMessage, corr: _Correlation, batch: _Workspace
+    ) -> list[BounceOutcome]:
+        """One parsed message's outcomes, decided on the batch's states."""
+        received_at, now, envelope_recipient = read.received_at, read.now, read.envelope_recipient
         reported_at = parsed.date or received_at
-        if not parsed.reports:
-            report = BounceReport(
-                recipient="",
-                status="",
-                diagnostic="",
-                permanent=False,
-                reported_at=reported_at,
-                report_id=f"dsn:{digest[:40]}",
-                action="none",
-                source="dsn",
-            )
-            return [
-                BounceOutcome(
-                    kind="ignored",
-                    report=report,
-                    report_id=f"dsn:{digest[:40]}",
-                    detail=parsed.refused
-                    or "no delivery report, complaint or auto-reply found: not a bounce",
-                )
-            ]
-        corr = self._correlate(parsed, envelope_recipient, batch)
         matches = self._match(parsed.reports, corr)
         outcomes: list[BounceOutcome] = []
         events: list[DomainEvent] = []
@@ -631,7 +784,7 @@ class BounceIntake:
             if outcome.kind == "unmatched":
                 reasons.append(outcome.detail or "the delivery was never sent")
             outcomes.append(outcome)
-        uid = unmatched_id_of_digest(digest)
+        uid = unmatched_id_of_digest(read.digest)
         version = batch.kept_version(uid, keeping=bool(reasons))
         if reasons:
             kept_note = (
@@ -647,12 +800,12 @@ class BounceIntake:
                         originator_id=uid,
                         originator_version=1,
                         timestamp=now,
-                        raw=excerpt,
+                        raw=read.excerpt,
                         received_at=received_at,
                         reason="; ".join(dict.fromkeys(reasons)),
                         envelope_recipient=envelope_recipient,
-                        digest=digest,
-                        size=len(raw),
+                        digest=read.digest,
+                        size=read.size,
                     )
                 )
         elif version == 1:
@@ -747,22 +900,38 @@ class BounceIntake:
             if on_progress is not None:
                 on_progress(dict(counts))
 
+        reading: list[tuple[str, bytes, _Read]] = []
+
+        def decide() -> None:
+            # The whole batch is correlated first (its recipients read together),
+            # then decided message by message in the order the source gave them.
+            results = self.decide_all([read for _, _, read in reading], work)
+            for (key, raw, read), result in zip(reading, results, strict=True):
+                if isinstance(result, BroadcastError):
+                    source.set_aside(key, str(result))
+                    counts["set_aside"] += 1
+                    continue
+                pending.append((key, raw, read.received_at, read.envelope_recipient, result))
+            reading.clear()
+            flush()
+
+        held = 0
         for incoming in source:
             received = received_at or self.now()
             try:
-                outcomes = self.handle(
-                    incoming.raw, received, incoming.envelope_recipient, work, self.now()
+                read = self.read(
+                    incoming.raw, received, incoming.envelope_recipient, self.now()
                 )
             except BroadcastError as e:
                 source.set_aside(incoming.key, str(e))
                 counts["set_aside"] += 1
                 continue
-            pending.append(
-                (incoming.key, incoming.raw, received, incoming.envelope_recipient, outcomes)
-            )
-            if len(pending) >= _INGEST_BATCH:
-                flush()
-        flush()
+            reading.append((incoming.key, incoming.raw, read))
+            held += len(incoming.raw)
+            if len(reading) >= _INGEST_BATCH or held >= _INGEST_BYTES:
+                decide()
+                held = 0
+        decide()
         return counts
 
     # --- the unmatched log ---------------------------------------------------------------
