@@ -40,9 +40,14 @@ the delivery, action, status and diagnostic, never the bounce's own headers,
 so a re-delivered report is ``duplicate``. Recipient states are read from the
 event log, never from the projections.
 
-Ingestion writes the events of many messages in one transaction and marks each
+Ingestion works in batches (up to 500 messages, or 32 MiB of them): it reads
+and parses every message of a batch, reads every recipient their tokens and
+Message-IDs name in one query per 500, decides the messages in order (each on
+the states the earlier ones left, so a copy in the same batch is a
+``duplicate``), writes the batch's events in one transaction and marks each
 message done only after that commit, so a crash loses nothing and a second run
-records nothing twice.
+records nothing twice. The outcomes and events are those of recording the
+messages one at a time, in the same order.
 """
 
 from __future__ import annotations
@@ -105,7 +110,6 @@ _INGEST_BATCH = 500
 # on a conflict): many large messages make smaller batches.
 _INGEST_BYTES = 32 * 1024 * 1024
 _LIST_CHUNK = 500
-_STATE_CACHE = 20_000
 
 
 def report_outcome(
@@ -190,13 +194,15 @@ def normalised_outcome(
 class _Workspace:
     """What one intake knows: recipient states, kept messages, events not yet written.
 
-    Several messages of one ingest run may touch one recipient (a bounce and its
-    copy): each is decided on the state the earlier ones left. States are read
-    from the event log (writes decide from the write side, never from the
-    projections) once per run and kept with the changes the run's own decisions
-    make; if another process wrote meanwhile, the batch's write conflicts and
-    its messages are decided again from the log. Only Message-ID correlation
-    reads a projection (the Message-ID index).
+    Several messages of one ingest batch may touch one recipient (a bounce and
+    its copy): each is decided on the state the earlier ones left. States are
+    read from the event log (writes decide from the write side, never from the
+    projections), every recipient a batch names in one read (:meth:`load`),
+    and kept with the changes the batch's own decisions make until its events
+    are committed; the next batch reads afresh, so it also sees what another
+    process wrote meanwhile. If another process wrote during the batch, its
+    write conflicts and its messages are decided again from the log. Only
+    Message-ID correlation reads a projection (the Message-ID index).
     """
 
     def __init__(self, gateway: Gateway, projector: Projector, *, run: bool = False) -> None:
@@ -281,9 +287,10 @@ class _Workspace:
         self.own += len(self.events)
         self.events = []
         self.refreshed = False
-        if len(self.states) > _STATE_CACHE:
-            # Bound memory on huge runs: what was written is in the log, read it afresh.
-            self.states.clear()
+        # What was written is in the log: the next batch reads its recipients
+        # afresh in one query (and sees another writer's changes); memory stays
+        # bounded by one batch.
+        self.states.clear()
 
     def forget(self) -> None:
         """Another writer got in first: drop every cached state and the pending events."""
