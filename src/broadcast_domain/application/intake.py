@@ -52,6 +52,7 @@ messages one at a time, in the same order.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -211,6 +212,7 @@ class _Workspace:
         self.run = run
         self.events: list[DomainEvent] = []
         self.states: dict[UUID, Recipient | None] = {}
+        self.unapplied: dict[UUID, list[RecipientEvent]] = {}
         self.kept: dict[UUID, int] = {}
         self.unresolved: set[UUID] | None = None
         self.refreshed = False
@@ -223,9 +225,17 @@ class _Workspace:
             self.unresolved = set(_unmatched_ids(projector.views))
 
     def recipient(self, rid: UUID) -> Recipient | None:
-        if rid not in self.states:
-            self.states[rid] = self.gateway.recipient(rid)
-        return self.states[rid]
+        """The recipient's state, with the batch's own events so far applied."""
+        states = self.states
+        state = states[rid] if rid in states else self.gateway.recipient(rid)
+        later = self.unapplied.pop(rid, None)
+        if later:
+            # Applied only when another message of the batch reads the recipient:
+            # most are bounced once, and their new state is never looked at.
+            for event in later:
+                state = event.apply(state)
+        states[rid] = state
+        return state
 
     def load(self, rids: Iterable[UUID]) -> None:
         """Read the states of the recipients not known yet, together (one query per 500).
@@ -267,13 +277,13 @@ class _Workspace:
                 found = views.recipient_by_message_id(message_id)
         return found
 
-    def add(self, events: Sequence[DomainEvent], states: dict[UUID, Recipient | None]) -> None:
-        """Take one message's events and the recipient states they lead to."""
+    def add(self, events: Sequence[DomainEvent]) -> None:
+        """Take one message's events (recipient events are applied when next read)."""
         self.events.extend(events)
-        self.states.update(states)
         for event in events:
             uid = event.originator_id
             if isinstance(event, RecipientEvent):
+                self.unapplied.setdefault(uid, []).append(event)
                 continue
             self.kept[uid] = event.originator_version
             if self.unresolved is not None:
@@ -291,11 +301,13 @@ class _Workspace:
         # afresh in one query (and sees another writer's changes); memory stays
         # bounded by one batch.
         self.states.clear()
+        self.unapplied.clear()
 
     def forget(self) -> None:
         """Another writer got in first: drop every cached state and the pending events."""
         self.events = []
         self.states.clear()
+        self.unapplied.clear()
         self.kept.clear()
         self.refreshed = False
 
@@ -721,7 +733,11 @@ class BounceIntake:
         matches = self._match(parsed.reports, corr)
         outcomes: list[BounceOutcome] = []
         events: list[DomainEvent] = []
+        # States after this message's own earlier reports, for a recipient it
+        # names twice (the batch applies the events of earlier messages).
         overlay: dict[UUID, Recipient | None] = {}
+        named = Counter(rid for rid, _ in matches if rid is not None)
+        twice = {rid for rid, n in named.items() if n > 1}
         reasons: list[str] = []
         policy = self.policy
         unmatched_key = "\x1e".join([corr.verp_token or "", *parsed.original_message_ids])
@@ -785,8 +801,9 @@ class BounceIntake:
             outcome, new = report_outcome(
                 state, report, report_id=report_id, received_at=received_at, now=now, policy=policy
             )
-            for event in new:
-                overlay[rid] = event.apply(overlay.get(rid, state))
+            if rid in twice:
+                for event in new:
+                    overlay[rid] = event.apply(overlay.get(rid, state))
             events.extend(new)
             if outcome.kind == "unmatched":
                 reasons.append(outcome.detail or "the delivery was never sent")
@@ -825,7 +842,7 @@ class BounceIntake:
                     outcome=",".join(sorted({o.kind for o in outcomes})),
                 )
             )
-        batch.add(events, overlay)
+        batch.add(events)
         return outcomes
 
     def record_message(
