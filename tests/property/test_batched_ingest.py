@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from broadcast_domain import BroadcastService
 from broadcast_domain.application import intake as intake_module
 from broadcast_domain.application.results import BounceOutcome
+from broadcast_domain.domain.unmatched import message_digest
 from broadcast_domain.ports import IncomingBounce
 from broadcast_domain.testing.clock import FakeClock
 from broadcast_domain.testing.intake import SIGNING_KEY, Delivery, dispatched_world
@@ -199,6 +200,10 @@ def test_batched_ingest_decides_as_one_message_at_a_time(
             }
             assert source.done == [str(i) for i in range(len(drawn))]
             assert _events(batched, start) == _events(alone, start)
+            # What the unmatched log keeps is named by the digest of the whole message.
+            digests = {message_digest(raw) for raw, _ in drawn}
+            kept = {m.digest for m in batched.unmatched_reports(per_page=100).items}
+            assert kept <= digests and bool(kept) == bool(kinds["unmatched"])
         finally:
             batched.close()
             alone.close()

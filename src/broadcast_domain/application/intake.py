@@ -52,6 +52,7 @@ messages one at a time, in the same order.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -651,8 +652,12 @@ class BounceIntake:
         excerpt = report_excerpt(raw)
         # A small message is read as it came; a large one through the excerpt the
         # log would keep, so that a retry reads the same bytes.
-        parsed = self._parse(raw if len(raw) <= EXCERPT_BYTES else excerpt)
-        digest = digest or message_digest(raw)
+        small = len(raw) <= EXCERPT_BYTES
+        parsed = self._parse(raw if small else excerpt)
+        if digest is None:
+            # A small message's excerpt is its canonical form, which is what the
+            # digest hashes: one pass over the bytes instead of two.
+            digest = hashlib.sha256(excerpt).hexdigest() if small else message_digest(raw)
         read = _Read(
             size=len(raw),
             excerpt=excerpt,
