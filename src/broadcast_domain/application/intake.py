@@ -348,6 +348,26 @@ class _Read:
     done: tuple[BounceOutcome, ...] | None = None
 
 
+_Pending = tuple[str, bytes, datetime, str | None, list[BounceOutcome] | None]
+"""A decided message waiting for its batch's commit: key, raw, received, envelope, outcomes."""
+
+
+def _check_ingest(
+    source: object, received_at: datetime | None, on_progress: object
+) -> datetime | None:
+    """``ingest``'s arguments checked; the received time in UTC when given."""
+    if not isinstance(source, BounceSource):
+        raise InvalidInput(
+            "source must implement BounceSource (iteration, mark_done, set_aside)",
+            field="source",
+        )
+    if received_at is not None:
+        received_at = require_aware(received_at, "received_at").astimezone(UTC)
+    if on_progress is not None and not callable(on_progress):
+        raise InvalidInput("on_progress must be a callable taking the counts", field="on_progress")
+    return received_at
+
+
 def _as_bytes(raw: object) -> bytes:
     if isinstance(raw, bytes):
         return raw
@@ -475,7 +495,9 @@ class BounceIntake:
             )
         return parsed
 
-    def _tokens(self, parsed: ParsedMessage, envelope_recipient: str | None) -> list[tuple[str, UUID]]:
+    def _tokens(
+        self, parsed: ParsedMessage, envelope_recipient: str | None
+    ) -> list[tuple[str, UUID]]:
         """The genuine VERP tokens of the message's own recipient addresses, in order."""
         verp = self.verp
         addresses = [envelope_recipient] if envelope_recipient else []
@@ -683,7 +705,8 @@ class BounceIntake:
             kind="ignored",
             report=report,
             report_id=f"dsn:{digest[:40]}",
-            detail=parsed.refused or "no delivery report, complaint or auto-reply found: not a bounce",
+            detail=parsed.refused
+            or "no delivery report, complaint or auto-reply found: not a bounce",
         )
         return attrs.evolve(read, parsed=None, done=(ignored,))
 
@@ -881,20 +904,10 @@ class BounceIntake:
         on_progress: Callable[[dict[str, int]], None] | None = None,
     ) -> dict[str, int]:
         """Record every message of ``source``; see ``BroadcastService.ingest``."""
-        if not isinstance(source, BounceSource):
-            raise InvalidInput(
-                "source must implement BounceSource (iteration, mark_done, set_aside)",
-                field="source",
-            )
-        if received_at is not None:
-            received_at = require_aware(received_at, "received_at").astimezone(UTC)
-        if on_progress is not None and not callable(on_progress):
-            raise InvalidInput(
-                "on_progress must be a callable taking the counts", field="on_progress"
-            )
+        received_at = _check_ingest(source, received_at, on_progress)
         counts = dict.fromkeys((*OUTCOME_KINDS, "set_aside", "messages"), 0)
         work = _Workspace(self.gateway, self.projector, run=True)
-        pending: list[tuple[str, bytes, datetime, str | None, list[BounceOutcome] | None]] = []
+        pending: list[_Pending] = []
 
         def flush() -> None:
             if not pending:
@@ -907,15 +920,7 @@ class BounceIntake:
                 # Another writer touched one of these recipients: decide each
                 # message again, alone, on fresh state from the log.
                 work.forget()
-                for i, (key, raw, received, envelope, _) in enumerate(pending):
-                    redone: list[BounceOutcome] | None
-                    try:
-                        redone = self.record_message(raw, received, envelope)
-                    except BroadcastError as e:
-                        source.set_aside(key, str(e))
-                        counts["set_aside"] += 1
-                        redone = None
-                    pending[i] = (key, raw, received, envelope, redone)
+                self._redo(pending, source, counts)
                 # From now on the run reads the other writer's changes.
                 work.base, work.own = self.projector.catch_up(), 0
             for key, _, _, _, outcomes in pending:
@@ -948,9 +953,7 @@ class BounceIntake:
         for incoming in source:
             received = received_at or self.now()
             try:
-                read = self.read(
-                    incoming.raw, received, incoming.envelope_recipient, self.now()
-                )
+                read = self.read(incoming.raw, received, incoming.envelope_recipient, self.now())
             except BroadcastError as e:
                 source.set_aside(incoming.key, str(e))
                 counts["set_aside"] += 1
@@ -962,6 +965,18 @@ class BounceIntake:
                 held = 0
         decide()
         return counts
+
+    def _redo(self, pending: list[_Pending], source: BounceSource, counts: dict[str, int]) -> None:
+        """Decide each pending message again, alone (after a version conflict)."""
+        for i, (key, raw, received, envelope, _) in enumerate(pending):
+            redone: list[BounceOutcome] | None
+            try:
+                redone = self.record_message(raw, received, envelope)
+            except BroadcastError as e:
+                source.set_aside(key, str(e))
+                counts["set_aside"] += 1
+                redone = None
+            pending[i] = (key, raw, received, envelope, redone)
 
     # --- the unmatched log ---------------------------------------------------------------
 
