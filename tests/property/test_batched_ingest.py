@@ -189,15 +189,13 @@ def test_batched_ingest_decides_as_one_message_at_a_time(
                 for raw, envelope in drawn
             ]
             assert decided == one_by_one
-            kinds = Counter(o.kind for outcomes in one_by_one for o in outcomes)
+            kinds: Counter[str] = Counter(o.kind for outcomes in one_by_one for o in outcomes)
             for kind in kinds:
                 event(kind)  # how often each outcome came up: --hypothesis-show-statistics
-            assert counts == {
-                **dict.fromkeys(intake_module.OUTCOME_KINDS, 0),
-                **kinds,
-                "set_aside": 0,
-                "messages": len(drawn),
-            }
+            expected: dict[str, int] = dict.fromkeys(intake_module.OUTCOME_KINDS, 0)
+            expected.update(kinds)
+            expected.update(set_aside=0, messages=len(drawn))
+            assert counts == expected
             assert source.done == [str(i) for i in range(len(drawn))]
             assert _events(batched, start) == _events(alone, start)
             # What the unmatched log keeps is named by the digest of the whole message.
