@@ -40,14 +40,21 @@ the delivery, action, status and diagnostic, never the bounce's own headers,
 so a re-delivered report is ``duplicate``. Recipient states are read from the
 event log, never from the projections.
 
-Ingestion writes the events of many messages in one transaction and marks each
+Ingestion works in batches (up to 200 messages, or 32 MiB of them): it reads
+and parses every message of a batch, reads every recipient their tokens and
+Message-IDs name in one query, decides the messages in order (each on
+the states the earlier ones left, so a copy in the same batch is a
+``duplicate``), writes the batch's events in one transaction and marks each
 message done only after that commit, so a crash loses nothing and a second run
-records nothing twice.
+records nothing twice. The outcomes and events are those of recording the
+messages one at a time, in the same order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import hashlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -100,9 +107,14 @@ DEFAULT_MAX_BOUNCE_BYTES = 10 * 1024 * 1024
 """The largest raw report message the intake reads (10 MiB); a larger one is ``ignored``."""
 
 _RECORDED_ACTIONS = ("failed", "complaint")
+# Messages decided and written together. Larger batches save little more (one query
+# and one transaction each already) and keep more objects alive across garbage
+# collections, which then cost more than they save.
 _INGEST_BATCH = 200
+# Raw bytes a batch holds at most (they are kept until the commit, to decide again
+# on a conflict): many large messages make smaller batches.
+_INGEST_BYTES = 32 * 1024 * 1024
 _LIST_CHUNK = 500
-_STATE_CACHE = 20_000
 
 
 def report_outcome(
@@ -187,13 +199,15 @@ def normalised_outcome(
 class _Workspace:
     """What one intake knows: recipient states, kept messages, events not yet written.
 
-    Several messages of one ingest run may touch one recipient (a bounce and its
-    copy): each is decided on the state the earlier ones left. States are read
-    from the event log (writes decide from the write side, never from the
-    projections) once per run and kept with the changes the run's own decisions
-    make; if another process wrote meanwhile, the batch's write conflicts and
-    its messages are decided again from the log. Only Message-ID correlation
-    reads a projection (the Message-ID index).
+    Several messages of one ingest batch may touch one recipient (a bounce and
+    its copy): each is decided on the state the earlier ones left. States are
+    read from the event log (writes decide from the write side, never from the
+    projections), every recipient a batch names in one read (:meth:`load`),
+    and kept with the changes the batch's own decisions make until its events
+    are committed; the next batch reads afresh, so it also sees what another
+    process wrote meanwhile. If another process wrote during the batch, its
+    write conflicts and its messages are decided again from the log. Only
+    Message-ID correlation reads a projection (the Message-ID index).
     """
 
     def __init__(self, gateway: Gateway, projector: Projector, *, run: bool = False) -> None:
@@ -202,6 +216,7 @@ class _Workspace:
         self.run = run
         self.events: list[DomainEvent] = []
         self.states: dict[UUID, Recipient | None] = {}
+        self.unapplied: dict[UUID, list[RecipientEvent]] = {}
         self.kept: dict[UUID, int] = {}
         self.unresolved: set[UUID] | None = None
         self.refreshed = False
@@ -214,13 +229,36 @@ class _Workspace:
             self.unresolved = set(_unmatched_ids(projector.views))
 
     def recipient(self, rid: UUID) -> Recipient | None:
-        if rid not in self.states:
-            self.states[rid] = self.gateway.recipient(rid)
-        return self.states[rid]
+        """The recipient's state, with the batch's own events so far applied."""
+        states = self.states
+        state = states[rid] if rid in states else self.gateway.recipient(rid)
+        later = self.unapplied.pop(rid, None)
+        if later:
+            # Applied only when another message of the batch reads the recipient:
+            # most are bounced once, and their new state is never looked at.
+            for event in later:
+                state = event.apply(state)
+        states[rid] = state
+        return state
 
-    def recipients(self, rids: Sequence[UUID]) -> dict[UUID, Recipient | None]:
-        """The states of several recipients (a message quoting many Message-IDs), each read once."""
-        return {rid: self.recipient(rid) for rid in dict.fromkeys(rids)}
+    def load(self, rids: Iterable[UUID]) -> None:
+        """Read the states of the recipients not known yet, together (one query per 500).
+
+        What a batch of messages names is read before any of them is decided;
+        each is then decided on the state the earlier ones left. If the read
+        fails, nothing is known and each message reads its own recipients
+        (and is set aside alone if that fails too).
+        """
+        states = self.states
+        missing = [rid for rid in dict.fromkeys(rids) if rid not in states]
+        if not missing:
+            return
+        try:
+            found = self.gateway.recipients(missing)
+        except BroadcastError:
+            return
+        for rid in missing:
+            states[rid] = found.get(rid)
 
     def kept_version(self, uid: UUID, *, keeping: bool) -> int:
         """The unmatched-log aggregate's version (0: never kept) where it matters."""
@@ -243,13 +281,13 @@ class _Workspace:
                 found = views.recipient_by_message_id(message_id)
         return found
 
-    def add(self, events: Sequence[DomainEvent], states: dict[UUID, Recipient | None]) -> None:
-        """Take one message's events and the recipient states they lead to."""
+    def add(self, events: Sequence[DomainEvent]) -> None:
+        """Take one message's events (recipient events are applied when next read)."""
         self.events.extend(events)
-        self.states.update(states)
         for event in events:
             uid = event.originator_id
             if isinstance(event, RecipientEvent):
+                self.unapplied.setdefault(uid, []).append(event)
                 continue
             self.kept[uid] = event.originator_version
             if self.unresolved is not None:
@@ -263,14 +301,17 @@ class _Workspace:
         self.own += len(self.events)
         self.events = []
         self.refreshed = False
-        if len(self.states) > _STATE_CACHE:
-            # Bound memory on huge runs: what was written is in the log, read it afresh.
-            self.states.clear()
+        # What was written is in the log: the next batch reads its recipients
+        # afresh in one query (and sees another writer's changes); memory stays
+        # bounded by one batch.
+        self.states.clear()
+        self.unapplied.clear()
 
     def forget(self) -> None:
         """Another writer got in first: drop every cached state and the pending events."""
         self.events = []
         self.states.clear()
+        self.unapplied.clear()
         self.kept.clear()
         self.refreshed = False
 
@@ -293,6 +334,41 @@ class _Correlation:
     candidates: dict[UUID, Recipient]
     verp_token: str | None = None
     message_ids: dict[UUID, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class _Read:
+    """One message as read: what correlating and deciding it need, or its outcomes already."""
+
+    size: int
+    excerpt: bytes
+    digest: str
+    received_at: datetime
+    now: datetime
+    envelope_recipient: str | None
+    # None when reading alone decided the message (too large, no report): ``done``.
+    parsed: ParsedMessage | None
+    done: tuple[BounceOutcome, ...] | None = None
+
+
+_Pending = tuple[str, bytes, datetime, str | None, list[BounceOutcome] | None]
+"""A decided message waiting for its batch's commit: key, raw, received, envelope, outcomes."""
+
+
+def _check_ingest(
+    source: object, received_at: datetime | None, on_progress: object
+) -> datetime | None:
+    """``ingest``'s arguments checked; the received time in UTC when given."""
+    if not isinstance(source, BounceSource):
+        raise InvalidInput(
+            "source must implement BounceSource (iteration, mark_done, set_aside)",
+            field="source",
+        )
+    if received_at is not None:
+        received_at = require_aware(received_at, "received_at").astimezone(UTC)
+    if on_progress is not None and not callable(on_progress):
+        raise InvalidInput("on_progress must be a callable taking the counts", field="on_progress")
+    return received_at
 
 
 def _as_bytes(raw: object) -> bytes:
@@ -422,32 +498,91 @@ class BounceIntake:
             )
         return parsed
 
-    def _correlate(
-        self, parsed: ParsedMessage, envelope_recipient: str | None, batch: _Workspace
-    ) -> _Correlation:
+    def _tokens(
+        self, parsed: ParsedMessage, envelope_recipient: str | None
+    ) -> list[tuple[str, UUID]]:
+        """The genuine VERP tokens of the message's own recipient addresses, in order."""
         verp = self.verp
         addresses = [envelope_recipient] if envelope_recipient else []
         addresses += parsed.envelope_candidates
-        for address in addresses:
+        tokens: list[tuple[str, UUID]] = []
+        for address in dict.fromkeys(addresses):
             token = verp.token_from_address(address)
             rid = verp.verify(token) if token else None
-            if rid is None:
+            if token and rid is not None:
+                tokens.append((token, rid))
+        return tokens
+
+    def _correlate_all(
+        self, reads: Sequence[_Read], batch: _Workspace
+    ) -> list[_Correlation | BroadcastError | None]:
+        """Each message's correlation (None: read alone decided it), or what it raised.
+
+        The recipients every token of the batch names are read together, then
+        those the Message-IDs of the messages no token correlated name: two
+        reads for the batch instead of one or more per message.
+        """
+        tokens: list[list[tuple[str, UUID]] | BroadcastError | None] = []
+        for read in reads:
+            if read.parsed is None:
+                tokens.append(None)
                 continue
+            try:
+                tokens.append(self._tokens(read.parsed, read.envelope_recipient))
+            except BroadcastError as e:
+                tokens.append(e)
+        batch.load(rid for found in tokens if isinstance(found, list) for _, rid in found)
+        # First the token (a state to correlate to), else the returned original's
+        # Message-IDs, never an address.
+        partial: list[_Correlation | dict[UUID, str] | BroadcastError | None] = []
+        for read, found in zip(reads, tokens, strict=True):
+            if not isinstance(found, list):
+                partial.append(found)
+                continue
+            try:
+                partial.append(
+                    self._by_token(found, batch) or self._by_message_id(read.parsed, batch)
+                )
+            except BroadcastError as e:
+                partial.append(e)
+        batch.load(rid for ids in partial if isinstance(ids, dict) for rid in ids)
+        out: list[_Correlation | BroadcastError | None] = []
+        for item in partial:
+            if not isinstance(item, dict):
+                out.append(item)
+                continue
+            try:
+                states = {rid: batch.recipient(rid) for rid in item}
+            except BroadcastError as e:
+                out.append(e)
+                continue
+            candidates = {rid: state for rid, state in states.items() if state is not None}
+            out.append(
+                _Correlation(
+                    candidates=candidates,
+                    message_ids={rid: mid for rid, mid in item.items() if rid in candidates},
+                )
+            )
+        return out
+
+    @staticmethod
+    def _by_token(tokens: list[tuple[str, UUID]], batch: _Workspace) -> _Correlation | None:
+        """The first token naming a recipient of this store."""
+        for token, rid in tokens:
             state = batch.recipient(rid)
             if state is not None:
                 return _Correlation(candidates={rid: state}, verp_token=token)
-        # No token: the returned original's Message-IDs, never an address.
+        return None
+
+    @staticmethod
+    def _by_message_id(parsed: ParsedMessage | None, batch: _Workspace) -> dict[UUID, str]:
+        """The recipients the returned original's Message-IDs name, with the Message-ID."""
         found: dict[UUID, str] = {}
-        for mid in parsed.original_message_ids:
+        for mid in parsed.original_message_ids if parsed is not None else ():
             rid = batch.by_message_id(mid.strip())
             if rid is not None and rid not in found:
                 found[rid] = mid.strip()
-        states = batch.recipients(list(found))
-        candidates = {rid: state for rid, state in states.items() if state is not None}
-        return _Correlation(
-            candidates=candidates,
-            message_ids={rid: mid for rid, mid in found.items() if rid in candidates},
-        )
+        return found
 
     @staticmethod
     def _match(
@@ -515,6 +650,91 @@ class BounceIntake:
             ),
         )
 
+    def read(
+        self,
+        raw: bytes,
+        received_at: datetime,
+        envelope_recipient: str | None,
+        now: datetime,
+        *,
+        digest: str | None = None,
+    ) -> _Read:
+        """Parse one message; its outcomes already when it is too large or reports nothing.
+
+        ``digest`` is the whole message's when ``raw`` is a kept excerpt (a retry).
+        """
+        if digest is None and len(raw) > self.max_bytes:
+            return _Read(
+                size=len(raw),
+                excerpt=b"",
+                digest="",
+                received_at=received_at,
+                now=now,
+                envelope_recipient=envelope_recipient,
+                parsed=None,
+                done=(self._too_large(len(raw), received_at),),
+            )
+        excerpt = report_excerpt(raw)
+        # A small message is read as it came; a large one through the excerpt the
+        # log would keep, so that a retry reads the same bytes.
+        small = len(raw) <= EXCERPT_BYTES
+        parsed = self._parse(raw if small else excerpt)
+        if digest is None:
+            # A small message's excerpt is its canonical form, which is what the
+            # digest hashes: one pass over the bytes instead of two.
+            digest = hashlib.sha256(excerpt).hexdigest() if small else message_digest(raw)
+        read = _Read(
+            size=len(raw),
+            excerpt=excerpt,
+            digest=digest,
+            received_at=received_at,
+            now=now,
+            envelope_recipient=envelope_recipient,
+            parsed=parsed,
+        )
+        if parsed.reports:
+            return read
+        report = BounceReport(
+            recipient="",
+            status="",
+            diagnostic="",
+            permanent=False,
+            reported_at=parsed.date or received_at,
+            report_id=f"dsn:{digest[:40]}",
+            action="none",
+            source="dsn",
+        )
+        ignored = BounceOutcome(
+            kind="ignored",
+            report=report,
+            report_id=f"dsn:{digest[:40]}",
+            detail=parsed.refused
+            or "no delivery report, complaint or auto-reply found: not a bounce",
+        )
+        return attrs.evolve(read, parsed=None, done=(ignored,))
+
+    def decide_all(
+        self, reads: Sequence[_Read], batch: _Workspace
+    ) -> list[list[BounceOutcome] | BroadcastError]:
+        """Decide messages in order, each on the states the earlier ones left.
+
+        Each message's events go into ``batch`` only if nothing raised for it;
+        what raised is returned in its place.
+        """
+        corrs = self._correlate_all(reads, batch)
+        results: list[list[BounceOutcome] | BroadcastError] = []
+        for read, corr in zip(reads, corrs, strict=True):
+            if isinstance(corr, BroadcastError):
+                results.append(corr)
+            elif read.parsed is None or corr is None:
+                results.append(list(read.done or ()))
+            else:
+                try:
+                    results.append(self._decide(read, read.parsed, corr, batch))
+                except BroadcastError as e:
+                    results.append(e)
+        return results
+
     def handle(
         self,
         raw: bytes,
@@ -529,39 +749,26 @@ class BounceIntake:
 
         ``digest`` is the whole message's when ``raw`` is a kept excerpt (a retry).
         """
-        if digest is None and len(raw) > self.max_bytes:
-            return [self._too_large(len(raw), received_at)]
-        excerpt = report_excerpt(raw)
-        # A small message is read as it came; a large one through the excerpt the
-        # log would keep, so that a retry reads the same bytes.
-        parsed = self._parse(raw if len(raw) <= EXCERPT_BYTES else excerpt)
-        digest = digest or message_digest(raw)
+        read = self.read(raw, received_at, envelope_recipient, now, digest=digest)
+        (result,) = self.decide_all([read], batch)
+        if isinstance(result, BroadcastError):
+            raise result
+        return result
+
+    def _decide(
+        self, read: _Read, parsed: ParsedMessage, corr: _Correlation, batch: _Workspace
+    ) -> list[BounceOutcome]:
+        """One parsed message's outcomes, decided on the batch's states."""
+        received_at, now, envelope_recipient = read.received_at, read.now, read.envelope_recipient
         reported_at = parsed.date or received_at
-        if not parsed.reports:
-            report = BounceReport(
-                recipient="",
-                status="",
-                diagnostic="",
-                permanent=False,
-                reported_at=reported_at,
-                report_id=f"dsn:{digest[:40]}",
-                action="none",
-                source="dsn",
-            )
-            return [
-                BounceOutcome(
-                    kind="ignored",
-                    report=report,
-                    report_id=f"dsn:{digest[:40]}",
-                    detail=parsed.refused
-                    or "no delivery report, complaint or auto-reply found: not a bounce",
-                )
-            ]
-        corr = self._correlate(parsed, envelope_recipient, batch)
         matches = self._match(parsed.reports, corr)
         outcomes: list[BounceOutcome] = []
         events: list[DomainEvent] = []
+        # States after this message's own earlier reports, for a recipient it
+        # names twice (the batch applies the events of earlier messages).
         overlay: dict[UUID, Recipient | None] = {}
+        named = Counter(rid for rid, _ in matches if rid is not None)
+        twice = {rid for rid, n in named.items() if n > 1}
         reasons: list[str] = []
         policy = self.policy
         unmatched_key = "\x1e".join([corr.verp_token or "", *parsed.original_message_ids])
@@ -625,13 +832,14 @@ class BounceIntake:
             outcome, new = report_outcome(
                 state, report, report_id=report_id, received_at=received_at, now=now, policy=policy
             )
-            for event in new:
-                overlay[rid] = event.apply(overlay.get(rid, state))
+            if rid in twice:
+                for event in new:
+                    overlay[rid] = event.apply(overlay.get(rid, state))
             events.extend(new)
             if outcome.kind == "unmatched":
                 reasons.append(outcome.detail or "the delivery was never sent")
             outcomes.append(outcome)
-        uid = unmatched_id_of_digest(digest)
+        uid = unmatched_id_of_digest(read.digest)
         version = batch.kept_version(uid, keeping=bool(reasons))
         if reasons:
             kept_note = (
@@ -647,12 +855,12 @@ class BounceIntake:
                         originator_id=uid,
                         originator_version=1,
                         timestamp=now,
-                        raw=excerpt,
+                        raw=read.excerpt,
                         received_at=received_at,
                         reason="; ".join(dict.fromkeys(reasons)),
                         envelope_recipient=envelope_recipient,
-                        digest=digest,
-                        size=len(raw),
+                        digest=read.digest,
+                        size=read.size,
                     )
                 )
         elif version == 1:
@@ -665,7 +873,7 @@ class BounceIntake:
                     outcome=",".join(sorted({o.kind for o in outcomes})),
                 )
             )
-        batch.add(events, overlay)
+        batch.add(events)
         return outcomes
 
     def record_message(
@@ -699,20 +907,10 @@ class BounceIntake:
         on_progress: Callable[[dict[str, int]], None] | None = None,
     ) -> dict[str, int]:
         """Record every message of ``source``; see ``BroadcastService.ingest``."""
-        if not isinstance(source, BounceSource):
-            raise InvalidInput(
-                "source must implement BounceSource (iteration, mark_done, set_aside)",
-                field="source",
-            )
-        if received_at is not None:
-            received_at = require_aware(received_at, "received_at").astimezone(UTC)
-        if on_progress is not None and not callable(on_progress):
-            raise InvalidInput(
-                "on_progress must be a callable taking the counts", field="on_progress"
-            )
+        received_at = _check_ingest(source, received_at, on_progress)
         counts = dict.fromkeys((*OUTCOME_KINDS, "set_aside", "messages"), 0)
         work = _Workspace(self.gateway, self.projector, run=True)
-        pending: list[tuple[str, bytes, datetime, str | None, list[BounceOutcome] | None]] = []
+        pending: list[_Pending] = []
 
         def flush() -> None:
             if not pending:
@@ -725,15 +923,7 @@ class BounceIntake:
                 # Another writer touched one of these recipients: decide each
                 # message again, alone, on fresh state from the log.
                 work.forget()
-                for i, (key, raw, received, envelope, _) in enumerate(pending):
-                    redone: list[BounceOutcome] | None
-                    try:
-                        redone = self.record_message(raw, received, envelope)
-                    except BroadcastError as e:
-                        source.set_aside(key, str(e))
-                        counts["set_aside"] += 1
-                        redone = None
-                    pending[i] = (key, raw, received, envelope, redone)
+                self._redo(pending, source, counts)
                 # From now on the run reads the other writer's changes.
                 work.base, work.own = self.projector.catch_up(), 0
             for key, _, _, _, outcomes in pending:
@@ -747,23 +937,49 @@ class BounceIntake:
             if on_progress is not None:
                 on_progress(dict(counts))
 
+        reading: list[tuple[str, bytes, _Read]] = []
+
+        def decide() -> None:
+            # The whole batch is correlated first (its recipients read together),
+            # then decided message by message in the order the source gave them.
+            results = self.decide_all([read for _, _, read in reading], work)
+            for (key, raw, read), result in zip(reading, results, strict=True):
+                if isinstance(result, BroadcastError):
+                    source.set_aside(key, str(result))
+                    counts["set_aside"] += 1
+                    continue
+                pending.append((key, raw, read.received_at, read.envelope_recipient, result))
+            reading.clear()
+            flush()
+
+        held = 0
         for incoming in source:
             received = received_at or self.now()
             try:
-                outcomes = self.handle(
-                    incoming.raw, received, incoming.envelope_recipient, work, self.now()
-                )
+                read = self.read(incoming.raw, received, incoming.envelope_recipient, self.now())
             except BroadcastError as e:
                 source.set_aside(incoming.key, str(e))
                 counts["set_aside"] += 1
                 continue
-            pending.append(
-                (incoming.key, incoming.raw, received, incoming.envelope_recipient, outcomes)
-            )
-            if len(pending) >= _INGEST_BATCH:
-                flush()
-        flush()
+            reading.append((incoming.key, incoming.raw, read))
+            held += len(incoming.raw)
+            if len(reading) >= _INGEST_BATCH or held >= _INGEST_BYTES:
+                decide()
+                held = 0
+        decide()
         return counts
+
+    def _redo(self, pending: list[_Pending], source: BounceSource, counts: dict[str, int]) -> None:
+        """Decide each pending message again, alone (after a version conflict)."""
+        for i, (key, raw, received, envelope, _) in enumerate(pending):
+            redone: list[BounceOutcome] | None
+            try:
+                redone = self.record_message(raw, received, envelope)
+            except BroadcastError as e:
+                source.set_aside(key, str(e))
+                counts["set_aside"] += 1
+                redone = None
+            pending[i] = (key, raw, received, envelope, redone)
 
     # --- the unmatched log ---------------------------------------------------------------
 
