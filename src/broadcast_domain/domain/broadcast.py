@@ -219,13 +219,6 @@ class Broadcast:
             )
         ]
 
-    def is_due(self, now: datetime) -> bool:
-        """Has its time come (and is it neither finished, cancelled nor paused)?"""
-        return (
-            self.status in (BroadcastStatus.SCHEDULED, BroadcastStatus.SENDING)
-            and self.scheduled_at <= now
-        )
-
     def start_sending(self, *, now: datetime) -> list[BroadcastEvent]:
         """SCHEDULED -> SENDING (nothing when already sending)."""
         if self.status is BroadcastStatus.SENDING:

@@ -212,7 +212,7 @@ class HistoryBuilder:
     def start_sending(self, broadcast_id: UUID) -> list[DomainEvent]:
         """SCHEDULED -> SENDING once its time has come (as the dispatcher does)."""
         state = self.broadcasts.get(broadcast_id)
-        if state is None or not state.is_due(self.now):
+        if state is None or state.scheduled_at > self.now:
             return []
         return self._broadcast_command(broadcast_id, "start_sending")
 
