@@ -16,6 +16,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from benchmarks._common import result
 from broadcast_domain import Actor, AddressBookSource, BroadcastService, Contact, InboxRole
 from broadcast_domain.domain.events import Scheduled
 from broadcast_domain.domain.recipient import recipient_id
@@ -111,15 +112,18 @@ def run(quick: bool) -> dict[str, Any]:
             anchor.append(_anchor(databases, rows))
             ours.append(_ours(databases, n))
     o, a = statistics.median(ours), statistics.median(anchor)
-    return {
-        "metric": "B8",
-        "ours": round(o),
-        "anchor": round(a),
-        "ratio": round(a / o, 2),
-        "goal": "<= 2",
-        "unit": "events/s",
-        "recipients": n,
-    }
+    return result(
+        "B8",
+        title="B1 on PostgreSQL",
+        ours=o,
+        anchor=a,
+        unit="events/s",
+        ratio=a / o,
+        goal="<= 2",
+        size=f"{n:,} recipients{' (quick)' if quick else ''}",
+        note="ratio = raw psycopg executemany rate / ours",
+        recipients=n,
+    )
 
 
 if __name__ == "__main__":
