@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import re
+from itertools import islice
 
 from broadcast_domain.domain.reasons import smtp_command
 from broadcast_domain.ports import ParsedReport
@@ -21,7 +22,14 @@ from ._dsn import MAX_REPORTS, permanent
 from ._mime import Part, read_message
 from ._scan import ADDRESS, addresses, collapse, enhanced, has_any, reply_code
 
-__all__ = ["LINE_LIMIT", "NOTICE_LIMIT", "split_original", "text_reports"]
+__all__ = [
+    "LINE_LIMIT",
+    "NOTICE_LIMIT",
+    "ORIGINAL_MARKER",
+    "original_marker_at",
+    "split_original",
+    "text_reports",
+]
 
 LINE_LIMIT = 1000
 """Characters of a line that can name a failed recipient."""
@@ -71,9 +79,10 @@ _DAEMON_LOCALPARTS = frozenset(
     }
 )
 
-# Where the copy of the original message begins in a plain-text bounce.
-_ORIGINAL_MARKER = re.compile(
-    r"^[ \t>|*=_-]{0,40}(?:"
+# Where the copy of the original message begins in a plain-text bounce: a line
+# that is one of these (ORIGINAL_MARKER, anchored at a line start).
+_MARKER_LINE = (
+    r"[ \t>|*=_-]{0,40}(?:"
     r"(?:below this line is a copy of the message|this is a copy of the message|"
     r"the header of the original message is following|"
     r"(?:the )?(?:original )?(?:message|headers?) (?:of the original message )?"
@@ -84,9 +93,22 @@ _ORIGINAL_MARKER = re.compile(
     r"(?:message|mail|e-mail)(?: (?:headers?|follows|below|text)){0,3}"
     r"(?: follows?| below| is below)?[ \t:.=_-]{0,80}"
     r"|message headers? follows?[ \t:.-]{0,80}|original mail as follows:?|bounced e-?mail:?"
-    r")$",
-    re.IGNORECASE | re.MULTILINE,
+    r")$"
 )
+ORIGINAL_MARKER = re.compile("^" + _MARKER_LINE, re.IGNORECASE | re.MULTILINE)
+# The same line after a newline: the engine finds each newline by a fast scan
+# instead of trying the pattern at every character.
+_MARKER_AFTER_NEWLINE = re.compile("\n(?:" + _MARKER_LINE + ")", re.IGNORECASE | re.MULTILINE)
+
+
+def original_marker_at(text: str) -> int | None:
+    """Where ``ORIGINAL_MARKER.search(text)`` matches, or None (the same answer, faster)."""
+    if ORIGINAL_MARKER.match(text) is not None:
+        return 0
+    match = _MARKER_AFTER_NEWLINE.search(text)
+    return match.start() + 1 if match is not None else None
+
+
 _INLINE_HEADERS = (
     "return-path:",
     "received:",
@@ -174,8 +196,7 @@ def _header_block_at(text: str, at: int) -> Part | None:
 
 def split_original(text: str) -> tuple[str, Part | None]:
     """The bounce text without its quoted original message, and that original's headers."""
-    match = _ORIGINAL_MARKER.search(text)
-    cut: int | None = match.start() if match else None
+    cut = original_marker_at(text)
     if cut is None:
         # No marker: an inline header block (Received:/Return-Path: lines at the
         # start of a line after a blank line) starts the original.
@@ -302,8 +323,9 @@ def _drop_rules(text: str) -> str:
     )
 
 
-def _letters(text: str) -> int:
-    return sum(1 for c in text if c.isalpha())
+def _few_letters(text: str, least: int) -> bool:
+    """Fewer than ``least`` letters in ``text`` (counted in C, up to ``least``)."""
+    return len(list(islice(filter(str.isalpha, text), least))) < least
 
 
 def _code_paragraph(segment: str) -> str:
@@ -374,7 +396,7 @@ def text_reports(
         tail = first[at + len(addr) :].lstrip(">:;,. \t") if at >= 0 else ""
         diag_source = f"{tail}\n{rest}" if rest.strip() else segment
         diagnostic = collapse(_drop_rules(diag_source))
-        if _letters(diagnostic.replace(addr, "")) < 8:
+        if _few_letters(diagnostic.replace(addr, ""), 8):
             # Nothing but the address and rules: the reason is elsewhere in the notice.
             diagnostic = body.collapsed()
         diagnostic = diagnostic[: _verdict.EXPLANATION_LIMIT]

@@ -15,6 +15,7 @@ import re
 
 __all__ = [
     "ADDRESS",
+    "REPLY",
     "address_positions",
     "addresses",
     "all_enhanced",
@@ -37,10 +38,15 @@ ADDRESS = re.compile(
 # Enhanced status code (RFC 3463); the look-arounds keep IP addresses and
 # version numbers out.
 _ENHANCED = re.compile(r"(?<![\w.])([245])\.(\d{1,3})\.(\d{1,3})(?!\w|\.\d)")
-# SMTP reply code, only where servers print one, so that sizes, dates and
-# counts in the prose are not taken for codes.
-_REPLY = re.compile(
-    r"(?:^|[\s:;(\[<\"'#=])([245][0-9][0-9])(?=[ \t\n-]{1,16}[A-Za-z0-9<#(\[:]|[ \t-]{0,16}$)",
+# SMTP reply code, only where servers print one (at the start of a line, or
+# after white space or one of ``:;([<"'#=``), so that sizes, dates and counts in
+# the prose are not taken for codes. The expression starts with the code's first
+# digit and looks back one character (none at the start of the text; a line
+# start follows a newline, which is white space): the regular expression engine
+# then skips every position that holds no 2, 4 or 5 without trying the pattern.
+REPLY = re.compile(
+    r"([245](?<![^\s:;(\[<\"'#=][245])[0-9][0-9])"
+    r"(?=[ \t\n-]{1,16}[A-Za-z0-9<#(\[:]|[ \t-]{0,16}$)",
     re.MULTILINE,
 )
 # Servers that label the code instead of starting the line with it (Zoho).
@@ -114,7 +120,11 @@ def all_enhanced(text: str) -> list[str]:
 
 def reply_code(text: str) -> str | None:
     """The first SMTP reply code printed as servers print one."""
-    match = _REPLY.search(text) or _LABELLED_REPLY.search(text)
+    match = REPLY.search(text)
+    if match is None and "code" in text.lower():
+        # Every label ends in "code"; no character but c, o, d and e (any case)
+        # matches those letters ignoring case, so a text without it has no label.
+        match = _LABELLED_REPLY.search(text)
     return match.group(1) if match else None
 
 

@@ -1,0 +1,164 @@
+"""The bounce parser's faster scans give the answers of the plain expressions they replace.
+
+- ``reply_code`` looks for the code's first digit and looks back one
+  character, and tries the labelled form only when the text says "code":
+  the same code as the original expression (a delimiter or a line start, then
+  the code) followed by the labelled one.
+- ``original_marker_at`` tries the marker at the start and after each newline:
+  where ``ORIGINAL_MARKER.search`` matches.
+- VERP tokens: the MAC is HMAC-SHA256 as ``hmac.new`` computes it, and
+  ``verify`` accepts exactly the canonical spelling of a genuine token.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from uuid import UUID
+
+import hypothesis.strategies as st
+from hypothesis import given, settings
+
+from broadcast_adapters.bounces._plain import ORIGINAL_MARKER, original_marker_at
+from broadcast_adapters.bounces._scan import reply_code
+from broadcast_domain.domain.verp import Verp
+
+PLAIN_REPLY = re.compile(
+    r"(?:^|[\s:;(\[<\"'#=])([245][0-9][0-9])(?=[ \t\n-]{1,16}[A-Za-z0-9<#(\[:]|[ \t-]{0,16}$)",
+    re.MULTILINE,
+)
+LABELLED = re.compile(
+    r"(?:error_code|responsecode|reply code|smtp code)[ \t]{0,4}[:=]?[ \t]{0,4}([245]\d\d)\b",
+    re.IGNORECASE,
+)
+
+
+def plain_reply_code(text: str) -> str | None:
+    match = PLAIN_REPLY.search(text) or LABELLED.search(text)
+    return match.group(1) if match else None
+
+
+_CODE_TEXT = st.lists(
+    st.one_of(
+        st.sampled_from(
+            [
+                "550",
+                "421",
+                "250",
+                "5.1.1",
+                "1550",
+                "5500",
+                "reply code",
+                "SMTP Code:",
+                "error_code=",
+                "ResponseCode",
+                "CODE",
+                "code",
+                "\u017fmtp code",
+                "user unknown",
+                "x",
+                "-",
+                " ",
+                "\t",
+                "\n",
+                "\u2028",
+                "\xa0",
+            ]
+        ),
+        st.sampled_from(list("\n\t :;([<\"'#=-,.a5A0")),
+        st.text(max_size=4),
+    ),
+    max_size=16,
+).map("".join)
+
+
+@settings(max_examples=600)
+@given(_CODE_TEXT)
+def test_reply_code_is_the_plain_expressions(text: str) -> None:
+    assert reply_code(text) == plain_reply_code(text)
+
+
+_BEFORE = st.sampled_from([*"\n\t :;([<\"'#=-,.a5_>)]", "", "\u2028", "\xa0", "\x1c"])
+_AFTER = st.sampled_from(["", " ", " x", "\tUser", "-5.1.1", "\n", ".", "5", " (", "-", "  :", "x"])
+
+
+@settings(max_examples=600)
+@given(
+    st.lists(
+        st.tuples(
+            st.text(max_size=3), _BEFORE, st.sampled_from(["550", "421", "250", "199"]), _AFTER
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_reply_code_after_every_delimiter(pieces: list[tuple[str, str, str, str]]) -> None:
+    text = "".join("".join(piece) for piece in pieces)
+    assert reply_code(text) == plain_reply_code(text)
+
+
+_MARKER_TEXT = st.lists(
+    st.one_of(
+        st.sampled_from(
+            [
+                "----- Original message -----",
+                "Below this line is a copy of the message.",
+                "original message follows",
+                "> RETURNED MAIL:",
+                "Copy of the message was sent",
+                "headers of the original message",
+                "The header of the original message is following.",
+                "--- Below this line is a copy of the message.",
+                "Bounced e-mail:",
+                "original mail as follows:",
+                "message headers follow",
+                "unsent message below",
+                "undelivered message",
+                "orıgınal meſſage follows",
+                "hello",
+                "   ",
+                ">>",
+            ]
+        ),
+        st.sampled_from(["\n", "\n\n", " ", "-", "=", "\t"]),
+        st.text(max_size=5),
+    ),
+    max_size=12,
+).map("".join)
+
+
+def _plain_marker(text: str) -> int | None:
+    match = ORIGINAL_MARKER.search(text)
+    return match.start() if match else None
+
+
+@settings(max_examples=600)
+@given(_MARKER_TEXT)
+def test_the_marker_is_found_where_the_expression_finds_it(text: str) -> None:
+    assert original_marker_at(text) == _plain_marker(text)
+
+
+KEY = b"verp-signing-key-0123456789abcdef"
+
+
+@given(st.uuids())
+def test_tokens_carry_the_hmac_sha256_of_the_id(rid: UUID) -> None:
+    verp = Verp("bounces@mail.example.com", KEY)
+    mac = hmac.new(KEY, rid.bytes, hashlib.sha256).digest()[:10]
+    expected = base64.b32encode(rid.bytes + mac).decode("ascii").rstrip("=").lower()
+    token = verp.token(rid)
+    assert token == expected
+    assert verp.verify(token) == rid
+    assert verp.verify(token.upper()) == rid
+    assert verp.verify(f"  {token} ") == rid
+
+
+@given(st.uuids(), st.text(alphabet="abcdefghijklmnopqrstuvwxyz234567=ıſK ", max_size=3))
+def test_only_the_canonical_spelling_verifies(rid: UUID, extra: str) -> None:
+    verp = Verp("bounces@mail.example.com", KEY)
+    token = verp.token(rid)
+    changed = token + extra
+    if changed.strip().upper() != token.upper():
+        assert verp.verify(changed) is None
