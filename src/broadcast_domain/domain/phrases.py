@@ -21,11 +21,7 @@ A text's words, their heads and tails are read in a few C-level passes, so
 the lookup is linear in the text, and every phrase is searched for at most
 once. The answers are exactly those of the plain loops they replace (a
 hypothesis property compares them on generated and real report text):
-
-- :meth:`PhraseTable.first`: the lowest index ``i`` with ``phrases[i] in text``;
-- :meth:`PhraseTable.last`: the index ``i`` whose ``text.rfind(phrases[i])`` is
-  the greatest, the lowest such index on a tie (a loop keeping the best on a
-  strictly greater position).
+:meth:`PhraseTable.first` is the lowest index ``i`` with ``phrases[i] in text``.
 """
 
 from __future__ import annotations
@@ -82,12 +78,9 @@ class PhraseTable:
         self._heads = {key: tuple(indexes) for key, indexes in tables["head"].items()}
         self._tails = {key: tuple(indexes) for key, indexes in tables["tail"].items()}
 
-    def candidates(self, text: str) -> list[int]:
-        """The indexes of the phrases that may occur in ``text``, in order.
-
-        Every phrase that occurs in ``text`` is among them.
-        """
-        found = list(self._always)
+    def _keyed(self, text: str) -> list[int]:
+        """The indexes of the keyed phrases whose key ``text`` holds, in order."""
+        found: list[int] = []
         words = set(text.split())
         table = self._words
         for key in table.keys() & words:
@@ -101,23 +94,24 @@ class PhraseTable:
         found.sort()
         return found
 
+    def candidates(self, text: str) -> list[int]:
+        """The indexes of the phrases that may occur in ``text``, in order.
+
+        Every phrase that occurs in ``text`` is among them.
+        """
+        return sorted(self._keyed(text) + list(self._always))
+
     def first(self, text: str) -> int | None:
         """The lowest index of a phrase that occurs in ``text``, or None."""
         phrases = self.phrases
-        for index in self.candidates(text):
+        best = None
+        for index in self._keyed(text):
+            if phrases[index] in text:
+                best = index
+                break
+        for index in self._always:
+            if best is not None and index > best:
+                break
             if phrases[index] in text:
                 return index
-        return None
-
-    def last(self, text: str) -> int | None:
-        """The index of the phrase whose last occurrence starts furthest in ``text``.
-
-        On a tie (phrases that start at the same place), the lowest index.
-        """
-        phrases = self.phrases
-        best, found = -1, None
-        for index in self.candidates(text):
-            at = text.rfind(phrases[index])
-            if at > best:
-                best, found = at, index
-        return found
+        return best

@@ -942,8 +942,32 @@ _PHRASE_REASONS: tuple[str, ...] = tuple(
     reason for reason, phrases in TEXT_REASONS for _ in phrases
 )
 _PHRASE_TABLE = PhraseTable([phrase for _, phrases in TEXT_REASONS for phrase in phrases])
-_MARK_COMMANDS: tuple[str, ...] = tuple(command for command, marks in SMTP_COMMANDS for _ in marks)
-_MARK_TABLE = PhraseTable([mark for _, marks in SMTP_COMMANDS for mark in marks])
+_MARKS: tuple[tuple[str, str], ...] = tuple(
+    (mark, command) for command, marks in SMTP_COMMANDS for mark in marks
+)
+# Every mark holds one of these words: a mark is searched for only when the
+# text holds its word (the first of these it holds; "" for none: always).
+_MARK_WORDS = (
+    "rcpt",
+    "data",
+    "mail",
+    "helo",
+    "ehlo",
+    "greeting",
+    "connection",
+    "text",
+    "recipient",
+)
+
+
+def _mark_word(mark: str) -> str:
+    return next((word for word in _MARK_WORDS if word in mark), "")
+
+
+_MARK_GROUPS: tuple[tuple[str, tuple[int, ...]], ...] = tuple(
+    (word, tuple(i for i, (mark, _) in enumerate(_MARKS) if _mark_word(mark) == word))
+    for word in dict.fromkeys(_mark_word(mark) for mark, _ in _MARKS)
+)
 
 
 def _reason_from_text(lowered: str) -> str | None:
@@ -959,8 +983,16 @@ def names_a_cause(text: str) -> bool:
 def smtp_command(text: str) -> str | None:
     """The SMTP command a report says failed (``DATA``, ``RCPT``, ``MAIL``, ``HELO``), if any."""
     # The mark that occurs last decides; on a tie, the first in the table's order.
-    index = _MARK_TABLE.last(text.lower())
-    return None if index is None else _MARK_COMMANDS[index]
+    lowered = text.lower()
+    best, first = -1, len(_MARKS)
+    for word, members in _MARK_GROUPS:
+        if word not in lowered:
+            continue
+        for index in members:
+            at = lowered.rfind(_MARKS[index][0])
+            if at > best or (at == best and at >= 0 and index < first):
+                best, first = at, index
+    return _MARKS[first][1] if best >= 0 else None
 
 
 def _reason_from_status(status: str | None) -> str | None:
