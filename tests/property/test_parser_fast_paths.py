@@ -6,6 +6,8 @@
   the code) followed by the labelled one.
 - ``original_marker_at`` tries the marker at the start and after each newline:
   where ``ORIGINAL_MARKER.search`` matches.
+- ``find_addresses`` tries the address expression at the start of the run
+  before each ``@``: the matches of ``ADDRESS.finditer``.
 - VERP tokens: the MAC is HMAC-SHA256 as ``hmac.new`` computes it, and
   ``verify`` accepts exactly the canonical spelling of a genuine token.
 """
@@ -22,7 +24,7 @@ import hypothesis.strategies as st
 from hypothesis import given, settings
 
 from broadcast_adapters.bounces._plain import ORIGINAL_MARKER, original_marker_at
-from broadcast_adapters.bounces._scan import reply_code
+from broadcast_adapters.bounces._scan import ADDRESS, find_addresses, reply_code
 from broadcast_domain.domain.verp import Verp
 
 PLAIN_REPLY = re.compile(
@@ -138,6 +140,53 @@ def _plain_marker(text: str) -> int | None:
 @given(_MARKER_TEXT)
 def test_the_marker_is_found_where_the_expression_finds_it(text: str) -> None:
     assert original_marker_at(text) == _plain_marker(text)
+
+
+_ADDRESS_TEXT = st.lists(
+    st.one_of(
+        st.sampled_from(
+            [
+                "user@example.com",
+                "a.b+c@mail.example.org",
+                "@",
+                "@@",
+                "x" * 63,
+                "y" * 64,
+                "z" * 70,
+                "y" * 64 + "@example.com",
+                "x" * 63 + "@b.co",
+                "z" * 65 + "@c.org",
+                "d" * 254 + ".com",
+                "[192.0.2.1]",
+                "[IPv6:2001:db8::1]",
+                "mailto:",
+                "<",
+                ">",
+                " ",
+                "\n",
+                ".",
+                "-",
+                "é",
+                "'",
+            ]
+        ),
+        st.text(alphabet="ab.@-_ <>[]:1'", max_size=6),
+    ),
+    max_size=12,
+).map("".join)
+
+
+def _spans(matches: object) -> list[tuple[tuple[int, int], str, str]]:
+    return [(m.span(), m.group(1), m.group(2)) for m in matches]  # type: ignore[attr-defined]
+
+
+@settings(max_examples=800)
+@given(_ADDRESS_TEXT)
+def test_addresses_are_found_where_the_expression_finds_them(text: str) -> None:
+    assert _spans(find_addresses(text)) == _spans(ADDRESS.finditer(text))
+    # Padded, so that the share of "@" is low and the @-driven search runs.
+    padded = f"{'word ' * len(text)}{text}{' tail' * len(text)}"
+    assert _spans(find_addresses(padded)) == _spans(ADDRESS.finditer(padded))
 
 
 KEY = b"verp-signing-key-0123456789abcdef"

@@ -20,7 +20,7 @@ from broadcast_domain.ports import ParsedReport
 from . import _verdict
 from ._dsn import MAX_REPORTS, permanent
 from ._mime import Part, read_message
-from ._scan import ADDRESS, addresses, collapse, enhanced, has_any, reply_code
+from ._scan import addresses, collapse, enhanced, find_addresses, has_any, reply_code
 
 __all__ = [
     "LINE_LIMIT",
@@ -220,7 +220,7 @@ def _recipient_on(line: str) -> str | None:
     """The address a line names as a failed recipient, or None."""
     if len(line) > LINE_LIMIT or "@" not in line:
         return None
-    for match in ADDRESS.finditer(line):
+    for match in find_addresses(line):
         before = line[: match.start()].lstrip(" \t>*-")
         if len(before) > 100:
             return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Iterator
 
 __all__ = [
     "ADDRESS",
@@ -21,6 +22,7 @@ __all__ = [
     "all_enhanced",
     "collapse",
     "enhanced",
+    "find_addresses",
     "has_any",
     "html_to_text",
     "message_ids",
@@ -68,6 +70,52 @@ def collapse(text: str) -> str:
     return _WS.sub(" ", text).strip()
 
 
+_LOCAL_SET = "".join(
+    [chr(c) for c in range(ord("A"), ord("Z") + 1)]
+    + [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    + [chr(c) for c in range(ord("0"), ord("9") + 1)]
+    + list("!#$%&'*+/=?^_`{|}~.-")
+)
+# Below this length, or above this share of "@" characters, the expression's own
+# scan is cheaper.
+_SHORT = 256
+_AT_SHARE = 64
+
+
+def find_addresses(text: str) -> Iterator[re.Match[str]]:
+    """The matches of ``ADDRESS.finditer(text)``, found from each ``@`` in a long text.
+
+    Every match holds exactly one ``@`` and starts where the run of local-part
+    characters before it starts (the look-behind), so for each ``@`` after the
+    previous match the run is measured (``rstrip`` of up to 65 characters) and
+    the expression is tried at its start only: the same matches, without trying
+    the expression at every character of a long notice. Short text, and text
+    with many ``@`` characters (hostile input), take the expression's own scan.
+    """
+    if len(text) < _SHORT or text.count("@") * _AT_SHARE > len(text):
+        return ADDRESS.finditer(text)
+    return _from_each_at(text)
+
+
+def _from_each_at(text: str) -> Iterator[re.Match[str]]:
+    pos = 0
+    at = text.find("@")
+    while at >= 0:
+        window = text[max(0, at - 65) : at]
+        run = len(window) - len(window.rstrip(_LOCAL_SET))
+        start = at - run
+        # A run of 1-64 characters that starts at or after the previous match's
+        # end (a run longer than 64 names no address; the window is 65 long).
+        if 0 < run <= 64 and start >= pos:
+            match = ADDRESS.match(text, start)
+            if match is not None:
+                yield match
+                pos = match.end()
+                at = text.find("@", pos)
+                continue
+        at = text.find("@", at + 1)
+
+
 def addresses(text: str) -> list[str]:
     """Addresses in a header value or a line of text, as written, in order, each once.
 
@@ -75,7 +123,7 @@ def addresses(text: str) -> list[str]:
     """
     found: list[str] = []
     seen: set[str] = set()
-    for match in ADDRESS.finditer(text):
+    for match in find_addresses(text):
         local, domain = match.group(1), match.group(2)
         local = local.lstrip(".'")
         if local.lower().startswith("mailto:"):
@@ -98,7 +146,7 @@ def addresses(text: str) -> list[str]:
 def address_positions(text: str) -> dict[str, int]:
     """Each address in ``text``, lower-cased, with the offset of its first occurrence."""
     found: dict[str, int] = {}
-    for match in ADDRESS.finditer(text):
+    for match in find_addresses(text):
         local = match.group(1).lstrip(".'").lower().removeprefix("mailto:")
         domain = match.group(2).strip(".-").lower()
         found.setdefault(f"{local}@{domain}", match.start())
