@@ -9,12 +9,14 @@
 - ``find_addresses`` tries the address expression at the start of the run
   before each ``@``: the matches of ``ADDRESS.finditer``.
 - VERP tokens: the MAC is HMAC-SHA256 as ``hmac.new`` computes it, and
-  ``verify`` accepts exactly the canonical spelling of a genuine token.
+  ``verify`` (base32 read as one integer) accepts exactly what decoding with
+  ``base64.b32decode`` and checking the MAC and the canonical spelling accepts.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import re
@@ -211,3 +213,52 @@ def test_only_the_canonical_spelling_verifies(rid: UUID, extra: str) -> None:
     changed = token + extra
     if changed.strip().upper() != token.upper():
         assert verp.verify(changed) is None
+
+
+def plain_verify(token: str) -> UUID | None:
+    text = token.strip().upper()
+    if not text or len(text) > 64:
+        return None
+    try:
+        raw = base64.b32decode(text + "=" * (-len(text) % 8))
+    except (binascii.Error, ValueError):
+        return None
+    if len(raw) != 26:
+        return None
+    payload, mac = raw[:16], raw[16:]
+    if not hmac.compare_digest(mac, hmac.new(KEY, payload, hashlib.sha256).digest()[:10]):
+        return None
+    canonical = base64.b32encode(raw).decode("ascii").rstrip("=").lower()
+    return UUID(bytes=payload) if canonical == text.lower() else None
+
+
+@settings(max_examples=500)
+@given(
+    st.uuids(),
+    st.lists(
+        st.tuples(st.integers(0, 60), st.sampled_from([*"abz27AZ=8 \u0131\u017fKß", "", "=="])),
+        max_size=3,
+    ),
+    st.sampled_from(["", " ", "=", "======", "a", "\t"]),
+)
+def test_verify_accepts_what_decoding_accepts(
+    rid: UUID, edits: list[tuple[int, str]], tail: str
+) -> None:
+    verp = Verp("bounces@mail.example.com", KEY)
+    token = verp.token(rid)
+    for where, text in edits:
+        at = where % (len(token) + 1)
+        token = token[:at] + text + token[at + 1 :]
+    for candidate in (token, token + tail, token.upper()):
+        assert verp.verify(candidate) == plain_verify(candidate)
+
+
+@given(st.uuids(), st.integers(1, 3))
+def test_a_token_with_unused_bits_set_does_not_verify(rid: UUID, low: int) -> None:
+    verp = Verp("bounces@mail.example.com", KEY)
+    token = verp.token(rid)
+    alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+    # Same bytes when decoded: only the last character's two unused bits differ.
+    variant = token[:-1] + alphabet[alphabet.index(token[-1]) | low]
+    assert plain_verify(variant) is None
+    assert verp.verify(variant) is None

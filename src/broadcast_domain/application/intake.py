@@ -197,6 +197,10 @@ def normalised_outcome(
     )
 
 
+_UNKNOWN: Any = object()
+"""A recipient whose state the workspace has not read (None is a state: no such recipient)."""
+
+
 class _Workspace:
     """What one intake knows: recipient states, kept messages, events not yet written.
 
@@ -232,14 +236,16 @@ class _Workspace:
     def recipient(self, rid: UUID) -> Recipient | None:
         """The recipient's state, with the batch's own events so far applied."""
         states = self.states
-        state = states[rid] if rid in states else self.gateway.recipient(rid)
-        later = self.unapplied.pop(rid, None)
+        state: Recipient | None = states.get(rid, _UNKNOWN)
+        if state is _UNKNOWN:
+            state = states[rid] = self.gateway.recipient(rid)
+        later = self.unapplied.pop(rid, None) if self.unapplied else None
         if later:
             # Applied only when another message of the batch reads the recipient:
             # most are bounced once, and their new state is never looked at.
             for event in later:
                 state = event.apply(state)
-        states[rid] = state
+            states[rid] = state
         return state
 
     def load(self, rids: Iterable[UUID]) -> None:
