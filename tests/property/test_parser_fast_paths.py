@@ -4,7 +4,8 @@
   character, and tries the labelled form only when the text says "code":
   the same code as the original expression (a delimiter or a line start, then
   the code) followed by the labelled one.
-- ``original_marker_at`` tries the marker at the start and after each newline:
+- ``original_marker_at`` tries the marker at the start and after each newline,
+  where the line's words start with a letter one of the markers starts with:
   where ``ORIGINAL_MARKER.search`` matches.
 - ``find_addresses`` tries the address expression at the start of the run
   before each ``@``: the matches of ``ADDRESS.finditer``.
@@ -103,29 +104,35 @@ def test_reply_code_after_every_delimiter(pieces: list[tuple[str, str, str, str]
     assert reply_code(text) == plain_reply_code(text)
 
 
+_MARKER_PHRASES = [
+    "----- Original message -----",
+    "Below this line is a copy of the message.",
+    "original message follows",
+    "> RETURNED MAIL:",
+    "Copy of the message was sent",
+    "headers of the original message",
+    "The header of the original message is following.",
+    "--- Below this line is a copy of the message.",
+    "Bounced e-mail:",
+    "original mail as follows:",
+    "message headers follow",
+    "unsent message below",
+    "undelivered message",
+    "orıgınal meſſage follows",
+    "ſtart of original message",
+    "START OF RETURNED MAIL",
+    "Begin original message:",
+    "This is a copy of the message, including all the headers.",
+    "Message headers follow:",
+    "Headers are attached",
+    "The original message was below",
+    "hello",
+    "   ",
+    ">>",
+]
 _MARKER_TEXT = st.lists(
     st.one_of(
-        st.sampled_from(
-            [
-                "----- Original message -----",
-                "Below this line is a copy of the message.",
-                "original message follows",
-                "> RETURNED MAIL:",
-                "Copy of the message was sent",
-                "headers of the original message",
-                "The header of the original message is following.",
-                "--- Below this line is a copy of the message.",
-                "Bounced e-mail:",
-                "original mail as follows:",
-                "message headers follow",
-                "unsent message below",
-                "undelivered message",
-                "orıgınal meſſage follows",
-                "hello",
-                "   ",
-                ">>",
-            ]
-        ),
+        st.sampled_from(_MARKER_PHRASES),
         st.sampled_from(["\n", "\n\n", " ", "-", "=", "\t"]),
         st.text(max_size=5),
     ),
@@ -141,6 +148,22 @@ def _plain_marker(text: str) -> int | None:
 @settings(max_examples=600)
 @given(_MARKER_TEXT)
 def test_the_marker_is_found_where_the_expression_finds_it(text: str) -> None:
+    assert original_marker_at(text) == _plain_marker(text)
+
+
+_MARKER_LINES = st.lists(
+    st.tuples(
+        st.sampled_from(["", " ", "> ", "-- ", "\t", "=== "]),
+        st.one_of(st.sampled_from(_MARKER_PHRASES), _MARKER_TEXT),
+        st.sampled_from(["", ":", " ", " ---", "x"]),
+    ).map("".join),
+    max_size=6,
+).map("\n".join)
+
+
+@settings(max_examples=600)
+@given(_MARKER_LINES)
+def test_marker_lines_are_found_where_the_expression_finds_them(text: str) -> None:
     assert original_marker_at(text) == _plain_marker(text)
 
 

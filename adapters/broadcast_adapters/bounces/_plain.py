@@ -96,14 +96,19 @@ _MARKER_LINE = (
     r")$"
 )
 ORIGINAL_MARKER = re.compile("^" + _MARKER_LINE, re.IGNORECASE | re.MULTILINE)
-# The same line after a newline: the engine finds each newline by a fast scan
-# instead of trying the pattern at every character.
-_MARKER_AFTER_NEWLINE = re.compile("\n(?:" + _MARKER_LINE + ")", re.IGNORECASE | re.MULTILINE)
+# The same line, faster: tried after each newline (the engine finds each by a
+# fast scan instead of trying the pattern at every character), and only where
+# the words start with a letter that starts one of them (b, t, o, m, h, c, s, r,
+# u: ignoring case as the expression does), so most lines are refused at once.
+_MARKER_PREFIX = r"[ \t>|*=_-]{0,40}"
+_FAST_MARKER = _MARKER_PREFIX + "(?=[btomhcsru])" + _MARKER_LINE.removeprefix(_MARKER_PREFIX)
+_MARKER_AT_START = re.compile(_FAST_MARKER, re.IGNORECASE | re.MULTILINE)
+_MARKER_AFTER_NEWLINE = re.compile("\n(?:" + _FAST_MARKER + ")", re.IGNORECASE | re.MULTILINE)
 
 
 def original_marker_at(text: str) -> int | None:
     """Where ``ORIGINAL_MARKER.search(text)`` matches, or None (the same answer, faster)."""
-    if ORIGINAL_MARKER.match(text) is not None:
+    if _MARKER_AT_START.match(text) is not None:
         return 0
     match = _MARKER_AFTER_NEWLINE.search(text)
     return match.start() + 1 if match is not None else None
