@@ -7,6 +7,8 @@
 - ``original_marker_at`` tries the marker at the start and after each newline,
   where the line's words start with a letter one of the markers starts with:
   where ``ORIGINAL_MARKER.search`` matches.
+- ``ENHANCED`` and ``FIVE_XX`` look behind after their first digit: the
+  matches of the expressions that look behind before it.
 - ``find_addresses`` tries the address expression at the start of the run
   before each ``@``: the matches of ``ADDRESS.finditer``.
 - VERP tokens: the MAC is HMAC-SHA256 as ``hmac.new`` computes it, and
@@ -21,13 +23,14 @@ import binascii
 import hashlib
 import hmac
 import re
+from typing import Any
 from uuid import UUID
 
 import hypothesis.strategies as st
 from hypothesis import given, settings
 
-from broadcast_adapters.bounces._plain import ORIGINAL_MARKER, original_marker_at
-from broadcast_adapters.bounces._scan import ADDRESS, find_addresses, reply_code
+from broadcast_adapters.bounces._plain import FIVE_XX, ORIGINAL_MARKER, original_marker_at
+from broadcast_adapters.bounces._scan import ADDRESS, ENHANCED, find_addresses, reply_code
 from broadcast_domain.domain.verp import Verp
 
 PLAIN_REPLY = re.compile(
@@ -102,6 +105,27 @@ _AFTER = st.sampled_from(["", " ", " x", "\tUser", "-5.1.1", "\n", ".", "5", " (
 def test_reply_code_after_every_delimiter(pieces: list[tuple[str, str, str, str]]) -> None:
     text = "".join("".join(piece) for piece in pieces)
     assert reply_code(text) == plain_reply_code(text)
+
+
+PLAIN_ENHANCED = re.compile(r"(?<![\w.])([245])\.(\d{1,3})\.(\d{1,3})(?!\w|\.\d)")
+PLAIN_FIVE_XX = re.compile(r"(?<![\w.])5\d\d(?![\w.])")
+_CODES = st.lists(
+    st.one_of(
+        st.sampled_from(["5.1.1", "4.7.0", "2.0.0", "550", "5.1", "10.5.1.1", "x5.1.1", "_550"]),
+        st.sampled_from([*" .\n:;(a5_-", "\u0665", "\xb2", "é"]),
+    ),
+    max_size=14,
+).map("".join)
+
+
+@settings(max_examples=800)
+@given(_CODES)
+def test_status_and_five_hundred_codes_are_the_plain_expressions(text: str) -> None:
+    def spans(pattern: re.Pattern[str]) -> list[tuple[tuple[int, int], tuple[str | Any, ...]]]:
+        return [(m.span(), m.groups()) for m in pattern.finditer(text)]
+
+    assert spans(ENHANCED) == spans(PLAIN_ENHANCED)
+    assert spans(FIVE_XX) == spans(PLAIN_FIVE_XX)
 
 
 _MARKER_PHRASES = [

@@ -23,6 +23,7 @@ from ._mime import Part, read_message
 from ._scan import addresses, collapse, enhanced, find_addresses, has_any, reply_code
 
 __all__ = [
+    "FIVE_XX",
     "LINE_LIMIT",
     "NOTICE_LIMIT",
     "ORIGINAL_MARKER",
@@ -171,7 +172,8 @@ _TEMPORARY_WORDS = (
     "try again later",
     "warning message only",
 )
-_FIVE_XX = re.compile(r"(?<![\w.])5\d\d(?![\w.])")
+# A 5xx code standing alone (the look-behind after the 5: the engine scans for 5s).
+FIVE_XX = re.compile(r"5(?<![\w.]5)\d\d(?![\w.])")
 
 
 def is_daemon(address: str) -> bool:
@@ -316,7 +318,7 @@ def _words(text: str) -> bool | None:
     lowered = text.lower()
     if has_any(lowered, _TEMPORARY_WORDS):
         return False
-    if has_any(lowered, _PERMANENT_WORDS) or _FIVE_XX.search(text):
+    if has_any(lowered, _PERMANENT_WORDS) or FIVE_XX.search(text):
         return True
     return None
 
