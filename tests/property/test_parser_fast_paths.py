@@ -30,7 +30,15 @@ import hypothesis.strategies as st
 from hypothesis import given, settings
 
 from broadcast_adapters.bounces._plain import FIVE_XX, ORIGINAL_MARKER, original_marker_at
-from broadcast_adapters.bounces._scan import ADDRESS, ENHANCED, find_addresses, reply_code
+from broadcast_adapters.bounces._scan import (
+    ADDRESS,
+    ENHANCED,
+    all_enhanced,
+    collapse,
+    find_addresses,
+    has_enhanced,
+    reply_code,
+)
 from broadcast_domain.domain.verp import Verp
 
 PLAIN_REPLY = re.compile(
@@ -126,6 +134,7 @@ def test_status_and_five_hundred_codes_are_the_plain_expressions(text: str) -> N
 
     assert spans(ENHANCED) == spans(PLAIN_ENHANCED)
     assert spans(FIVE_XX) == spans(PLAIN_FIVE_XX)
+    assert has_enhanced(text) is bool(all_enhanced(text))
 
 
 _MARKER_PHRASES = [
@@ -309,3 +318,9 @@ def test_a_token_with_unused_bits_set_does_not_verify(rid: UUID, low: int) -> No
     variant = token[:-1] + alphabet[alphabet.index(token[-1]) | low]
     assert plain_verify(variant) is None
     assert verp.verify(variant) is None
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet=" \t\n\r\x0b\x0c\x1c\x1f\x85\xa0\u2028\u3000\u200bab.", max_size=20))
+def test_collapse_is_the_whitespace_substitution(text: str) -> None:
+    assert collapse(text) == re.sub(r"\s+", " ", text).strip()

@@ -25,6 +25,7 @@ __all__ = [
     "enhanced",
     "find_addresses",
     "has_any",
+    "has_enhanced",
     "html_to_text",
     "message_ids",
     "reply_code",
@@ -60,7 +61,6 @@ _LABELLED_REPLY = re.compile(
     re.IGNORECASE,
 )
 _MESSAGE_ID = re.compile(r"<([^<>\s]{1,998})>")
-_WS = re.compile(r"\s+")
 
 
 def has_any(text: str, phrases: tuple[str, ...]) -> bool:
@@ -69,8 +69,12 @@ def has_any(text: str, phrases: tuple[str, ...]) -> bool:
 
 
 def collapse(text: str) -> str:
-    """Whitespace runs folded to one space, ends trimmed."""
-    return _WS.sub(" ", text).strip()
+    """Whitespace runs folded to one space, ends trimmed.
+
+    ``str.split()`` splits at the characters ``\\s`` matches (``str.isspace``),
+    so this is ``re.sub(r"\\s+", " ", text).strip()`` in two C calls.
+    """
+    return " ".join(text.split())
 
 
 _LOCAL_SET = "".join(
@@ -162,6 +166,11 @@ def enhanced(text: str) -> str | None:
     if match is None:
         return None
     return f"{match.group(1)}.{int(match.group(2))}.{int(match.group(3))}"
+
+
+def has_enhanced(text: str) -> bool:
+    """Whether ``text`` holds an enhanced status code (``bool(all_enhanced(text))``)."""
+    return ENHANCED.search(text) is not None
 
 
 def all_enhanced(text: str) -> list[str]:
