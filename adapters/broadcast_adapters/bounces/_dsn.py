@@ -15,7 +15,7 @@ from broadcast_domain.ports import ParsedReport
 
 from . import _verdict
 from ._mime import decode_header
-from ._scan import addresses, all_enhanced, collapse, enhanced, reply_code
+from ._scan import addresses, all_enhanced, collapse, enhanced, has_enhanced, reply_code
 
 __all__ = ["MAX_REPORTS", "dsn_reports", "feedback_fields", "fields"]
 
@@ -212,10 +212,10 @@ def _dsn_report(
     diagnostic = diagnostic_text(group.get("diagnostic-code", ""))
     field_status = enhanced(group.get("status", ""))
     explanation = notice.about(recipient, original)
-    quoted = explanation if all_enhanced(explanation) else ""
+    quoted = explanation if has_enhanced(explanation) else ""
     if (
         quoted
-        and not all_enhanced(diagnostic)
+        and not has_enhanced(diagnostic)
         and (field_status is None or _generic(field_status) or not diagnostic)
     ):
         # The fields leave the remote reply out; the notice often quotes it

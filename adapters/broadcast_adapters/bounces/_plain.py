@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import re
+from itertools import islice
 
 from broadcast_domain.domain.reasons import smtp_command
 from broadcast_domain.ports import ParsedReport
@@ -19,9 +20,17 @@ from broadcast_domain.ports import ParsedReport
 from . import _verdict
 from ._dsn import MAX_REPORTS, permanent
 from ._mime import Part, read_message
-from ._scan import ADDRESS, addresses, collapse, enhanced, has_any, reply_code
+from ._scan import addresses, collapse, enhanced, find_addresses, has_any, reply_code
 
-__all__ = ["LINE_LIMIT", "NOTICE_LIMIT", "split_original", "text_reports"]
+__all__ = [
+    "FIVE_XX",
+    "LINE_LIMIT",
+    "NOTICE_LIMIT",
+    "ORIGINAL_MARKER",
+    "original_marker_at",
+    "split_original",
+    "text_reports",
+]
 
 LINE_LIMIT = 1000
 """Characters of a line that can name a failed recipient."""
@@ -71,9 +80,10 @@ _DAEMON_LOCALPARTS = frozenset(
     }
 )
 
-# Where the copy of the original message begins in a plain-text bounce.
-_ORIGINAL_MARKER = re.compile(
-    r"^[ \t>|*=_-]{0,40}(?:"
+# Where the copy of the original message begins in a plain-text bounce: a line
+# that is one of these (ORIGINAL_MARKER, anchored at a line start).
+_MARKER_LINE = (
+    r"[ \t>|*=_-]{0,40}(?:"
     r"(?:below this line is a copy of the message|this is a copy of the message|"
     r"the header of the original message is following|"
     r"(?:the )?(?:original )?(?:message|headers?) (?:of the original message )?"
@@ -84,9 +94,27 @@ _ORIGINAL_MARKER = re.compile(
     r"(?:message|mail|e-mail)(?: (?:headers?|follows|below|text)){0,3}"
     r"(?: follows?| below| is below)?[ \t:.=_-]{0,80}"
     r"|message headers? follows?[ \t:.-]{0,80}|original mail as follows:?|bounced e-?mail:?"
-    r")$",
-    re.IGNORECASE | re.MULTILINE,
+    r")$"
 )
+ORIGINAL_MARKER = re.compile("^" + _MARKER_LINE, re.IGNORECASE | re.MULTILINE)
+# The same line, faster: tried after each newline (the engine finds each by a
+# fast scan instead of trying the pattern at every character), and only where
+# the words start with a letter that starts one of them (b, t, o, m, h, c, s, r,
+# u: ignoring case as the expression does), so most lines are refused at once.
+_MARKER_PREFIX = r"[ \t>|*=_-]{0,40}"
+_FAST_MARKER = _MARKER_PREFIX + "(?=[btomhcsru])" + _MARKER_LINE.removeprefix(_MARKER_PREFIX)
+_MARKER_AT_START = re.compile(_FAST_MARKER, re.IGNORECASE | re.MULTILINE)
+_MARKER_AFTER_NEWLINE = re.compile("\n(?:" + _FAST_MARKER + ")", re.IGNORECASE | re.MULTILINE)
+
+
+def original_marker_at(text: str) -> int | None:
+    """Where ``ORIGINAL_MARKER.search(text)`` matches, or None (the same answer, faster)."""
+    if _MARKER_AT_START.match(text) is not None:
+        return 0
+    match = _MARKER_AFTER_NEWLINE.search(text)
+    return match.start() + 1 if match is not None else None
+
+
 _INLINE_HEADERS = (
     "return-path:",
     "received:",
@@ -144,7 +172,8 @@ _TEMPORARY_WORDS = (
     "try again later",
     "warning message only",
 )
-_FIVE_XX = re.compile(r"(?<![\w.])5\d\d(?![\w.])")
+# A 5xx code standing alone (the look-behind after the 5: the engine scans for 5s).
+FIVE_XX = re.compile(r"5(?<![\w.]5)\d\d(?![\w.])")
 
 
 def is_daemon(address: str) -> bool:
@@ -174,8 +203,7 @@ def _header_block_at(text: str, at: int) -> Part | None:
 
 def split_original(text: str) -> tuple[str, Part | None]:
     """The bounce text without its quoted original message, and that original's headers."""
-    match = _ORIGINAL_MARKER.search(text)
-    cut: int | None = match.start() if match else None
+    cut = original_marker_at(text)
     if cut is None:
         # No marker: an inline header block (Received:/Return-Path: lines at the
         # start of a line after a blank line) starts the original.
@@ -199,7 +227,7 @@ def _recipient_on(line: str) -> str | None:
     """The address a line names as a failed recipient, or None."""
     if len(line) > LINE_LIMIT or "@" not in line:
         return None
-    for match in ADDRESS.finditer(line):
+    for match in find_addresses(line):
         before = line[: match.start()].lstrip(" \t>*-")
         if len(before) > 100:
             return None
@@ -290,7 +318,7 @@ def _words(text: str) -> bool | None:
     lowered = text.lower()
     if has_any(lowered, _TEMPORARY_WORDS):
         return False
-    if has_any(lowered, _PERMANENT_WORDS) or _FIVE_XX.search(text):
+    if has_any(lowered, _PERMANENT_WORDS) or FIVE_XX.search(text):
         return True
     return None
 
@@ -302,8 +330,9 @@ def _drop_rules(text: str) -> str:
     )
 
 
-def _letters(text: str) -> int:
-    return sum(1 for c in text if c.isalpha())
+def _few_letters(text: str, least: int) -> bool:
+    """Fewer than ``least`` letters in ``text`` (counted in C, up to ``least``)."""
+    return len(list(islice(filter(str.isalpha, text), least))) < least
 
 
 def _code_paragraph(segment: str) -> str:
@@ -374,7 +403,7 @@ def text_reports(
         tail = first[at + len(addr) :].lstrip(">:;,. \t") if at >= 0 else ""
         diag_source = f"{tail}\n{rest}" if rest.strip() else segment
         diagnostic = collapse(_drop_rules(diag_source))
-        if _letters(diagnostic.replace(addr, "")) < 8:
+        if _few_letters(diagnostic.replace(addr, ""), 8):
             # Nothing but the address and rules: the reason is elsewhere in the notice.
             diagnostic = body.collapsed()
         diagnostic = diagnostic[: _verdict.EXPLANATION_LIMIT]

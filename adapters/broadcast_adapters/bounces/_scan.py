@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Iterator
 
 __all__ = [
     "ADDRESS",
+    "ENHANCED",
+    "REPLY",
     "address_positions",
     "addresses",
     "all_enhanced",
     "collapse",
     "enhanced",
+    "find_addresses",
     "has_any",
+    "has_enhanced",
     "html_to_text",
     "message_ids",
     "reply_code",
@@ -35,12 +40,19 @@ ADDRESS = re.compile(
     r"([A-Za-z0-9.-]{1,255}|\[(?:IPv6:)?[0-9A-Fa-f.:]{2,45}\])"
 )
 # Enhanced status code (RFC 3463); the look-arounds keep IP addresses and
-# version numbers out.
-_ENHANCED = re.compile(r"(?<![\w.])([245])\.(\d{1,3})\.(\d{1,3})(?!\w|\.\d)")
-# SMTP reply code, only where servers print one, so that sizes, dates and
-# counts in the prose are not taken for codes.
-_REPLY = re.compile(
-    r"(?:^|[\s:;(\[<\"'#=])([245][0-9][0-9])(?=[ \t\n-]{1,16}[A-Za-z0-9<#(\[:]|[ \t-]{0,16}$)",
+# version numbers out. The look-behind (no word character or dot before the
+# class digit) is written after that digit, so that the engine skips every
+# position without a 2, 4 or 5 instead of trying the pattern there.
+ENHANCED = re.compile(r"([245])(?<![\w.][245])\.(\d{1,3})\.(\d{1,3})(?!\w|\.\d)")
+# SMTP reply code, only where servers print one (at the start of a line, or
+# after white space or one of ``:;([<"'#=``), so that sizes, dates and counts in
+# the prose are not taken for codes. The expression starts with the code's first
+# digit and looks back one character (none at the start of the text; a line
+# start follows a newline, which is white space): the regular expression engine
+# then skips every position that holds no 2, 4 or 5 without trying the pattern.
+REPLY = re.compile(
+    r"([245](?<![^\s:;(\[<\"'#=][245])[0-9][0-9])"
+    r"(?=[ \t\n-]{1,16}[A-Za-z0-9<#(\[:]|[ \t-]{0,16}$)",
     re.MULTILINE,
 )
 # Servers that label the code instead of starting the line with it (Zoho).
@@ -49,7 +61,6 @@ _LABELLED_REPLY = re.compile(
     re.IGNORECASE,
 )
 _MESSAGE_ID = re.compile(r"<([^<>\s]{1,998})>")
-_WS = re.compile(r"\s+")
 
 
 def has_any(text: str, phrases: tuple[str, ...]) -> bool:
@@ -58,8 +69,58 @@ def has_any(text: str, phrases: tuple[str, ...]) -> bool:
 
 
 def collapse(text: str) -> str:
-    """Whitespace runs folded to one space, ends trimmed."""
-    return _WS.sub(" ", text).strip()
+    """Whitespace runs folded to one space, ends trimmed.
+
+    ``str.split()`` splits at the characters ``\\s`` matches (``str.isspace``),
+    so this is ``re.sub(r"\\s+", " ", text).strip()`` in two C calls.
+    """
+    return " ".join(text.split())
+
+
+_LOCAL_SET = "".join(
+    [chr(c) for c in range(ord("A"), ord("Z") + 1)]
+    + [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    + [chr(c) for c in range(ord("0"), ord("9") + 1)]
+    + list("!#$%&'*+/=?^_`{|}~.-")
+)
+# Below this length, or above this share of "@" characters, the expression's own
+# scan is cheaper.
+_SHORT = 256
+_AT_SHARE = 64
+
+
+def find_addresses(text: str) -> Iterator[re.Match[str]]:
+    """The matches of ``ADDRESS.finditer(text)``, found from each ``@`` in a long text.
+
+    Every match holds exactly one ``@`` and starts where the run of local-part
+    characters before it starts (the look-behind), so for each ``@`` after the
+    previous match the run is measured (``rstrip`` of up to 65 characters) and
+    the expression is tried at its start only: the same matches, without trying
+    the expression at every character of a long notice. Short text, and text
+    with many ``@`` characters (hostile input), take the expression's own scan.
+    """
+    if len(text) < _SHORT or text.count("@") * _AT_SHARE > len(text):
+        return ADDRESS.finditer(text)
+    return _from_each_at(text)
+
+
+def _from_each_at(text: str) -> Iterator[re.Match[str]]:
+    pos = 0
+    at = text.find("@")
+    while at >= 0:
+        window = text[max(0, at - 65) : at]
+        run = len(window) - len(window.rstrip(_LOCAL_SET))
+        start = at - run
+        # A run of 1-64 characters that starts at or after the previous match's
+        # end (a run longer than 64 names no address; the window is 65 long).
+        if 0 < run <= 64 and start >= pos:
+            match = ADDRESS.match(text, start)
+            if match is not None:
+                yield match
+                pos = match.end()
+                at = text.find("@", pos)
+                continue
+        at = text.find("@", at + 1)
 
 
 def addresses(text: str) -> list[str]:
@@ -69,7 +130,7 @@ def addresses(text: str) -> list[str]:
     """
     found: list[str] = []
     seen: set[str] = set()
-    for match in ADDRESS.finditer(text):
+    for match in find_addresses(text):
         local, domain = match.group(1), match.group(2)
         local = local.lstrip(".'")
         if local.lower().startswith("mailto:"):
@@ -92,7 +153,7 @@ def addresses(text: str) -> list[str]:
 def address_positions(text: str) -> dict[str, int]:
     """Each address in ``text``, lower-cased, with the offset of its first occurrence."""
     found: dict[str, int] = {}
-    for match in ADDRESS.finditer(text):
+    for match in find_addresses(text):
         local = match.group(1).lstrip(".'").lower().removeprefix("mailto:")
         domain = match.group(2).strip(".-").lower()
         found.setdefault(f"{local}@{domain}", match.start())
@@ -101,20 +162,29 @@ def address_positions(text: str) -> dict[str, int]:
 
 def enhanced(text: str) -> str | None:
     """The first enhanced status code in ``text``, canonical (``5.1.1``)."""
-    match = _ENHANCED.search(text)
+    match = ENHANCED.search(text)
     if match is None:
         return None
     return f"{match.group(1)}.{int(match.group(2))}.{int(match.group(3))}"
 
 
+def has_enhanced(text: str) -> bool:
+    """Whether ``text`` holds an enhanced status code (``bool(all_enhanced(text))``)."""
+    return ENHANCED.search(text) is not None
+
+
 def all_enhanced(text: str) -> list[str]:
     """Every enhanced status code in ``text``, canonical, in order."""
-    return [f"{m.group(1)}.{int(m.group(2))}.{int(m.group(3))}" for m in _ENHANCED.finditer(text)]
+    return [f"{m.group(1)}.{int(m.group(2))}.{int(m.group(3))}" for m in ENHANCED.finditer(text)]
 
 
 def reply_code(text: str) -> str | None:
     """The first SMTP reply code printed as servers print one."""
-    match = _REPLY.search(text) or _LABELLED_REPLY.search(text)
+    match = REPLY.search(text)
+    if match is None and "code" in text.lower():
+        # Every label ends in "code"; no character but c, o, d and e (any case)
+        # matches those letters ignoring case, so a text without it has no label.
+        match = _LABELLED_REPLY.search(text)
     return match.group(1) if match else None
 
 

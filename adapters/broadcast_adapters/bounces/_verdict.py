@@ -21,7 +21,7 @@ from broadcast_domain.domain.reasons import (
     smtp_command,
 )
 
-from ._scan import address_positions, all_enhanced, collapse, has_any, reply_code
+from ._scan import address_positions, collapse, has_any, has_enhanced, reply_code
 
 __all__ = ["EXPLANATION_LIMIT", "Notice", "decide", "is_challenge", "is_warning"]
 
@@ -143,7 +143,7 @@ def informative(text: str) -> bool:
     if not text:
         return False
     # The codes first: a regular-expression search is cheaper than the phrase tables.
-    return reply_code(text) is not None or bool(all_enhanced(text)) or names_a_cause(text)
+    return reply_code(text) is not None or has_enhanced(text) or names_a_cause(text)
 
 
 def _substantive(text: str) -> bool:

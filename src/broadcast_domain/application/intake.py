@@ -52,6 +52,7 @@ messages one at a time, in the same order.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -196,6 +197,10 @@ def normalised_outcome(
     )
 
 
+_UNKNOWN: Any = object()
+"""A recipient whose state the workspace has not read (None is a state: no such recipient)."""
+
+
 class _Workspace:
     """What one intake knows: recipient states, kept messages, events not yet written.
 
@@ -231,14 +236,16 @@ class _Workspace:
     def recipient(self, rid: UUID) -> Recipient | None:
         """The recipient's state, with the batch's own events so far applied."""
         states = self.states
-        state = states[rid] if rid in states else self.gateway.recipient(rid)
-        later = self.unapplied.pop(rid, None)
+        state: Recipient | None = states.get(rid, _UNKNOWN)
+        if state is _UNKNOWN:
+            state = states[rid] = self.gateway.recipient(rid)
+        later = self.unapplied.pop(rid, None) if self.unapplied else None
         if later:
             # Applied only when another message of the batch reads the recipient:
             # most are bounced once, and their new state is never looked at.
             for event in later:
                 state = event.apply(state)
-        states[rid] = state
+            states[rid] = state
         return state
 
     def load(self, rids: Iterable[UUID]) -> None:
@@ -349,6 +356,35 @@ class _Read:
     # None when reading alone decided the message (too large, no report): ``done``.
     parsed: ParsedMessage | None
     done: tuple[BounceOutcome, ...] | None = None
+
+
+class _Collector:
+    """The cyclic garbage collector, paused while a batch is read and decided.
+
+    A batch's parsed messages, states and events live until its commit and form
+    no cycles worth finding: the collector would walk them again and again for
+    nothing. It runs again between batches (whatever cycles a batch left are
+    freed then), and is never turned on if the caller had turned it off.
+    """
+
+    __slots__ = ("enabled",)
+
+    def __init__(self) -> None:
+        self.enabled = gc.isenabled()
+
+    def pause(self) -> None:
+        if self.enabled:
+            gc.disable()
+
+    def resume(self) -> None:
+        if self.enabled:
+            gc.enable()
+
+    def __enter__(self) -> _Collector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.resume()
 
 
 _Pending = tuple[str, bytes, datetime, str | None, list[BounceOutcome] | None]
@@ -953,20 +989,27 @@ class BounceIntake:
             flush()
 
         held = 0
-        for incoming in source:
-            received = received_at or self.now()
-            try:
-                read = self.read(incoming.raw, received, incoming.envelope_recipient, self.now())
-            except BroadcastError as e:
-                source.set_aside(incoming.key, str(e))
-                counts["set_aside"] += 1
-                continue
-            reading.append((incoming.key, incoming.raw, read))
-            held += len(incoming.raw)
-            if len(reading) >= _INGEST_BATCH or held >= _INGEST_BYTES:
-                decide()
-                held = 0
-        decide()
+        with _Collector() as collector:
+            for incoming in source:
+                collector.pause()
+                try:
+                    read = self.read(
+                        incoming.raw,
+                        received_at or self.now(),
+                        incoming.envelope_recipient,
+                        self.now(),
+                    )
+                except BroadcastError as e:
+                    source.set_aside(incoming.key, str(e))
+                    counts["set_aside"] += 1
+                    continue
+                reading.append((incoming.key, incoming.raw, read))
+                held += len(incoming.raw)
+                if len(reading) >= _INGEST_BATCH or held >= _INGEST_BYTES:
+                    decide()
+                    held = 0
+                    collector.resume()
+            decide()
         return counts
 
     def _redo(self, pending: list[_Pending], source: BounceSource, counts: dict[str, int]) -> None:

@@ -3,7 +3,9 @@
 The vocabulary is Sisimai's, so a host can compare our verdicts with the
 reference analyser's. Everything here is plain data a person can read and
 extend, and pure functions over it: no I/O, no regular expressions over
-untrusted text (phrase lookup is substring search, linear in the text).
+untrusted text (phrase lookup is substring search, linear in the text: a
+:class:`~broadcast_domain.domain.phrases.PhraseTable` searches only for the
+phrases whose words the text holds).
 
 What decides a reason (SPEC section 2, "Why an error happened"): the
 diagnostic and explanation text first where it names a cause, then the
@@ -15,9 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from broadcast_domain.domain.phrases import PhraseTable
+
 __all__ = [
     "REASONS",
+    "SMTP_COMMANDS",
     "STATUS_DESCRIPTIONS",
+    "TEXT_REASONS",
     "classify_reason",
     "describe_status",
     "is_reason",
@@ -237,7 +243,7 @@ _DECISIVE_STATUS = frozenset({"1.6", "1.7", "1.8", "2.3", "7.13", "7.27"})
 # with a phrase in the text wins, so the narrower causes come first (a
 # "mailbox full" notice may also say "rejected"; a "spam" filter may also say
 # "blocked"). Each phrase is what servers really write, in their own words.
-_TEXT_REASONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+TEXT_REASONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "virusdetected",
         (
@@ -844,8 +850,8 @@ _TEXT_REASONS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 # Where in the SMTP dialogue a reply came, from the words a report uses for it;
-# the last one named is the one that failed.
-_COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+# the last one named is the one that failed (on a tie, the first in this order).
+SMTP_COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "DATA",
         (
@@ -929,17 +935,44 @@ def describe_status(status: str | None) -> str:
     return f"{klass}.{rest} {description}"
 
 
-# The phrase tables flattened in their order: one loop of substring tests.
-_PHRASES: tuple[tuple[str, str], ...] = tuple(
-    (phrase, reason) for reason, phrases in _TEXT_REASONS for phrase in phrases
+# The phrase tables flattened in their order. The reason is the first phrase's
+# that the text contains: a PhraseTable searches only for the phrases whose
+# words the text holds (the same answer as a loop of substring tests).
+_PHRASE_REASONS: tuple[str, ...] = tuple(
+    reason for reason, phrases in TEXT_REASONS for _ in phrases
+)
+_PHRASE_TABLE = PhraseTable([phrase for _, phrases in TEXT_REASONS for phrase in phrases])
+_MARKS: tuple[tuple[str, str], ...] = tuple(
+    (mark, command) for command, marks in SMTP_COMMANDS for mark in marks
+)
+# Every mark holds one of these words: a mark is searched for only when the
+# text holds its word (the first of these it holds; "" for none: always).
+_MARK_WORDS = (
+    "rcpt",
+    "data",
+    "mail",
+    "helo",
+    "ehlo",
+    "greeting",
+    "connection",
+    "text",
+    "recipient",
+)
+
+
+def _mark_word(mark: str) -> str:
+    return next((word for word in _MARK_WORDS if word in mark), "")
+
+
+_MARK_GROUPS: tuple[tuple[str, tuple[int, ...]], ...] = tuple(
+    (word, tuple(i for i, (mark, _) in enumerate(_MARKS) if _mark_word(mark) == word))
+    for word in dict.fromkeys(_mark_word(mark) for mark, _ in _MARKS)
 )
 
 
 def _reason_from_text(lowered: str) -> str | None:
-    for phrase, reason in _PHRASES:
-        if phrase in lowered:
-            return reason
-    return None
+    index = _PHRASE_TABLE.first(lowered)
+    return None if index is None else _PHRASE_REASONS[index]
 
 
 def names_a_cause(text: str) -> bool:
@@ -949,14 +982,17 @@ def names_a_cause(text: str) -> bool:
 
 def smtp_command(text: str) -> str | None:
     """The SMTP command a report says failed (``DATA``, ``RCPT``, ``MAIL``, ``HELO``), if any."""
+    # The mark that occurs last decides; on a tie, the first in the table's order.
     lowered = text.lower()
-    best, found = -1, None
-    for command, marks in _COMMANDS:
-        for mark in marks:
-            at = lowered.rfind(mark)
-            if at > best:
-                best, found = at, command
-    return found
+    best, first = -1, len(_MARKS)
+    for word, members in _MARK_GROUPS:
+        if word not in lowered:
+            continue
+        for index in members:
+            at = lowered.rfind(_MARKS[index][0])
+            if at > best or (at == best and at >= 0 and index < first):
+                best, first = at, index
+    return _MARKS[first][1] if best >= 0 else None
 
 
 def _reason_from_status(status: str | None) -> str | None:

@@ -8,8 +8,12 @@ empty list when nothing changes). The rules are SPEC section 2.
 from __future__ import annotations
 
 import hashlib
+import operator
+from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from itertools import repeat
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Literal, get_args
 from uuid import NAMESPACE_URL, UUID, SafeUUID, uuid5
 
@@ -349,11 +353,14 @@ class Recipient:
 
     def _evolve(self, **changes: object) -> Recipient:
         # attrs.evolve introspects the class on every call; a fold applies millions of
-        # events, so copy the slots directly (same result: a new frozen instance).
+        # events, so copy the slots directly (same result: a new frozen instance):
+        # every value read by one attrgetter, the changed ones replaced, and each
+        # slot set through its descriptor in one C-level map.
         new = object.__new__(Recipient)
-        get = changes.get
-        for name in _SLOTS:
-            _set(new, name, get(name, getattr(self, name)))
+        values = list(_read_slots(self))
+        for name, value in changes.items():
+            values[_SLOT_INDEX[name]] = value
+        _drain(map(_call, _SLOT_SETTERS, repeat(new), values))
         return new
 
     # --- folding -------------------------------------------------------------------------
@@ -698,7 +705,13 @@ def outcome_detail(
 
 
 _SLOTS = tuple(a.name for a in attrs.fields(Recipient))
-_set = object.__setattr__
+_SLOT_INDEX = {name: at for at, name in enumerate(_SLOTS)}
+_read_slots = attrgetter(*_SLOTS)
+# The slots' own descriptors: setting through them is what object.__setattr__ does
+# on a slotted class, without the frozen class's refusal.
+_SLOT_SETTERS = tuple(getattr(Recipient, name).__set__ for name in _SLOTS)
+_call = operator.call
+_drain: Callable[[Iterable[object]], None] = deque[object](maxlen=0).extend
 
 
 # --- the one mutator ---------------------------------------------------------------------
