@@ -115,12 +115,14 @@ def test_reply_code_after_every_delimiter(pieces: list[tuple[str, str, str, str]
     assert reply_code(text) == plain_reply_code(text)
 
 
-PLAIN_ENHANCED = re.compile(r"(?<![\w.])([245])\.(\d{1,3})\.(\d{1,3})(?!\w|\.\d)")
+PLAIN_ENHANCED = re.compile(r"(?<![\w.@])([245])\.(\d{1,3})\.(\d{1,3})(?!\w|\.\w)")
 PLAIN_FIVE_XX = re.compile(r"(?<![\w.])5\d\d(?![\w.])")
 _CODES = st.lists(
     st.one_of(
-        st.sampled_from(["5.1.1", "4.7.0", "2.0.0", "550", "5.1", "10.5.1.1", "x5.1.1", "_550"]),
-        st.sampled_from([*" .\n:;(a5_-", "\u0665", "\xb2", "é"]),
+        st.sampled_from(
+            ["5.1.1", "4.7.0", "2.0.0", "550", "5.1", "10.5.1.1", "x5.1.1", "_550", "@5.0.0.com"]
+        ),
+        st.sampled_from([*" .\n:;(a5_-@", "\u0665", "\xb2", "é"]),
     ),
     max_size=14,
 ).map("".join)

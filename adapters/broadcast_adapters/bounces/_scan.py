@@ -39,11 +39,12 @@ ADDRESS = re.compile(
     rf"(?<![{_LOCAL_CHARS}])([{_LOCAL_CHARS}]{{1,64}})@"
     r"([A-Za-z0-9.-]{1,255}|\[(?:IPv6:)?[0-9A-Fa-f.:]{2,45}\])"
 )
-# Enhanced status code (RFC 3463); the look-arounds keep IP addresses and
-# version numbers out. The look-behind (no word character or dot before the
-# class digit) is written after that digit, so that the engine skips every
-# position without a 2, 4 or 5 instead of trying the pattern there.
-ENHANCED = re.compile(r"([245])(?<![\w.][245])\.(\d{1,3})\.(\d{1,3})(?!\w|\.\d)")
+# Enhanced status code (RFC 3463); the look-arounds keep IP addresses, version
+# numbers and host names out (``user@5.0.0.com``: no ``@`` before, no ``.`` and
+# a letter or digit after). The look-behind (no word character, dot or ``@``
+# before the class digit) is written after that digit, so that the engine skips
+# every position without a 2, 4 or 5 instead of trying the pattern there.
+ENHANCED = re.compile(r"([245])(?<![\w.@][245])\.(\d{1,3})\.(\d{1,3})(?!\w|\.\w)")
 # SMTP reply code, only where servers print one (at the start of a line, or
 # after white space or one of ``:;([<"'#=``), so that sizes, dates and counts in
 # the prose are not taken for codes. The expression starts with the code's first
