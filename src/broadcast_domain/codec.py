@@ -208,6 +208,34 @@ class AttrsMapper(Mapper[UUID]):
             self.encode_state(domain_event),
         )
 
+    def to_rows(self, events: Iterable[ev.DomainEvent]) -> list[Row]:
+        """``[to_row(e) for e in events]``, with a bulk acknowledgement's payload encoded once.
+
+        An ``ErrorAcknowledged`` carries only its time and who acknowledged
+        (the id and version are columns), and the events of one bulk
+        acknowledgement share both objects: while they are the very same
+        objects as the previous acknowledgement's, its encoded payload is
+        reused (same bytes; one shared copy).
+        """
+        ack_type = ev.ErrorAcknowledged
+        ack_topic = _TOPICS[ack_type]
+        to_row = self.to_row
+        rows: list[Row] = []
+        append = rows.append
+        last_at: object = None
+        last_by: object = None
+        shared = b""
+        for event in events:
+            if type(event) is ack_type:
+                ack: Any = event
+                if ack.timestamp is not last_at or ack.acknowledged_by is not last_by:
+                    shared = self.encode_state(ack)
+                    last_at, last_by = ack.timestamp, ack.acknowledged_by
+                append((ack.originator_id.hex, ack.originator_version, ack_topic, shared))
+            else:
+                append(to_row(event))
+        return rows
+
     def decode(
         self, topic: str, originator_id: UUID | str, version: int, state: bytes
     ) -> ev.DomainEvent:

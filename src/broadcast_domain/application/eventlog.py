@@ -289,8 +289,7 @@ class EventLog:
             return None
         try:
             if self._insert_rows is not None:
-                to_row = self.mapper.to_row
-                return self._insert_rows([to_row(e) for e in events])
+                return self._insert_rows(self.mapper.to_rows(events))
             if self.store.kind == "postgresql":
                 self._insert_postgres([self.mapper.to_stored_event(e) for e in events])
             else:

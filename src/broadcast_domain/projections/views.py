@@ -13,7 +13,7 @@ import enum
 import functools
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -38,6 +38,7 @@ from broadcast_domain.domain.values import DeliveryStatus, search_key
 from broadcast_domain.projections.rows import RecipientRow, advance, recipient_search_text
 
 __all__ = [
+    "AcknowledgedRows",
     "Acknowledging",
     "Counts",
     "MonthKey",
@@ -50,6 +51,7 @@ __all__ = [
     "month_of",
     "months_needed",
     "project",
+    "project_all",
     "recipient_reason",
     "recipient_search_text",
     "unmatched_order",
@@ -137,6 +139,29 @@ class Acknowledging:
     #: The two columns the acknowledgements set (None and 0 until one is folded).
     acknowledged_at: datetime | None = None
     version: int = 0
+    #: The log position of the last acknowledgement folded (0 until one is).
+    position: int = 0
+
+
+@attrs.define
+class AcknowledgedRows:
+    """Acknowledgements a store applied to its rows itself, summed up for the counts.
+
+    For recipients a batch only acknowledges, a store may set each row's
+    ``acknowledged_at`` and ``version`` to its last acknowledgement's (what the
+    fold would leave) in one set-based write, learning which rows were
+    unacknowledged errors and of which broadcast as it does. What is left to
+    fold is then a sum per broadcast, which :func:`project_all` adds; it skips
+    these recipients' events.
+    """
+
+    #: The recipients whose acknowledgements were applied (their events are skipped).
+    recipients: set[UUID]
+    #: How many of the batch's events they are at least (all of them: nothing is left
+    #: to fold, and the batch's events are not looked at).
+    events: int
+    #: Per broadcast: [rows that were unacknowledged errors, first position, last position].
+    broadcasts: dict[UUID, list[int]]
 
 
 @attrs.define
@@ -163,6 +188,8 @@ class Views:
     dirty_message_ids: set[str] = attrs.field(factory=set)
     # Recipients held as acknowledgement facts, not rows (never in ``recipients``).
     acknowledging: dict[UUID, Acknowledging] = attrs.field(factory=dict)
+    # Acknowledgements a store applied to its rows itself (see AcknowledgedRows).
+    acknowledged_rows: AcknowledgedRows | None = None
     position: int = 0
 
     def counts_for(self, broadcast_id: UUID) -> Counts:
@@ -234,24 +261,30 @@ class Needs:
     broadcasts: set[UUID] = attrs.field(factory=set)
     accounts: set[str] = attrs.field(factory=set)
     acknowledged_only: set[UUID] = attrs.field(factory=set)
+    #: Every recipient the batch acknowledges, in the order of its first acknowledgement:
+    #: the positions of its first and last one, and the last one (what its row ends with).
+    acknowledgements: dict[UUID, tuple[int, int, ErrorAcknowledged]] = attrs.field(factory=dict)
 
     @classmethod
     def of(cls, batch: Sequence[tuple[int, DomainEvent]]) -> Needs:
         """What the batch's events name directly."""
         new: set[UUID] = set()
-        acks: set[UUID] = set()
+        acks: dict[UUID, tuple[int, int, ErrorAcknowledged]] = {}
         others: set[UUID] = set()
         broadcasts: set[UUID] = set()
         accounts: set[str] = set()
         kinds = _KINDS
         # One pass, one set insertion per recipient event (hashing a UUID runs Python
         # code); the sets are combined afterwards in C.
-        for _, event in batch:
+        for position, event in batch:
             event_type = type(event)
             kind = kinds.get(event_type) or _kind(event_type)
             if kind is _Kind.RECIPIENT:
                 if event_type is ErrorAcknowledged:
-                    acks.add(event.originator_id)
+                    rid = event.originator_id
+                    seen = acks.get(rid)
+                    ack: Any = event  # no cast() call per event
+                    acks[rid] = (position if seen is None else seen[0], position, ack)
                 else:
                     others.add(event.originator_id)
             elif kind is _Kind.SCHEDULED:
@@ -264,10 +297,11 @@ class Needs:
             elif kind is _Kind.ACCOUNT:
                 accounts.add(cast(AccountConfigured, event).account_id)
         return cls(
-            recipients=(acks | others) - new,
+            recipients=(acks.keys() | others) - new,
             broadcasts=broadcasts,
             accounts=accounts,
-            acknowledged_only=(acks - others) - new if acks else set(),
+            acknowledged_only=(acks.keys() - others) - new if acks else set(),
+            acknowledgements=acks,
         )
 
     def add_rows(self, views: Views) -> None:
@@ -327,6 +361,7 @@ def _project_acknowledging(
     # the row: the status and reason stay, the error becomes acknowledged.
     facts.acknowledged_at = event.timestamp
     facts.version = event.originator_version
+    facts.position = position
     bid = facts.broadcast_id
     counts = views.counts_for(bid)
     views.dirty_counts.add(bid)
@@ -433,6 +468,80 @@ def project(views: Views, event: DomainEvent, position: int) -> None:
         _project_unmatched(views, event)
     if position > views.position:  # noqa: PLR1730 - per event: no call to max()
         views.position = position
+
+
+def project_all(views: Views, batch: Sequence[tuple[int, DomainEvent]]) -> None:
+    """Apply (position, event) pairs in order: :func:`project` for each, the same result.
+
+    An acknowledgement of a recipient held as :class:`Acknowledging` facts is
+    folded here without the per-event dispatch (a bulk acknowledgement is tens
+    of thousands of them in a row, usually of one broadcast); every other event
+    goes through :func:`project`.
+    """
+    bulk = views.acknowledged_rows
+    if bulk is not None:
+        _project_acknowledged_rows(views, bulk, batch)
+        return
+    held = views.acknowledging
+    if not held:
+        for position, event in batch:
+            project(views, event, position)
+        return
+    ack_type = ErrorAcknowledged
+    get = held.get
+    last_bid: UUID | None = None
+    counts = Counts()
+    for position, event in batch:
+        facts = get(event.originator_id) if type(event) is ack_type else None
+        if facts is None:
+            project(views, event, position)
+            continue
+        # _project_acknowledging, with the broadcast's counts kept from the last event.
+        facts.acknowledged_at = event.timestamp
+        facts.version = event.originator_version
+        facts.position = position
+        bid = facts.broadcast_id
+        if bid is not last_bid and bid != last_bid:
+            counts = views.counts_for(bid)
+            views.dirty_counts.add(bid)
+            last_bid = bid
+        if counts.first_position == 0:
+            counts.first_position = position
+        if position > counts.last_position:  # noqa: PLR1730 - per event: no call to max()
+            counts.last_position = position
+        if facts.unacknowledged:
+            facts.unacknowledged = False
+            counts.unacknowledged -= 1
+        if position > views.position:  # noqa: PLR1730
+            views.position = position
+
+
+def _project_acknowledged_rows(
+    views: Views, bulk: AcknowledgedRows, batch: Sequence[tuple[int, DomainEvent]]
+) -> None:
+    # The counts of a broadcast not counted before this batch take its first position
+    # in the batch, whichever event holds it (what the event-by-event fold does).
+    fresh = {bid for bid in bulk.broadcasts if views.counts_for(bid).first_position == 0}
+    skipped = bulk.recipients
+    views.acknowledged_rows = None
+    if bulk.events < len(batch):
+        rest = [
+            (position, event)
+            for position, event in batch
+            if type(event) is not ErrorAcknowledged or event.originator_id not in skipped
+        ]
+        project_all(views, rest)
+    for bid, (unacknowledged, first, last) in bulk.broadcasts.items():
+        counts = views.counts_for(bid)
+        views.dirty_counts.add(bid)
+        if counts.first_position == 0 or (bid in fresh and first < counts.first_position):
+            counts.first_position = first
+        if last > counts.last_position:  # noqa: PLR1730
+            counts.last_position = last
+        counts.unacknowledged -= unacknowledged
+    top = max((position for position, _ in batch), default=0)
+    if top > views.position:  # noqa: PLR1730
+        views.position = top
 
 
 def fold(history: Iterable[tuple[int, DomainEvent]]) -> Views:
