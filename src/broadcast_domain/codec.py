@@ -29,6 +29,7 @@ __all__ = [
     "AttrsMapper",
     "ContactColumns",
     "Row",
+    "acknowledgement_rows_encoder",
     "configure_converter",
     "decode_state",
     "encode_state",
@@ -327,6 +328,35 @@ def scheduled_rows_encoder(
             for position, (rid, address, last_name, first_name, company, contact_id) in enumerate(
                 zip(ids, *columns, strict=True), first_position
             )
+        ]
+
+    return encode
+
+
+def acknowledgement_rows_encoder(
+    timestamp: datetime, acknowledged_by: str
+) -> Callable[[Sequence[UUID], Sequence[int]], list[Row]]:
+    """The stored rows of a bulk acknowledgement's ``ErrorAcknowledged`` events, unbuilt.
+
+    ``encode(ids, versions)`` gives, for each recipient id and the version its
+    event takes, the row ``AttrsMapper().to_row(ErrorAcknowledged(...))`` gives
+    for the time and actor given here: the payload holds only those two, so it
+    is encoded once and shared by every row.
+    """
+    topic = _TOPICS[ev.ErrorAcknowledged]
+    state = AttrsMapper().encode_state(
+        ev.ErrorAcknowledged(
+            originator_id=UUID(int=0),
+            originator_version=1,
+            timestamp=timestamp,
+            acknowledged_by=acknowledged_by,
+        )
+    )
+
+    def encode(ids: Sequence[UUID], versions: Sequence[int]) -> list[Row]:
+        return [
+            (f"{rid.int:032x}", version, topic, state)  # UUID.hex, without its property call
+            for rid, version in zip(ids, versions, strict=True)
         ]
 
     return encode

@@ -20,7 +20,7 @@ from broadcast_domain.domain.events import DomainEvent
 from broadcast_domain.domain.unmatched import UnmatchedMessage
 from broadcast_domain.domain.values import BroadcastStatus, Contact, DeliveryStatus
 from broadcast_domain.projections.rows import RecipientRow, ResultCells
-from broadcast_domain.projections.views import Counts, Views
+from broadcast_domain.projections.views import BulkAcknowledgement, Counts, Views
 
 __all__ = [
     "AddressBook",
@@ -228,6 +228,18 @@ class ViewStore(Protocol):
 
     def apply(self, batch: Sequence[tuple[int, DomainEvent]], *, expected_position: int) -> bool:
         """Apply (position, event) pairs, in order, atomically with the tracking position."""
+        ...
+
+    def apply_acknowledgements(self, bulk: BulkAcknowledgement, *, expected_position: int) -> bool:
+        """Apply a bulk acknowledgement's events (``bulk.events()``) as ``apply`` would.
+
+        Only when every row is what the acknowledgement read (an unacknowledged
+        error of the broadcast, at the version before its event: see
+        :class:`~broadcast_domain.projections.views.BulkAcknowledgement`), which
+        lets a store write the rows' columns and the counts without folding each
+        event; False, and nothing applied, otherwise or when the stored position
+        is not ``expected_position``.
+        """
         ...
 
     def reset(self) -> None:

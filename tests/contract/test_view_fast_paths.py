@@ -25,10 +25,11 @@ from hypothesis import strategies as st
 from broadcast_adapters.storage import sql
 from broadcast_adapters.storage.sql import SqlViewStore
 from broadcast_domain.application.eventlog import parse_store_url
+from broadcast_domain.application.memory_views import InMemoryViewStore
 from broadcast_domain.application.projector import compare_views
 from broadcast_domain.domain.events import DomainEvent, ErrorAcknowledged
-from broadcast_domain.domain.values import Contact
-from broadcast_domain.projections.views import Needs, fold
+from broadcast_domain.domain.values import Contact, DeliveryStatus
+from broadcast_domain.projections.views import BulkAcknowledgement, Needs, fold
 from broadcast_domain.testing.histories import HistoryBuilder
 from broadcast_domain.testing.postgres import PostgresDatabases
 from broadcast_domain.testing.strategies import histories
@@ -103,6 +104,66 @@ def raw_acknowledgement_histories(draw: Any) -> History:
         history.append((len(history) + 1, ack))
         h.history.append((len(h.history) + 1, ack))
     return history
+
+
+@st.composite
+def bulk_acknowledgements(draw: Any) -> tuple[History, BulkAcknowledgement, bool]:
+    """A history, a bulk acknowledgement of some of one broadcast's unacknowledged errors
+    as ``acknowledge_errors`` records it (next versions, one time, the next positions),
+    and whether it is one: sometimes a row it names is not such an error (another
+    broadcast's, acknowledged, a success, at another version, named twice)."""
+    h = HistoryBuilder()
+    broadcasts = []
+    for b in range(draw(st.integers(1, 2))):
+        n = draw(st.integers(1, 8))
+        bid = h.create_broadcast([Contact(f"b{b}r{i}@example.com") for i in range(n)])
+        h.start_sending(bid)
+        broadcasts.append(bid)
+    for bid in broadcasts:
+        for address in h.addresses(bid):
+            if draw(st.integers(0, 3)):
+                h.attempt(bid, address)
+                code = draw(st.sampled_from([550, 550, 250]))
+                h.reply(bid, address, code, f"{code} reply")
+            if draw(st.integers(0, 4)) == 0:
+                h.acknowledge(bid, address)
+    h.advance(minutes=1)
+    bid = draw(st.sampled_from(broadcasts))
+    errors = [
+        r
+        for r in (h.recipient(bid, a) for a in h.addresses(bid))
+        if r.status is DeliveryStatus.ERROR and r.acknowledged_at is None
+    ]
+    chosen = draw(st.permutations(errors))[: draw(st.integers(0, len(errors)))]
+    named = [(r.id, r.version + 1) for r in chosen]
+    valid = True
+    if draw(st.integers(0, 3)) == 0:
+        others = [r for r in h.recipients.values() if r not in errors]
+        if others or named:
+            valid = False
+            wrong = draw(st.sampled_from(["other", "twice", "version"]))
+            if wrong == "other" and others:
+                r = draw(st.sampled_from(others))
+                named.insert(draw(st.integers(0, len(named))), (r.id, r.version + 1))
+            elif named:
+                i = draw(st.integers(0, len(named) - 1))
+                rid, version = named[i]
+                if wrong == "twice":
+                    named.insert(i, (rid, version))
+                else:
+                    named[i] = (rid, version + draw(st.sampled_from([-1, 1, 2])))
+            else:
+                valid = True
+    start = len(h.history) + 1
+    bulk = BulkAcknowledgement(
+        bid,
+        [rid for rid, _ in named],
+        [version for _, version in named],
+        range(start, start + len(named)),
+        h.now,
+        "operator-1",
+    )
+    return list(h.history), bulk, valid
 
 
 def _batches(history: Sequence[Any], cuts: Sequence[int]) -> Iterator[list[Any]]:
@@ -188,6 +249,43 @@ def test_set_based_acknowledgements_give_the_rows_of_the_fold(
     several times in a batch, other events between) leave the rows and counts of the
     event-by-event fold; so do the same acknowledgements folded from the facts."""
     _check(stores, history, cuts, fresh, set_based)
+
+
+@_per_store
+@given(case=bulk_acknowledgements(), fresh=st.booleans())
+def test_a_bulk_acknowledgement_gives_the_fold_of_its_events_or_nothing(
+    stores: Opener, case: tuple[History, BulkAcknowledgement, bool], fresh: bool
+) -> None:
+    """apply_acknowledgements leaves the rows and counts of folding the bulk's events
+    when every row is what it read, from the cache or not; otherwise it refuses and
+    changes nothing."""
+    history, bulk, valid = case
+    with ExitStack() as stack:
+        store = stores(stack)
+        store.reset()
+        assert store.apply(history, expected_position=0)
+        if fresh:
+            store = stores(stack)
+        applied = store.apply_acknowledgements(bulk, expected_position=len(history))
+        assert applied is (valid or not bulk.recipients)
+        expected = history + bulk.events() if applied else history
+        assert compare_views(fold(expected), store.dump()) == []
+        # Not at the stored position: refused, nothing applied.
+        assert not store.apply_acknowledgements(bulk, expected_position=len(history) + 1)
+
+
+@given(case=bulk_acknowledgements())
+def test_the_memory_store_applies_a_bulk_acknowledgement_as_the_sql_stores_do(
+    case: tuple[History, BulkAcknowledgement, bool],
+) -> None:
+    """The in-memory store checks the rows the same way, then folds the events."""
+    history, bulk, valid = case
+    store = InMemoryViewStore()
+    assert store.apply(history, expected_position=0)
+    applied = store.apply_acknowledgements(bulk, expected_position=len(history))
+    assert applied is (valid or not bulk.recipients)
+    expected = history + bulk.events() if applied else history
+    assert compare_views(fold(expected), store.dump()) == []
 
 
 @_per_store

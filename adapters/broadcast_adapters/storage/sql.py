@@ -37,12 +37,14 @@ from broadcast_domain.projections.rows import RESULT_FIELDS, ROW_FIELDS, Recipie
 from broadcast_domain.projections.views import (
     AcknowledgedRows,
     Acknowledging,
+    BulkAcknowledgement,
     Counts,
     MonthKey,
     Needs,
     Views,
     months_needed,
     project_all,
+    project_bulk_acknowledgement,
 )
 
 __all__ = ["VIEW_TABLES", "SqlViewStore"]
@@ -684,6 +686,68 @@ class SqlViewStore:
                 raise
             self._remember(views)
             return True
+
+    def apply_acknowledgements(self, bulk: BulkAcknowledgement, *, expected_position: int) -> bool:
+        with self._lock:
+            c = self._conn
+            c.execute(self.dialect.begin_write)
+            try:
+                row = self._run(self._lock_tracking).fetchone()
+                if (
+                    row is None
+                    or int(row[0]) != expected_position
+                    or not self._acknowledge_bulk(bulk)
+                ):
+                    c.execute("ROLLBACK")
+                    return False
+                views = Views(position=expected_position)
+                bid = bulk.broadcast_id
+                for _, state in self._select_in(
+                    "broadcast_id, state", "bd_counts", "broadcast_id", [bid.hex]
+                ):
+                    views.counts[bid] = decode_state(self.dialect.blob_out(state), Counts)
+                project_bulk_acknowledgement(views, bulk)
+                self._write(views, {})
+                self._run("UPDATE bd_tracking SET position = ? WHERE id = 1", (views.position,))
+                c.execute("COMMIT")
+            except BaseException:
+                self._forget()
+                c.execute("ROLLBACK")
+                raise
+            cache = self._cache
+            if cache:
+                pop = cache.pop
+                for rid in bulk.recipients:
+                    pop(rid.int, None)  # stale now
+            self._remember(views)
+            return True
+
+    def _acknowledge_bulk(self, bulk: BulkAcknowledgement) -> bool:
+        # Each row's two columns, by one UPDATE per version and chunk of ids that only
+        # takes rows still unacknowledged errors of the broadcast at the version before;
+        # all of them or False (the caller rolls back and the events are folded instead).
+        by_version: dict[int, list[str]] = {}
+        for rid, version in zip(bulk.recipients, bulk.versions, strict=True):
+            ids = by_version.get(version)
+            if ids is None:
+                ids = by_version[version] = []
+            ids.append(f"{rid.int:032x}")  # UUID.hex, without its property call
+        at = self.dialect.time_in(bulk.at)
+        bid = bulk.broadcast_id.hex
+        updated = 0
+        for version, ids in by_version.items():
+            # In the order given (a worklist's): the table's pages are visited in order.
+            # The broadcast is compared as an expression, not a column, so that the
+            # rows are found by id: with `broadcast_id = ?` SQLite's planner walks the
+            # partial index of the broadcast's unacknowledged errors for every chunk.
+            for condition, params in self.dialect.any_of("id", ids):
+                updated += self._run(
+                    f"UPDATE bd_recipients SET acknowledged_at = ?, version = ? "  # noqa: S608
+                    f"WHERE {condition} AND broadcast_id || '' = ? AND {_UNACK} "
+                    "AND version = ?",
+                    [at, version, *params, bid, version - 1],
+                ).rowcount
+        return updated == len(bulk.recipients)
 
     def _remember(self, views: Views) -> None:
         cache = self._cache

@@ -40,11 +40,13 @@ from broadcast_domain.projections.rows import RecipientRow, advance, recipient_s
 __all__ = [
     "AcknowledgedRows",
     "Acknowledging",
+    "BulkAcknowledgement",
     "Counts",
     "MonthKey",
     "Needs",
     "RecipientRow",
     "Views",
+    "acknowledgeable",
     "estimated_completion",
     "fold",
     "keyword_key",
@@ -52,6 +54,7 @@ __all__ = [
     "months_needed",
     "project",
     "project_all",
+    "project_bulk_acknowledgement",
     "recipient_reason",
     "recipient_search_text",
     "unmatched_order",
@@ -162,6 +165,45 @@ class AcknowledgedRows:
     events: int
     #: Per broadcast: [rows that were unacknowledged errors, first position, last position].
     broadcasts: dict[UUID, list[int]]
+
+
+@attrs.frozen
+class BulkAcknowledgement:
+    """The ``ErrorAcknowledged`` events one bulk acknowledgement recorded, as columns.
+
+    Recipient ``recipients[i]`` was read from the views as an unacknowledged
+    error of ``broadcast_id`` at version ``versions[i] - 1``; its event (version
+    ``versions[i]``, time ``at``, by ``by``) was recorded at ``positions[i]``.
+    When every row still is such an error, what the fold does with the events
+    is fully determined: each row takes ``at`` and its version, and the
+    broadcast's counts lose that many unacknowledged errors
+    (:func:`project_bulk_acknowledgement`); a store may then apply them without
+    building or folding one event each. :meth:`events` are the events themselves.
+    """
+
+    broadcast_id: UUID
+    recipients: Sequence[UUID]
+    versions: Sequence[int]
+    positions: Sequence[int]
+    at: datetime
+    by: str
+
+    def events(self) -> list[tuple[int, DomainEvent]]:
+        """The (position, event) pairs recorded, for a plain fold."""
+        return [
+            (
+                position,
+                ErrorAcknowledged(
+                    originator_id=rid,
+                    originator_version=version,
+                    timestamp=self.at,
+                    acknowledged_by=self.by,
+                ),
+            )
+            for rid, version, position in zip(
+                self.recipients, self.versions, self.positions, strict=True
+            )
+        ]
 
 
 @attrs.define
@@ -516,11 +558,25 @@ def project_all(views: Views, batch: Sequence[tuple[int, DomainEvent]]) -> None:
             views.position = position
 
 
+def _count_acknowledged(
+    views: Views, bid: UUID, unacknowledged: int, first: int, last: int, *, fresh: bool
+) -> None:
+    # What _project_acknowledging does to the counts, for acknowledgements of `bid`
+    # recorded from `first` to `last`, `unacknowledged` of them of unacknowledged errors.
+    # `fresh`: the counts had no position before the batch (whichever event of the
+    # batch comes first gives it, as in the event-by-event fold).
+    counts = views.counts_for(bid)
+    views.dirty_counts.add(bid)
+    if counts.first_position == 0 or (fresh and first < counts.first_position):
+        counts.first_position = first
+    if last > counts.last_position:  # noqa: PLR1730
+        counts.last_position = last
+    counts.unacknowledged -= unacknowledged
+
+
 def _project_acknowledged_rows(
     views: Views, bulk: AcknowledgedRows, batch: Sequence[tuple[int, DomainEvent]]
 ) -> None:
-    # The counts of a broadcast not counted before this batch take its first position
-    # in the batch, whichever event holds it (what the event-by-event fold does).
     fresh = {bid for bid in bulk.broadcasts if views.counts_for(bid).first_position == 0}
     skipped = bulk.recipients
     views.acknowledged_rows = None
@@ -532,16 +588,52 @@ def _project_acknowledged_rows(
         ]
         project_all(views, rest)
     for bid, (unacknowledged, first, last) in bulk.broadcasts.items():
-        counts = views.counts_for(bid)
-        views.dirty_counts.add(bid)
-        if counts.first_position == 0 or (bid in fresh and first < counts.first_position):
-            counts.first_position = first
-        if last > counts.last_position:  # noqa: PLR1730
-            counts.last_position = last
-        counts.unacknowledged -= unacknowledged
+        _count_acknowledged(views, bid, unacknowledged, first, last, fresh=bid in fresh)
     top = max((position for position, _ in batch), default=0)
     if top > views.position:  # noqa: PLR1730
         views.position = top
+
+
+def project_bulk_acknowledgement(views: Views, bulk: BulkAcknowledgement) -> None:
+    """What :func:`project` of ``bulk.events()`` does to ``views`` besides the rows.
+
+    Given that every row was an unacknowledged error of the broadcast at the
+    version before its event (a store checks it as it writes the rows' two
+    columns): the counts lose that many unacknowledged errors and take the
+    events' positions, and the views' position moves to the last event's.
+    """
+    if not bulk.positions:
+        return
+    first, last = min(bulk.positions), max(bulk.positions)
+    counts = views.counts_for(bulk.broadcast_id)
+    _count_acknowledged(
+        views,
+        bulk.broadcast_id,
+        len(bulk.recipients),
+        first,
+        last,
+        fresh=counts.first_position == 0,
+    )
+    if last > views.position:  # noqa: PLR1730
+        views.position = last
+
+
+def acknowledgeable(views: Views, bulk: BulkAcknowledgement) -> bool:
+    """Whether every row of ``bulk`` is an unacknowledged error of its broadcast, at the
+    version before its event (and named once): then :func:`project_bulk_acknowledgement`
+    and the rows' two columns are what the fold of its events gives."""
+    if len(set(bulk.recipients)) != len(bulk.recipients):
+        return False
+    for rid, version in zip(bulk.recipients, bulk.versions, strict=True):
+        row = views.recipients.get(rid)
+        if (
+            row is None
+            or row.broadcast_id != bulk.broadcast_id
+            or not row.unacknowledged_error
+            or row.version != version - 1
+        ):
+            return False
+    return True
 
 
 def fold(history: Iterable[tuple[int, DomainEvent]]) -> Views:
