@@ -67,18 +67,34 @@ _set = object.__setattr__
 _UNKNOWN = SafeUUID.unknown
 
 
+_RECENT: dict[str, UUID] = {}
+# Ids made recently, by their text: a log holds each recipient's events close together
+# and one broadcast's id in every Scheduled event. A bounded dict (emptied when full):
+# at most about 10 MB.
+_RECENT_LIMIT = 1 << 15
+
+
 def uuid_from_hex(text: str) -> UUID:
     """``UUID(text)`` for an id a store wrote, faster when it is 32 hex digits.
 
     Reading the log or a view table makes one UUID per row, and ``UUID()``
     first tries every spelling it accepts; the stores write ``.hex``, so build
-    that one directly (the same slots ``UUID.__init__`` sets). Any other text
-    goes through ``UUID()`` and its checks.
+    that one directly (the same slots ``UUID.__init__`` sets). An id read
+    recently is the same object again (UUIDs are immutable): no new object, and
+    the dict lookups of a fold find their key by identity, without a call of
+    ``UUID.__eq__`` (Python code). Any other text goes through ``UUID()`` and
+    its checks.
     """
+    u = _RECENT.get(text)
+    if u is not None:
+        return u
     if len(text) == 32 and text.isalnum():
         u = _new(UUID)
         _set(u, "int", int(text, 16))
         _set(u, "is_safe", _UNKNOWN)
+        if len(_RECENT) >= _RECENT_LIMIT:
+            _RECENT.clear()
+        _RECENT[text] = u
         return u
     return UUID(text)
 

@@ -8,6 +8,7 @@ adapter. Hosts may write their own and check them with the contract tests in
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import BinaryIO, Protocol, runtime_checkable
 from uuid import UUID
@@ -244,6 +245,16 @@ class ViewStore(Protocol):
 
     def reset(self) -> None:
         """Drop every view and the tracking position (for a rebuild)."""
+        ...
+
+    def loading(self) -> AbstractContextManager[None]:
+        """Held while a rebuild replays the whole log after :meth:`reset`.
+
+        A store may make the replay cheaper meanwhile (drop secondary indexes and
+        make them again from the whole table at the end); every query must stay
+        correct while it is held, and everything it dropped must be back when it
+        ends, however it ends.
+        """
         ...
 
     def dump(self) -> Views:

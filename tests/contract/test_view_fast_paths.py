@@ -10,6 +10,7 @@ with the rows and counts of the fold.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from datetime import timedelta
@@ -28,7 +29,7 @@ from broadcast_domain.application.eventlog import parse_store_url
 from broadcast_domain.application.memory_views import InMemoryViewStore
 from broadcast_domain.application.projector import compare_views
 from broadcast_domain.domain.events import DomainEvent, ErrorAcknowledged
-from broadcast_domain.domain.values import Contact, DeliveryStatus
+from broadcast_domain.domain.values import BounceReport, Contact, DeliveryStatus
 from broadcast_domain.projections.views import BulkAcknowledgement, Needs, fold
 from broadcast_domain.testing.histories import HistoryBuilder
 from broadcast_domain.testing.postgres import PostgresDatabases
@@ -274,6 +275,52 @@ def test_a_bulk_acknowledgement_gives_the_fold_of_its_events_or_nothing(
         assert not store.apply_acknowledgements(bulk, expected_position=len(history) + 1)
 
 
+def test_a_bulk_acknowledgement_after_another_store_moved_on_uses_no_stale_row(
+    stores: Opener,
+) -> None:
+    """A store that remembers rows, then acknowledges in bulk after another store applied
+    events to those rows, folds its next events on the rows as they are, not as it
+    remembered them."""
+    h = HistoryBuilder()
+    bid = h.create_broadcast([Contact(f"r{i}@example.com") for i in range(3)])
+    h.start_sending(bid)
+    r0, r1, r2 = h.addresses(bid)
+    for address in (r0, r1, r2):
+        h.attempt(bid, address)
+    first = len(h.history)
+    h.reply(bid, r0, 550, "550 no such user")
+    h.reply(bid, r1, 250, "250 ok")
+    h.reply(bid, r2, 550, "550 no such user")
+    second = len(h.history)
+    error = h.recipient(bid, r0)
+    h.advance(minutes=1)
+    bulk = BulkAcknowledgement(
+        bid, [error.id], [error.version + 1], [second + 1], h.now, "operator-1"
+    )
+    for position, event in bulk.events():
+        h.history.append((position, event))
+    report = BounceReport(
+        recipient=r1,
+        status="5.1.1",
+        diagnostic="550 5.1.1 user unknown",
+        permanent=True,
+        reported_at=h.now,
+    )
+    assert h.report(bid, r1, report)  # a success turned into an error
+    h.acknowledge(bid, r2)
+    history = h.history
+    with ExitStack() as stack:
+        mine, theirs = stores(stack), stores(stack)
+        mine.reset()
+        assert mine.apply(history[:first], expected_position=0)  # remembers three rows
+        assert theirs.apply(history[first:second], expected_position=first)
+        assert mine.apply_acknowledgements(bulk, expected_position=second)
+        rest = history[second + 1 :]
+        assert rest
+        assert mine.apply(rest, expected_position=second + 1)
+        assert compare_views(fold(history), mine.dump()) == []
+
+
 @given(case=bulk_acknowledgements())
 def test_the_memory_store_applies_a_bulk_acknowledgement_as_the_sql_stores_do(
     case: tuple[History, BulkAcknowledgement, bool],
@@ -286,6 +333,68 @@ def test_the_memory_store_applies_a_bulk_acknowledgement_as_the_sql_stores_do(
     assert applied is (valid or not bulk.recipients)
     expected = history + bulk.events() if applied else history
     assert compare_views(fold(expected), store.dump()) == []
+
+
+@_per_store
+@given(history=histories(), cuts=st.lists(st.integers(0, 10_000), max_size=4))
+def test_a_replay_while_loading_gives_the_fold_and_its_queries(
+    stores: Opener, history: History, cuts: list[int]
+) -> None:
+    """Batches applied while the store is loading (its secondary indexes dropped) give
+    the fold, and the same answers to queries during and after as an ordinary store."""
+    with ExitStack() as stack:
+        plain = stores(stack)
+        plain.reset()
+        for batch in _batches(history, cuts):
+            assert plain.apply(batch, expected_position=plain.position())
+        expected = _answers(plain)
+        store = stores(stack)
+        store.reset()
+        with store.loading():
+            for batch in _batches(history, cuts):
+                assert store.apply(batch, expected_position=store.position())
+            assert _answers(store) == expected
+        assert _answers(store) == expected
+        assert compare_views(fold(history), store.dump()) == []
+
+
+def _answers(store: SqlViewStore) -> list[Any]:
+    # What the queries that use the recipient table's secondary indexes answer.
+    answers: list[Any] = []
+    for bid in sorted(store.dump().broadcasts):
+        answers.append(store.recipient_page(bid, keyword=None, status=None, offset=0, limit=50))
+        answers.append(
+            store.recipient_page(bid, keyword=None, status=DeliveryStatus.ERROR, offset=0, limit=50)
+        )
+        answers.append(store.error_page(bid, as_of=store.position(), offset=0, limit=50))
+        answers.append(list(store.iter_unacknowledged_versions(bid, store.position())))
+    return answers
+
+
+def test_the_indexes_are_back_after_loading_however_it_ends(tmp_path: Path) -> None:
+    """The recipient table's indexes exist again when loading ends, with an error too."""
+    path = tmp_path / "views.db"
+
+    def indexes() -> set[str]:
+        with sqlite3.connect(path) as conn:
+            rows = conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' "
+                "AND tbl_name = 'bd_recipients' AND sql IS NOT NULL"
+            ).fetchall()
+        return {name for (name,) in rows}
+
+    store = SqlViewStore.sqlite(str(path))
+    try:
+        before = indexes()
+        assert len(before) == 3
+        with store.loading():
+            assert indexes() == set()
+        assert indexes() == before
+        with pytest.raises(RuntimeError), store.loading():
+            raise RuntimeError("the replay failed")
+        assert indexes() == before
+    finally:
+        store.close()
 
 
 @_per_store

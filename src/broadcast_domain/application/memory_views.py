@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -68,6 +69,9 @@ class InMemoryViewStore:
             if self._views.position != expected_position or not acknowledgeable(self._views, bulk):
                 return False
             return self.apply(bulk.events(), expected_position=expected_position)
+
+    def loading(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
     def reset(self) -> None:
         with self._lock:

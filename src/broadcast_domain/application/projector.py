@@ -146,12 +146,13 @@ class Projector:
         """
         with self._lock:
             self.views.reset()
-        if on_progress is None:
-            return self.catch_up(chunk=REBUILD_CHUNK)
-        last = self.log.max_position()
-        return self.catch_up(
-            lambda reached, _: on_progress(reached, max(last, reached)), chunk=REBUILD_CHUNK
-        )
+        with self.views.loading():
+            if on_progress is None:
+                return self.catch_up(chunk=REBUILD_CHUNK)
+            last = self.log.max_position()
+            return self.catch_up(
+                lambda reached, _: on_progress(reached, max(last, reached)), chunk=REBUILD_CHUNK
+            )
 
     def history(self) -> Iterable[tuple[int, DomainEvent]]:
         """Every recorded (position, event), oldest first, read in batches."""
