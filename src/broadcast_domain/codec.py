@@ -29,6 +29,7 @@ __all__ = [
     "AttrsMapper",
     "ContactColumns",
     "Row",
+    "acknowledgement_rows_encoder",
     "configure_converter",
     "decode_state",
     "encode_state",
@@ -66,18 +67,34 @@ _set = object.__setattr__
 _UNKNOWN = SafeUUID.unknown
 
 
+_RECENT: dict[str, UUID] = {}
+# Ids made recently, by their text: a log holds each recipient's events close together
+# and one broadcast's id in every Scheduled event. A bounded dict (emptied when full):
+# at most about 10 MB.
+_RECENT_LIMIT = 1 << 15
+
+
 def uuid_from_hex(text: str) -> UUID:
     """``UUID(text)`` for an id a store wrote, faster when it is 32 hex digits.
 
     Reading the log or a view table makes one UUID per row, and ``UUID()``
     first tries every spelling it accepts; the stores write ``.hex``, so build
-    that one directly (the same slots ``UUID.__init__`` sets). Any other text
-    goes through ``UUID()`` and its checks.
+    that one directly (the same slots ``UUID.__init__`` sets). An id read
+    recently is the same object again (UUIDs are immutable): no new object, and
+    the dict lookups of a fold find their key by identity, without a call of
+    ``UUID.__eq__`` (Python code). Any other text goes through ``UUID()`` and
+    its checks.
     """
+    u = _RECENT.get(text)
+    if u is not None:
+        return u
     if len(text) == 32 and text.isalnum():
         u = _new(UUID)
         _set(u, "int", int(text, 16))
         _set(u, "is_safe", _UNKNOWN)
+        if len(_RECENT) >= _RECENT_LIMIT:
+            _RECENT.clear()
+        _RECENT[text] = u
         return u
     return UUID(text)
 
@@ -208,6 +225,34 @@ class AttrsMapper(Mapper[UUID]):
             self.encode_state(domain_event),
         )
 
+    def to_rows(self, events: Iterable[ev.DomainEvent]) -> list[Row]:
+        """``[to_row(e) for e in events]``, with a bulk acknowledgement's payload encoded once.
+
+        An ``ErrorAcknowledged`` carries only its time and who acknowledged
+        (the id and version are columns), and the events of one bulk
+        acknowledgement share both objects: while they are the very same
+        objects as the previous acknowledgement's, its encoded payload is
+        reused (same bytes; one shared copy).
+        """
+        ack_type = ev.ErrorAcknowledged
+        ack_topic = _TOPICS[ack_type]
+        to_row = self.to_row
+        rows: list[Row] = []
+        append = rows.append
+        last_at: object = None
+        last_by: object = None
+        shared = b""
+        for event in events:
+            if type(event) is ack_type:
+                ack: Any = event
+                if ack.timestamp is not last_at or ack.acknowledged_by is not last_by:
+                    shared = self.encode_state(ack)
+                    last_at, last_by = ack.timestamp, ack.acknowledged_by
+                append((ack.originator_id.hex, ack.originator_version, ack_topic, shared))
+            else:
+                append(to_row(event))
+        return rows
+
     def decode(
         self, topic: str, originator_id: UUID | str, version: int, state: bytes
     ) -> ev.DomainEvent:
@@ -299,6 +344,35 @@ def scheduled_rows_encoder(
             for position, (rid, address, last_name, first_name, company, contact_id) in enumerate(
                 zip(ids, *columns, strict=True), first_position
             )
+        ]
+
+    return encode
+
+
+def acknowledgement_rows_encoder(
+    timestamp: datetime, acknowledged_by: str
+) -> Callable[[Sequence[UUID], Sequence[int]], list[Row]]:
+    """The stored rows of a bulk acknowledgement's ``ErrorAcknowledged`` events, unbuilt.
+
+    ``encode(ids, versions)`` gives, for each recipient id and the version its
+    event takes, the row ``AttrsMapper().to_row(ErrorAcknowledged(...))`` gives
+    for the time and actor given here: the payload holds only those two, so it
+    is encoded once and shared by every row.
+    """
+    topic = _TOPICS[ev.ErrorAcknowledged]
+    state = AttrsMapper().encode_state(
+        ev.ErrorAcknowledged(
+            originator_id=UUID(int=0),
+            originator_version=1,
+            timestamp=timestamp,
+            acknowledged_by=acknowledged_by,
+        )
+    )
+
+    def encode(ids: Sequence[UUID], versions: Sequence[int]) -> list[Row]:
+        return [
+            (f"{rid.int:032x}", version, topic, state)  # UUID.hex, without its property call
+            for rid, version in zip(ids, versions, strict=True)
         ]
 
     return encode

@@ -8,6 +8,7 @@ adapter. Hosts may write their own and check them with the contract tests in
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import BinaryIO, Protocol, runtime_checkable
 from uuid import UUID
@@ -20,7 +21,7 @@ from broadcast_domain.domain.events import DomainEvent
 from broadcast_domain.domain.unmatched import UnmatchedMessage
 from broadcast_domain.domain.values import BroadcastStatus, Contact, DeliveryStatus
 from broadcast_domain.projections.rows import RecipientRow, ResultCells
-from broadcast_domain.projections.views import Counts, Views
+from broadcast_domain.projections.views import BulkAcknowledgement, Counts, Views
 
 __all__ = [
     "AddressBook",
@@ -230,8 +231,30 @@ class ViewStore(Protocol):
         """Apply (position, event) pairs, in order, atomically with the tracking position."""
         ...
 
+    def apply_acknowledgements(self, bulk: BulkAcknowledgement, *, expected_position: int) -> bool:
+        """Apply a bulk acknowledgement's events (``bulk.events()``) as ``apply`` would.
+
+        Only when every row is what the acknowledgement read (an unacknowledged
+        error of the broadcast, at the version before its event: see
+        :class:`~broadcast_domain.projections.views.BulkAcknowledgement`), which
+        lets a store write the rows' columns and the counts without folding each
+        event; False, and nothing applied, otherwise or when the stored position
+        is not ``expected_position``.
+        """
+        ...
+
     def reset(self) -> None:
         """Drop every view and the tracking position (for a rebuild)."""
+        ...
+
+    def loading(self) -> AbstractContextManager[None]:
+        """Held while a rebuild replays the whole log after :meth:`reset`.
+
+        A store may make the replay cheaper meanwhile (drop secondary indexes and
+        make them again from the whole table at the end); every query must stay
+        correct while it is held, and everything it dropped must be back when it
+        ends, however it ends.
+        """
         ...
 
     def dump(self) -> Views:

@@ -359,14 +359,19 @@ def test_acknowledging_all_covers_every_page_in_few_writes(
     late = addresses[122]
     assert svc.record_bounce(failure_report(svc, bid, late, clock())).kind == "applied"
 
-    puts: list[int] = []
-    real_put = svc.events.put
+    puts: list[int] = []  # events per write, whether written as events or encoded rows
+    real_put, real_put_rows = svc.events.put, svc.events.put_rows
 
-    def counting_put(events: Sequence[Any]) -> None:
+    def counting_put(events: Sequence[Any]) -> Any:
         puts.append(len(events))
-        real_put(events)
+        return real_put(events)
+
+    def counting_put_rows(rows: Sequence[Any]) -> Any:
+        puts.append(len(rows))
+        return real_put_rows(rows)
 
     monkeypatch.setattr(svc.events, "put", counting_put)
+    monkeypatch.setattr(svc.events, "put_rows", counting_put_rows)
     assert svc.acknowledge_errors(bid, actor=OPERATOR, as_of=page.as_of) == 120
     assert sum(puts) == 120
     assert len(puts) <= 2

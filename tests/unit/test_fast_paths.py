@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -21,7 +22,7 @@ from broadcast_domain.application.eventlog import (
 )
 from broadcast_domain.application.validation import check_address, check_header_field, fold_contacts
 from broadcast_domain.codec import AttrsMapper, make_converter, scheduled_rows_encoder
-from broadcast_domain.domain.events import DomainEvent, Scheduled
+from broadcast_domain.domain.events import DomainEvent, ErrorAcknowledged, Scheduled
 from broadcast_domain.domain.recipient import recipient_id, recipient_id_hasher, recipient_id_maker
 from broadcast_domain.domain.values import Contact, normalise_address
 from broadcast_domain.errors import InvalidInput
@@ -50,6 +51,41 @@ def test_a_row_holds_what_a_stored_event_holds(event: DomainEvent) -> None:
         stored.topic,
         stored.state,
     )
+
+
+_ACK_TIMES = [
+    datetime(2026, 11, 2, 9, 0, tzinfo=UTC),
+    datetime(2026, 11, 2, 18, 0, tzinfo=ZoneInfo("Asia/Tokyo")),  # the same instant
+    datetime(2026, 11, 2, 9, 0, 0, 1, tzinfo=UTC),
+]
+
+
+@st.composite
+def acknowledgement_runs(draw: st.DrawFn) -> list[DomainEvent]:
+    """Acknowledgements sharing (or not) their time and actor objects, among other events."""
+    events: list[DomainEvent] = []
+    for _ in range(draw(st.integers(0, 12))):
+        if draw(st.integers(0, 4)) == 0:
+            events.append(draw(domain_events()))
+            continue
+        # Equal but distinct objects too: a new str or datetime each time.
+        at = draw(st.sampled_from(_ACK_TIMES))
+        events.append(
+            ErrorAcknowledged(
+                originator_id=draw(st.uuids()),
+                originator_version=draw(st.integers(1, 9)),
+                timestamp=at if draw(st.booleans()) else at.replace(),
+                acknowledged_by=draw(st.sampled_from(["op", "op-2", "".join(["o", "p"])])),
+            )
+        )
+    return events
+
+
+@given(acknowledgement_runs())
+def test_rows_of_a_batch_are_the_rows_of_each_event(events: list[DomainEvent]) -> None:
+    """to_rows (an acknowledgement's payload encoded once per shared time and actor)
+    gives to_row of each event, byte for byte."""
+    assert MAPPER.to_rows(events) == [MAPPER.to_row(e) for e in events]
 
 
 @given(st.uuids(), st.text(max_size=40) | addresses())

@@ -74,6 +74,8 @@ class Dialect:
     time_out: Callable[[Any], datetime | None]
     #: Blobs from the driver (PostgreSQL gives memoryview).
     blob_out: Callable[[Any], bytes]
+    #: Whether ``UPDATE ... RETURNING`` is understood (SQLite from 3.35).
+    returning: bool = True
 
     def any_of(self, column: str, keys: Sequence[Any]) -> Iterator[tuple[str, list[Any]]]:
         """``(condition, parameters)`` pieces that together match ``column`` to ``keys``.
@@ -111,6 +113,7 @@ SQLITE = Dialect(
     time_in=_text_time,
     time_out=_time_from_text,
     blob_out=_same,
+    returning=sqlite3.sqlite_version_info >= (3, 35, 0),
 )
 
 POSTGRES = Dialect(

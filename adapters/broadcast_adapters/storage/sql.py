@@ -16,6 +16,7 @@ queries use.
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -35,13 +36,16 @@ from broadcast_domain.domain.values import BroadcastStatus, DeliveryStatus
 from broadcast_domain.errors import StoreUnavailable
 from broadcast_domain.projections.rows import RESULT_FIELDS, ROW_FIELDS, RecipientRow, ResultCells
 from broadcast_domain.projections.views import (
+    AcknowledgedRows,
     Acknowledging,
+    BulkAcknowledgement,
     Counts,
     MonthKey,
     Needs,
     Views,
     months_needed,
-    project,
+    project_all,
+    project_bulk_acknowledgement,
 )
 
 __all__ = ["VIEW_TABLES", "SqlViewStore"]
@@ -102,6 +106,16 @@ _SCHEMA = (
         received_at {time} NOT NULL,
         state {blob} NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS bd_unmatched_by_received ON bd_unmatched (received_at, id)",
+)
+
+# The recipient table's secondary indexes: a rebuild drops them while it replays the
+# log and makes each again from the whole table at the end (one sort each), instead
+# of inserting and moving millions of entries one row at a time.
+_RECIPIENT_INDEXES = tuple(
+    statement for statement in _SCHEMA if "INDEX IF NOT EXISTS bd_recipients_" in statement
+)
+_RECIPIENT_INDEX_NAMES = tuple(
+    statement.split("EXISTS ", 1)[1].split()[0] for statement in _RECIPIENT_INDEXES
 )
 
 VIEW_TABLES = (
@@ -178,6 +192,40 @@ class _Converted(dict[Any, Any]):
 _changing_values = operator.attrgetter(*_CHANGING)
 
 
+_insert_order = operator.itemgetter(1, 3)  # (broadcast id, position)
+
+
+def _summed(
+    done: set[UUID], returned: list[tuple[str, str]], spans: dict[str, tuple[UUID, int, int]]
+) -> AcknowledgedRows:
+    # The rows an UPDATE ... RETURNING acknowledged, summed per broadcast for the counts.
+    broadcasts: dict[str, list[int]] = {}
+    events = 0
+    for rid_hex, bid_hex in returned:
+        _, first, last = spans[rid_hex]
+        # One event when its first acknowledgement is its last; at least two otherwise
+        # (a count that is short only makes the fold look at the batch's events).
+        events += 1 if first == last else 2
+        totals = broadcasts.get(bid_hex)
+        if totals is None:
+            broadcasts[bid_hex] = [1, first, last]
+        else:
+            totals[0] += 1
+            if first < totals[1]:  # noqa: PLR1730 - per row: no call to min()
+                totals[1] = first
+            if last > totals[2]:  # noqa: PLR1730
+                totals[2] = last
+    return AcknowledgedRows(
+        recipients=done,
+        events=events,
+        broadcasts={uuid_from_hex(b): totals for b, totals in broadcasts.items()},
+    )
+
+
+def _by_position(item: tuple[UUID, Acknowledging]) -> int:
+    return item[1].position
+
+
 class SqlViewStore:
     """A ViewStore in SQL tables: one connection, used under a lock.
 
@@ -189,7 +237,10 @@ class SqlViewStore:
         self._conn = conn
         self.dialect = dialect
         self._lock = threading.RLock()
-        self._cache: dict[UUID, RecipientRow] = {}
+        # Keyed by the id's integer: hashed and compared in C (a UUID's __hash__ and
+        # __eq__ are Python code, and a rebuild or a bulk acknowledgement looks up
+        # tens of thousands of ids per batch).
+        self._cache: dict[int, RecipientRow] = {}
         self._cache_position: int | None = None
         self._upsert_row = dialect.sql(_UPSERT_ROW)
         self._updates: dict[tuple[str, ...], str] = {}
@@ -355,6 +406,8 @@ class SqlViewStore:
         if self._cache_position != position:
             self._forget()  # another writer moved on: our rows may be stale
         cache = self._cache
+        if needs.acknowledged_only and self.dialect.returning:
+            self._acknowledge_rows(views, needs)
         if needs.acknowledged_only:
             self._load_acknowledging(views, needs.acknowledged_only)
             held = views.acknowledging
@@ -362,7 +415,7 @@ class SqlViewStore:
             needs.broadcasts.update({facts.broadcast_id for facts in held.values()})
         wanted = []
         for rid in needs.recipients:
-            hit = cache.get(rid)
+            hit = cache.get(rid.int)
             if hit is None:
                 wanted.append(rid.hex)
             else:
@@ -385,6 +438,60 @@ class SqlViewStore:
         self._load_months(views, months_needed(batch, views))
         return views
 
+    def _acknowledge_rows(self, views: Views, needs: Needs) -> None:
+        # Rows the batch only acknowledges that are unacknowledged errors (nearly always
+        # all of them): their two columns are set to their last acknowledgement's by one
+        # UPDATE per (time, version) and chunk of ids, which returns each row's
+        # broadcast; the fold then adds a sum per broadcast (AcknowledgedRows) instead of
+        # folding each event. Others (already acknowledged, not an error, not found) are
+        # left untouched in `needs.acknowledged_only` for the general paths.
+        only = needs.acknowledged_only
+        t = _Converted(self.dialect.time_in).__getitem__
+        groups: dict[tuple[Any, int], list[str]] = {}
+        spans: dict[str, tuple[UUID, int, int]] = {}
+        ids: list[str] = []
+        last_at: object = None
+        last_version = -1
+        for rid, (first, last, event) in needs.acknowledgements.items():
+            if rid not in only:
+                continue
+            rid_hex = f"{rid.int:032x}"  # UUID.hex, without its Python-level property
+            spans[rid_hex] = (rid, first, last)
+            if event.timestamp is not last_at or event.originator_version != last_version:
+                # A bulk acknowledgement shares one time object, and mostly one version.
+                last_at, last_version = event.timestamp, event.originator_version
+                key = (t(last_at), last_version)
+                ids = groups.get(key) or groups.setdefault(key, [])
+            ids.append(rid_hex)
+        returned: list[tuple[str, str]] = []
+        for (at, version), ids in groups.items():
+            # In the order of the acknowledgements (a worklist's order): the table's pages
+            # are visited in order rather than at random.
+            for condition, params in self.dialect.any_of("id", ids):
+                returned.extend(
+                    self._run(
+                        f"UPDATE bd_recipients SET acknowledged_at = ?, version = ? "  # noqa: S608
+                        f"WHERE {condition} AND {_UNACK} RETURNING id, broadcast_id",
+                        [at, version, *params],
+                    ).fetchall()
+                )
+        if not returned:
+            return
+        if len(returned) == len(spans):
+            done = set(only)
+            only.clear()
+        else:
+            done = {spans[rid_hex][0] for rid_hex, _ in returned}
+            only.difference_update(done)
+        views.acknowledged_rows = _summed(done, returned, spans)
+        needs.recipients.difference_update(done)
+        needs.broadcasts.update(views.acknowledged_rows.broadcasts)
+        cache = self._cache
+        if cache:
+            pop = cache.pop
+            for rid in done:
+                pop(rid.int, None)
+
     def _load_acknowledging(self, views: Views, acks: set[UUID]) -> None:
         # Rows the batch only acknowledges: two facts each (from the cache, or two
         # columns of the table) instead of the whole row, and two columns written back.
@@ -394,7 +501,7 @@ class SqlViewStore:
         cache = self._cache
         pending: dict[str, UUID] = {}
         for rid in acks:
-            hit = cache.pop(rid, None)
+            hit = cache.pop(rid.int, None)
             if hit is None:
                 pending[rid.hex] = rid
             else:
@@ -479,17 +586,15 @@ class SqlViewStore:
             ]
             values.append(rid.hex)
             updates.setdefault(columns, []).append(tuple(values))
+        # New rows go in in the order of their recipients' positions: the table's rowids
+        # and the position indexes then grow at their ends (appends, not page splits all
+        # over), and a later pass in position order (a worklist, an export) reads and
+        # writes the table's pages in order.
+        inserts.sort(key=_insert_order)
         self._many(self._upsert_row, inserts)
         for columns, rows in updates.items():
             self._many(self._update_sql(columns), rows)
-        self._many(
-            self._update_sql(("acknowledged_at", "version")),
-            [
-                (t(facts.acknowledged_at), facts.version, rid.hex)
-                for rid, facts in views.acknowledging.items()
-                if facts.version
-            ],
-        )
+        self._write_acknowledged(views.acknowledging, t)
         upsert = d.sql(
             "INSERT INTO bd_broadcasts VALUES (?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET "
             "status = excluded.status, scheduled_at = excluded.scheduled_at, state = excluded.state"
@@ -548,6 +653,27 @@ class SqlViewStore:
         )
         self._many(d.sql("DELETE FROM bd_unmatched WHERE id = ?"), gone)
 
+    def _write_acknowledged(self, held: dict[UUID, Acknowledging], t: Callable[[Any], Any]) -> None:
+        # The two columns of the rows a batch only acknowledged: one UPDATE per
+        # (time, version) for a chunk of ids rather than one per row (a bulk
+        # acknowledgement shares both), the ids in the order they were acknowledged,
+        # which is the order of the worklist: the table's pages are then visited in
+        # order instead of at random.
+        groups: dict[tuple[Any, int], list[str]] = {}
+        for rid, facts in sorted(held.items(), key=_by_position):
+            if facts.version:
+                key = (t(facts.acknowledged_at), facts.version)
+                ids = groups.get(key)
+                if ids is None:
+                    ids = groups[key] = []
+                ids.append(rid.hex)
+        for (at, version), ids in groups.items():
+            for condition, params in self.dialect.any_of("id", ids):
+                self._run(
+                    f"UPDATE bd_recipients SET acknowledged_at = ?, version = ? WHERE {condition}",  # noqa: S608
+                    [at, version, *params],
+                )
+
     def apply(self, batch: Sequence[tuple[int, DomainEvent]], *, expected_position: int) -> bool:
         if not batch:
             return True
@@ -561,8 +687,7 @@ class SqlViewStore:
                     return False
                 views = self._load(batch, expected_position)
                 loaded = dict(views.recipients)
-                for position, event in batch:
-                    project(views, event, position)
+                project_all(views, batch)
                 self._write(views, loaded)
                 self._run("UPDATE bd_tracking SET position = ? WHERE id = 1", (views.position,))
                 c.execute("COMMIT")
@@ -573,19 +698,83 @@ class SqlViewStore:
             self._remember(views)
             return True
 
+    def apply_acknowledgements(self, bulk: BulkAcknowledgement, *, expected_position: int) -> bool:
+        with self._lock:
+            c = self._conn
+            c.execute(self.dialect.begin_write)
+            try:
+                row = self._run(self._lock_tracking).fetchone()
+                if (
+                    row is None
+                    or int(row[0]) != expected_position
+                    or not self._acknowledge_bulk(bulk)
+                ):
+                    c.execute("ROLLBACK")
+                    return False
+                if self._cache_position != expected_position:
+                    self._forget()  # another writer moved on: our rows may be stale
+                views = Views(position=expected_position)
+                bid = bulk.broadcast_id
+                for _, state in self._select_in(
+                    "broadcast_id, state", "bd_counts", "broadcast_id", [bid.hex]
+                ):
+                    views.counts[bid] = decode_state(self.dialect.blob_out(state), Counts)
+                project_bulk_acknowledgement(views, bulk)
+                self._write(views, {})
+                self._run("UPDATE bd_tracking SET position = ? WHERE id = 1", (views.position,))
+                c.execute("COMMIT")
+            except BaseException:
+                self._forget()
+                c.execute("ROLLBACK")
+                raise
+            cache = self._cache
+            if cache:
+                pop = cache.pop
+                for rid in bulk.recipients:
+                    pop(rid.int, None)  # stale now
+            self._remember(views)
+            return True
+
+    def _acknowledge_bulk(self, bulk: BulkAcknowledgement) -> bool:
+        # Each row's two columns, by one UPDATE per version and chunk of ids that only
+        # takes rows still unacknowledged errors of the broadcast at the version before;
+        # all of them or False (the caller rolls back and the events are folded instead).
+        by_version: dict[int, list[str]] = {}
+        for rid, version in zip(bulk.recipients, bulk.versions, strict=True):
+            ids = by_version.get(version)
+            if ids is None:
+                ids = by_version[version] = []
+            ids.append(f"{rid.int:032x}")  # UUID.hex, without its property call
+        at = self.dialect.time_in(bulk.at)
+        bid = bulk.broadcast_id.hex
+        updated = 0
+        for version, ids in by_version.items():
+            # In the order given (a worklist's): the table's pages are visited in order.
+            # The broadcast is compared as an expression, not a column, so that the
+            # rows are found by id: with `broadcast_id = ?` SQLite's planner walks the
+            # partial index of the broadcast's unacknowledged errors for every chunk.
+            for condition, params in self.dialect.any_of("id", ids):
+                updated += self._run(
+                    f"UPDATE bd_recipients SET acknowledged_at = ?, version = ? "  # noqa: S608
+                    f"WHERE {condition} AND broadcast_id || '' = ? AND {_UNACK} "
+                    "AND version = ?",
+                    [at, version, *params, bid, version - 1],
+                ).rowcount
+        return updated == len(bulk.recipients)
+
     def _remember(self, views: Views) -> None:
         cache = self._cache
         rows = views.recipients
         for rid in views.dirty_recipients:
-            cache[rid] = rows[rid]
+            cache[rid.int] = rows[rid]
         excess = len(cache) - _CACHE_LIMIT
         if excess > 0:
             # The rows remembered first go first (a dict keeps insertion order): the
             # next batches come back to recent recipients (the next events of the
             # broadcast being sent or replayed), so dropping everything at once would
             # send the next batch to the table for rows it was about to reuse.
-            for rid in list(islice(cache, excess)):
-                del cache[rid]
+            for key in list(islice(cache, excess)):
+                del cache[key]
         self._cache_position = views.position
 
     def _forget(self) -> None:
@@ -602,6 +791,29 @@ class SqlViewStore:
                 for table in VIEW_TABLES:
                     c.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
                 c.execute("UPDATE bd_tracking SET position = 0 WHERE id = 1")
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+
+    @contextlib.contextmanager
+    def loading(self) -> Iterator[None]:
+        # See ViewStore.loading: the recipient indexes are dropped for the replay and
+        # made again afterwards, whatever happens (a store opened later makes any that
+        # are missing, too). Queries stay correct meanwhile, only slower.
+        self._run_schema([f"DROP INDEX IF EXISTS {name}" for name in _RECIPIENT_INDEX_NAMES])
+        try:
+            yield
+        finally:
+            self._run_schema(_RECIPIENT_INDEXES)
+
+    def _run_schema(self, statements: Iterable[str]) -> None:
+        with self._lock:
+            c = self._conn
+            c.execute(self.dialect.begin_write)
+            try:
+                for statement in statements:
+                    c.execute(statement)
                 c.execute("COMMIT")
             except BaseException:
                 c.execute("ROLLBACK")

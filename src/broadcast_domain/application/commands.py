@@ -21,6 +21,7 @@ from broadcast_domain.application.importing import NewBroadcast
 from broadcast_domain.application.projector import Projector
 from broadcast_domain.application.scheduling import prepare_recipients
 from broadcast_domain.application.validation import require_text
+from broadcast_domain.codec import acknowledgement_rows_encoder
 from broadcast_domain.domain.account import account_aggregate_id
 from broadcast_domain.domain.broadcast import Broadcast
 from broadcast_domain.domain.events import (
@@ -28,13 +29,13 @@ from broadcast_domain.domain.events import (
     BroadcastEvent,
     BroadcastScheduled,
     DomainEvent,
-    ErrorAcknowledged,
     RecipientEvent,
 )
 from broadcast_domain.domain.permissions import require_inbox_role
 from broadcast_domain.domain.recipient import recipient_id
 from broadcast_domain.domain.values import InboxRole, require_aware
 from broadcast_domain.errors import ConcurrencyConflict, InvalidInput, UnknownRecipient
+from broadcast_domain.projections.views import BulkAcknowledgement
 
 __all__ = ["WRITE_CHUNK", "Commands"]
 
@@ -175,41 +176,41 @@ class Commands:
                 field="as_of",
             )
         now = self.now()
+        # Each row is an unacknowledged error at its version: the event a
+        # Recipient.acknowledge() would record is ErrorAcknowledged(version + 1, now,
+        # who), without loading it; its stored row is encoded without building it.
+        encode = acknowledgement_rows_encoder(now, who.user_id)
         total = conflicts = 0
         while conflicts < self.gateway.max_retries:
             # The worklist is a read (the views); each write is checked by the
             # recipients' versions, so a stale row conflicts and is read again.
             read_at = self.projector.catch_up()
-            batch: list[DomainEvent] = []
+            ids: list[UUID] = []
+            versions: list[int] = []
             more = False
             for rid, version in views.iter_unacknowledged_versions(b.id, as_of):
-                if len(batch) >= WRITE_CHUNK:
+                if len(ids) >= WRITE_CHUNK:
                     more = True  # one row past a full batch: the list goes on
                     break
-                # The row is an unacknowledged error at its version: the event a
-                # Recipient.acknowledge() would record, without loading it.
-                batch.append(
-                    ErrorAcknowledged(
-                        originator_id=rid,
-                        originator_version=version + 1,
-                        timestamp=now,
-                        acknowledged_by=who.user_id,
-                    )
-                )
-            if not batch:
+                ids.append(rid)
+                versions.append(version + 1)
+            if not ids:
                 return total
             try:
-                positions = self.gateway.put(batch)
+                positions = self.gateway.put_rows(encode(ids, versions))
             except VersionConflict:
                 conflicts += 1
                 continue
-            total += len(batch)
+            total += len(ids)
             if not more and as_of <= read_at:
                 # The list was read whole at a position at or after as_of: every error up
                 # to as_of was in it (an error's position never changes, and an
                 # acknowledgement is never undone), so no second read is needed. The
-                # views take the events as written when nothing came between.
-                if positions is None or not self.projector.apply_recorded(positions, batch):
+                # views take the events as written when nothing came between: each
+                # row is then the error read (the log took each next version), so the
+                # fold's outcome is known and no event is built or folded.
+                bulk = BulkAcknowledgement(b.id, ids, versions, positions or (), now, who.user_id)
+                if positions is None or not self.projector.apply_acknowledgements(bulk):
                     self.projector.catch_up()
                 return total
         raise ConcurrencyConflict(

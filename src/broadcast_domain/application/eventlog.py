@@ -289,8 +289,7 @@ class EventLog:
             return None
         try:
             if self._insert_rows is not None:
-                to_row = self.mapper.to_row
-                return self._insert_rows([to_row(e) for e in events])
+                return self._insert_rows(self.mapper.to_rows(events))
             if self.store.kind == "postgresql":
                 self._insert_postgres([self.mapper.to_stored_event(e) for e in events])
             else:
@@ -299,18 +298,18 @@ class EventLog:
             raise VersionConflict(str(e)) from e
         return None
 
-    def put_rows(self, rows: Sequence[tuple[str, int, str, bytes]]) -> None:
+    def put_rows(self, rows: Sequence[tuple[str, int, str, bytes]]) -> Sequence[int] | None:
         """Append rows the mapper already encoded (``AttrsMapper.to_row``'s shape) atomically.
 
         For writers that encode without building event objects (scheduling a
-        large broadcast); VersionConflict as :meth:`put`.
+        large broadcast, a bulk acknowledgement); VersionConflict as :meth:`put`,
+        and the positions as :meth:`put` returns them.
         """
         if not rows:
-            return
+            return None
         try:
             if self._insert_rows is not None:
-                self._insert_rows(rows)
-                return
+                return self._insert_rows(rows)
             stored = [
                 StoredEvent(
                     originator_id=UUID(hex=oid),
@@ -326,6 +325,7 @@ class EventLog:
                 self.recorder.insert_events(stored)
         except (IntegrityError, RecordConflictError) as e:
             raise VersionConflict(str(e)) from e
+        return None
 
     def _insert_postgres(self, stored: Sequence[Any]) -> None:
         """eventsourcing's PostgreSQL write, as one statement over arrays.

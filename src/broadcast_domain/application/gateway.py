@@ -108,9 +108,12 @@ class Gateway:
         """
         return self.log.put(events)
 
-    def put_rows(self, rows: Sequence[tuple[str, int, str, bytes]]) -> None:
-        """Record rows already encoded by the codec in one transaction (see EventLog.put_rows)."""
-        self.log.put_rows(rows)
+    def put_rows(self, rows: Sequence[tuple[str, int, str, bytes]]) -> Sequence[int] | None:
+        """Record rows already encoded by the codec in one transaction (see EventLog.put_rows).
+
+        Returns their positions when the store tells them (SQLite), else None.
+        """
+        return self.log.put_rows(rows)
 
     def decide_and_put(self, decide: Callable[[], tuple[T, Sequence[DomainEvent]]]) -> T:
         """Run ``decide`` (result, events) and record the events, deciding again on a conflict.

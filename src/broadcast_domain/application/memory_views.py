@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -16,9 +17,11 @@ from broadcast_domain.domain.unmatched import UnmatchedMessage
 from broadcast_domain.domain.values import BroadcastStatus, DeliveryStatus
 from broadcast_domain.projections.rows import ResultCells, cells_of
 from broadcast_domain.projections.views import (
+    BulkAcknowledgement,
     Counts,
     RecipientRow,
     Views,
+    acknowledgeable,
     project,
     unmatched_order,
 )
@@ -60,6 +63,15 @@ class InMemoryViewStore:
                 self._by_broadcast[bid].sort(key=lambda rid: views.recipients[rid].position)
             views.clear_dirty()
             return True
+
+    def apply_acknowledgements(self, bulk: BulkAcknowledgement, *, expected_position: int) -> bool:
+        with self._lock:
+            if self._views.position != expected_position or not acknowledgeable(self._views, bulk):
+                return False
+            return self.apply(bulk.events(), expected_position=expected_position)
+
+    def loading(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
     def reset(self) -> None:
         with self._lock:

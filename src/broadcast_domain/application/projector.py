@@ -19,7 +19,7 @@ from typing import Any
 from broadcast_domain.application.eventlog import EventLog
 from broadcast_domain.domain.events import DomainEvent
 from broadcast_domain.ports import ViewStore
-from broadcast_domain.projections.views import Views, fold
+from broadcast_domain.projections.views import BulkAcknowledgement, Views, fold
 
 __all__ = ["READ_CHUNK", "REBUILD_CHUNK", "Projector", "compare_views"]
 
@@ -96,6 +96,22 @@ class Projector:
             batch = list(zip(positions, events, strict=True))
             return self.views.apply(batch, expected_position=position)
 
+    def apply_acknowledgements(self, bulk: BulkAcknowledgement) -> bool:
+        """Apply a bulk acknowledgement just recorded, without reading or folding its events.
+
+        Only when its events are the next the views lack (as :meth:`apply_recorded`)
+        and the store finds every row as the acknowledgement read it; False
+        otherwise, and nothing is applied (a catch-up folds them from the log then).
+        """
+        positions = bulk.positions
+        if not positions or positions[-1] != positions[0] + len(positions) - 1:
+            return False  # not one run of positions: some other event lies between
+        with self._lock, _collector_paused():
+            position = self.views.position()
+            if position != positions[0] - 1:
+                return False
+            return self.views.apply_acknowledgements(bulk, expected_position=position)
+
     def catch_up(
         self,
         on_batch: Callable[[int, int], None] | None = None,
@@ -130,12 +146,13 @@ class Projector:
         """
         with self._lock:
             self.views.reset()
-        if on_progress is None:
-            return self.catch_up(chunk=REBUILD_CHUNK)
-        last = self.log.max_position()
-        return self.catch_up(
-            lambda reached, _: on_progress(reached, max(last, reached)), chunk=REBUILD_CHUNK
-        )
+        with self.views.loading():
+            if on_progress is None:
+                return self.catch_up(chunk=REBUILD_CHUNK)
+            last = self.log.max_position()
+            return self.catch_up(
+                lambda reached, _: on_progress(reached, max(last, reached)), chunk=REBUILD_CHUNK
+            )
 
     def history(self) -> Iterable[tuple[int, DomainEvent]]:
         """Every recorded (position, event), oldest first, read in batches."""

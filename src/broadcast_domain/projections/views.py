@@ -13,7 +13,7 @@ import enum
 import functools
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -38,18 +38,23 @@ from broadcast_domain.domain.values import DeliveryStatus, search_key
 from broadcast_domain.projections.rows import RecipientRow, advance, recipient_search_text
 
 __all__ = [
+    "AcknowledgedRows",
     "Acknowledging",
+    "BulkAcknowledgement",
     "Counts",
     "MonthKey",
     "Needs",
     "RecipientRow",
     "Views",
+    "acknowledgeable",
     "estimated_completion",
     "fold",
     "keyword_key",
     "month_of",
     "months_needed",
     "project",
+    "project_all",
+    "project_bulk_acknowledgement",
     "recipient_reason",
     "recipient_search_text",
     "unmatched_order",
@@ -137,6 +142,68 @@ class Acknowledging:
     #: The two columns the acknowledgements set (None and 0 until one is folded).
     acknowledged_at: datetime | None = None
     version: int = 0
+    #: The log position of the last acknowledgement folded (0 until one is).
+    position: int = 0
+
+
+@attrs.define
+class AcknowledgedRows:
+    """Acknowledgements a store applied to its rows itself, summed up for the counts.
+
+    For recipients a batch only acknowledges, a store may set each row's
+    ``acknowledged_at`` and ``version`` to its last acknowledgement's (what the
+    fold would leave) in one set-based write, learning which rows were
+    unacknowledged errors and of which broadcast as it does. What is left to
+    fold is then a sum per broadcast, which :func:`project_all` adds; it skips
+    these recipients' events.
+    """
+
+    #: The recipients whose acknowledgements were applied (their events are skipped).
+    recipients: set[UUID]
+    #: How many of the batch's events they are at least (all of them: nothing is left
+    #: to fold, and the batch's events are not looked at).
+    events: int
+    #: Per broadcast: [rows that were unacknowledged errors, first position, last position].
+    broadcasts: dict[UUID, list[int]]
+
+
+@attrs.frozen
+class BulkAcknowledgement:
+    """The ``ErrorAcknowledged`` events one bulk acknowledgement recorded, as columns.
+
+    Recipient ``recipients[i]`` was read from the views as an unacknowledged
+    error of ``broadcast_id`` at version ``versions[i] - 1``; its event (version
+    ``versions[i]``, time ``at``, by ``by``) was recorded at ``positions[i]``.
+    When every row still is such an error, what the fold does with the events
+    is fully determined: each row takes ``at`` and its version, and the
+    broadcast's counts lose that many unacknowledged errors
+    (:func:`project_bulk_acknowledgement`); a store may then apply them without
+    building or folding one event each. :meth:`events` are the events themselves.
+    """
+
+    broadcast_id: UUID
+    recipients: Sequence[UUID]
+    versions: Sequence[int]
+    positions: Sequence[int]
+    at: datetime
+    by: str
+
+    def events(self) -> list[tuple[int, DomainEvent]]:
+        """The (position, event) pairs recorded, for a plain fold."""
+        return [
+            (
+                position,
+                ErrorAcknowledged(
+                    originator_id=rid,
+                    originator_version=version,
+                    timestamp=self.at,
+                    acknowledged_by=self.by,
+                ),
+            )
+            for rid, version, position in zip(
+                self.recipients, self.versions, self.positions, strict=True
+            )
+        ]
 
 
 @attrs.define
@@ -163,6 +230,8 @@ class Views:
     dirty_message_ids: set[str] = attrs.field(factory=set)
     # Recipients held as acknowledgement facts, not rows (never in ``recipients``).
     acknowledging: dict[UUID, Acknowledging] = attrs.field(factory=dict)
+    # Acknowledgements a store applied to its rows itself (see AcknowledgedRows).
+    acknowledged_rows: AcknowledgedRows | None = None
     position: int = 0
 
     def counts_for(self, broadcast_id: UUID) -> Counts:
@@ -234,24 +303,30 @@ class Needs:
     broadcasts: set[UUID] = attrs.field(factory=set)
     accounts: set[str] = attrs.field(factory=set)
     acknowledged_only: set[UUID] = attrs.field(factory=set)
+    #: Every recipient the batch acknowledges, in the order of its first acknowledgement:
+    #: the positions of its first and last one, and the last one (what its row ends with).
+    acknowledgements: dict[UUID, tuple[int, int, ErrorAcknowledged]] = attrs.field(factory=dict)
 
     @classmethod
     def of(cls, batch: Sequence[tuple[int, DomainEvent]]) -> Needs:
         """What the batch's events name directly."""
         new: set[UUID] = set()
-        acks: set[UUID] = set()
+        acks: dict[UUID, tuple[int, int, ErrorAcknowledged]] = {}
         others: set[UUID] = set()
         broadcasts: set[UUID] = set()
         accounts: set[str] = set()
         kinds = _KINDS
         # One pass, one set insertion per recipient event (hashing a UUID runs Python
         # code); the sets are combined afterwards in C.
-        for _, event in batch:
+        for position, event in batch:
             event_type = type(event)
             kind = kinds.get(event_type) or _kind(event_type)
             if kind is _Kind.RECIPIENT:
                 if event_type is ErrorAcknowledged:
-                    acks.add(event.originator_id)
+                    rid = event.originator_id
+                    seen = acks.get(rid)
+                    ack: Any = event  # no cast() call per event
+                    acks[rid] = (position if seen is None else seen[0], position, ack)
                 else:
                     others.add(event.originator_id)
             elif kind is _Kind.SCHEDULED:
@@ -264,10 +339,11 @@ class Needs:
             elif kind is _Kind.ACCOUNT:
                 accounts.add(cast(AccountConfigured, event).account_id)
         return cls(
-            recipients=(acks | others) - new,
+            recipients=(acks.keys() | others) - new,
             broadcasts=broadcasts,
             accounts=accounts,
-            acknowledged_only=(acks - others) - new if acks else set(),
+            acknowledged_only=(acks.keys() - others) - new if acks else set(),
+            acknowledgements=acks,
         )
 
     def add_rows(self, views: Views) -> None:
@@ -327,6 +403,7 @@ def _project_acknowledging(
     # the row: the status and reason stay, the error becomes acknowledged.
     facts.acknowledged_at = event.timestamp
     facts.version = event.originator_version
+    facts.position = position
     bid = facts.broadcast_id
     counts = views.counts_for(bid)
     views.dirty_counts.add(bid)
@@ -433,6 +510,130 @@ def project(views: Views, event: DomainEvent, position: int) -> None:
         _project_unmatched(views, event)
     if position > views.position:  # noqa: PLR1730 - per event: no call to max()
         views.position = position
+
+
+def project_all(views: Views, batch: Sequence[tuple[int, DomainEvent]]) -> None:
+    """Apply (position, event) pairs in order: :func:`project` for each, the same result.
+
+    An acknowledgement of a recipient held as :class:`Acknowledging` facts is
+    folded here without the per-event dispatch (a bulk acknowledgement is tens
+    of thousands of them in a row, usually of one broadcast); every other event
+    goes through :func:`project`.
+    """
+    bulk = views.acknowledged_rows
+    if bulk is not None:
+        _project_acknowledged_rows(views, bulk, batch)
+        return
+    held = views.acknowledging
+    if not held:
+        for position, event in batch:
+            project(views, event, position)
+        return
+    ack_type = ErrorAcknowledged
+    get = held.get
+    last_bid: UUID | None = None
+    counts = Counts()
+    for position, event in batch:
+        facts = get(event.originator_id) if type(event) is ack_type else None
+        if facts is None:
+            project(views, event, position)
+            continue
+        # _project_acknowledging, with the broadcast's counts kept from the last event.
+        facts.acknowledged_at = event.timestamp
+        facts.version = event.originator_version
+        facts.position = position
+        bid = facts.broadcast_id
+        if bid is not last_bid and bid != last_bid:
+            counts = views.counts_for(bid)
+            views.dirty_counts.add(bid)
+            last_bid = bid
+        if counts.first_position == 0:
+            counts.first_position = position
+        if position > counts.last_position:  # noqa: PLR1730 - per event: no call to max()
+            counts.last_position = position
+        if facts.unacknowledged:
+            facts.unacknowledged = False
+            counts.unacknowledged -= 1
+        if position > views.position:  # noqa: PLR1730
+            views.position = position
+
+
+def _count_acknowledged(
+    views: Views, bid: UUID, unacknowledged: int, first: int, last: int, *, fresh: bool
+) -> None:
+    # What _project_acknowledging does to the counts, for acknowledgements of `bid`
+    # recorded from `first` to `last`, `unacknowledged` of them of unacknowledged errors.
+    # `fresh`: the counts had no position before the batch (whichever event of the
+    # batch comes first gives it, as in the event-by-event fold).
+    counts = views.counts_for(bid)
+    views.dirty_counts.add(bid)
+    if counts.first_position == 0 or (fresh and first < counts.first_position):
+        counts.first_position = first
+    if last > counts.last_position:  # noqa: PLR1730
+        counts.last_position = last
+    counts.unacknowledged -= unacknowledged
+
+
+def _project_acknowledged_rows(
+    views: Views, bulk: AcknowledgedRows, batch: Sequence[tuple[int, DomainEvent]]
+) -> None:
+    fresh = {bid for bid in bulk.broadcasts if views.counts_for(bid).first_position == 0}
+    skipped = bulk.recipients
+    views.acknowledged_rows = None
+    if bulk.events < len(batch):
+        rest = [
+            (position, event)
+            for position, event in batch
+            if type(event) is not ErrorAcknowledged or event.originator_id not in skipped
+        ]
+        project_all(views, rest)
+    for bid, (unacknowledged, first, last) in bulk.broadcasts.items():
+        _count_acknowledged(views, bid, unacknowledged, first, last, fresh=bid in fresh)
+    top = max((position for position, _ in batch), default=0)
+    if top > views.position:  # noqa: PLR1730
+        views.position = top
+
+
+def project_bulk_acknowledgement(views: Views, bulk: BulkAcknowledgement) -> None:
+    """What :func:`project` of ``bulk.events()`` does to ``views`` besides the rows.
+
+    Given that every row was an unacknowledged error of the broadcast at the
+    version before its event (a store checks it as it writes the rows' two
+    columns): the counts lose that many unacknowledged errors and take the
+    events' positions, and the views' position moves to the last event's.
+    """
+    if not bulk.positions:
+        return
+    first, last = min(bulk.positions), max(bulk.positions)
+    counts = views.counts_for(bulk.broadcast_id)
+    _count_acknowledged(
+        views,
+        bulk.broadcast_id,
+        len(bulk.recipients),
+        first,
+        last,
+        fresh=counts.first_position == 0,
+    )
+    if last > views.position:  # noqa: PLR1730
+        views.position = last
+
+
+def acknowledgeable(views: Views, bulk: BulkAcknowledgement) -> bool:
+    """Whether every row of ``bulk`` is an unacknowledged error of its broadcast, at the
+    version before its event (and named once): then :func:`project_bulk_acknowledgement`
+    and the rows' two columns are what the fold of its events gives."""
+    if len(set(bulk.recipients)) != len(bulk.recipients):
+        return False
+    for rid, version in zip(bulk.recipients, bulk.versions, strict=True):
+        row = views.recipients.get(rid)
+        if (
+            row is None
+            or row.broadcast_id != bulk.broadcast_id
+            or not row.unacknowledged_error
+            or row.version != version - 1
+        ):
+            return False
+    return True
 
 
 def fold(history: Iterable[tuple[int, DomainEvent]]) -> Views:
