@@ -379,7 +379,7 @@ class EventLog:
         for start in range(0, len(ids), GET_MANY_CHUNK):
             chunk = ids[start : start + GET_MANY_CHUNK]
             for oid, version, topic, state in self._select_many(chunk):
-                uid = oid if isinstance(oid, UUID) else UUID(oid)
+                uid = oid if isinstance(oid, UUID) else uuid_from_hex(oid)
                 found.setdefault(uid, []).append(decode(topic, uid, version, state))
         return found
 
