@@ -6,7 +6,6 @@ import contextlib
 import gc
 import os
 import re
-import resource
 import shutil
 import statistics
 import tempfile
@@ -22,7 +21,6 @@ __all__ = [
     "median_of",
     "not_yet",
     "open_service",
-    "peak_rss_mb",
     "result",
     "scratch_dir",
     "timed",
@@ -55,11 +53,6 @@ def scratch_dir() -> Iterator[str]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def open_service(directory: str, name: str = "bench.db") -> Any:

@@ -59,7 +59,7 @@ from broadcast_domain.ports import (
     ViewStore,
 )
 from broadcast_domain.projections.rows import RecipientRow, cells_of
-from broadcast_domain.projections.views import Counts, Views, fold, month_of
+from broadcast_domain.projections.views import BulkAcknowledgement, Counts, Views, fold, month_of
 from broadcast_domain.testing.clock import FakeClock
 from broadcast_domain.testing.histories import HistoryBuilder
 from broadcast_domain.testing.reports import failure_report, report_message, verp_token_of
@@ -543,6 +543,41 @@ class ViewStoreContract:
             assert store.apply(history, expected_position=0)
             assert compare_views(fold(history), store.dump()) == []
 
+    def test_a_bulk_acknowledgement_is_the_fold_of_its_events_or_refused(self) -> None:
+        """apply_acknowledgements of errors read as unacknowledged gives the fold of its
+        events; one naming a row that is not such an error, or at a moved position,
+        returns False and changes nothing."""
+        history, bulk, not_errors = _bulk_acknowledgement_case()
+        last = history[-1][0]
+        with ExitStack() as stack:
+            store = self._store(stack)
+            assert store.apply(history, expected_position=0)
+            for wrong in not_errors:
+                assert not store.apply_acknowledgements(wrong, expected_position=last)
+            assert not store.apply_acknowledgements(bulk, expected_position=last - 1)
+            assert compare_views(fold(history), store.dump()) == []
+            assert store.apply_acknowledgements(bulk, expected_position=last)
+            assert store.position() == bulk.positions[-1]
+            assert compare_views(fold(history + bulk.events()), store.dump()) == []
+
+    def test_a_replay_while_loading_gives_the_fold(self) -> None:
+        """Batches applied while ``loading()`` is held give the fold, and the store
+        answers the same after it ends, also when it ends with an error."""
+        history = _scripted_history()
+        with ExitStack() as stack:
+            store = self._store(stack)
+            with store.loading():
+                assert store.apply(history[:4], expected_position=0)
+                assert store.apply(history[4:], expected_position=history[3][0])
+                assert compare_views(fold(history), store.dump()) == []
+            assert compare_views(fold(history), store.dump()) == []
+            store.reset()
+            with pytest.raises(RuntimeError, match="the replay failed"):
+                _replay_then_fail(store, history)
+            assert compare_views(fold(history), store.dump()) == []
+            for row in store.dump().recipients.values():
+                assert store.recipient(row.id) == row
+
     @_shared_by_subclasses
     @given(history=histories(), cuts=st.lists(st.integers(0, 10_000), max_size=4))
     def test_dump_equals_the_fold_in_any_batching(
@@ -674,6 +709,50 @@ def _scripted_history() -> list[tuple[int, DomainEvent]]:
         h.reply(bid, contact.address, code, f"{code} reply")
     h.acknowledge(bid, people[1].address)
     return h.history
+
+
+def _replay_then_fail(store: ViewStore, history: list[tuple[int, DomainEvent]]) -> None:
+    with store.loading():
+        assert store.apply(history, expected_position=0)
+        raise RuntimeError("the replay failed")
+
+
+def _bulk_acknowledgement_case() -> tuple[
+    list[tuple[int, DomainEvent]], BulkAcknowledgement, list[BulkAcknowledgement]
+]:
+    """A history with three unacknowledged errors, their bulk acknowledgement as
+    ``acknowledge_errors`` records it (next versions, one time, the next positions),
+    and bulk acknowledgements that each name one row that is not such an error."""
+    h = HistoryBuilder()
+    people = [Contact(f"user{i}@example.com") for i in range(5)]
+    bid = h.create_broadcast(people)
+    h.start_sending(bid)
+    for contact, code in zip(people, (550, 550, 550, 250, 550), strict=True):
+        h.attempt(bid, contact.address)
+        h.reply(bid, contact.address, code, f"{code} reply")
+    h.acknowledge(bid, people[4].address)
+    h.advance(minutes=1)
+    rows = [h.recipient(bid, c.address) for c in people]
+    start = len(h.history) + 1
+
+    def bulk(named: list[tuple[UUID, int]]) -> BulkAcknowledgement:
+        return BulkAcknowledgement(
+            bid,
+            [rid for rid, _ in named],
+            [version for _, version in named],
+            range(start, start + len(named)),
+            h.now,
+            "operator-1",
+        )
+
+    errors = [(r.id, r.version + 1) for r in rows[:3]]
+    wrong = [
+        bulk([*errors, (rows[3].id, rows[3].version + 1)]),  # a success
+        bulk([*errors, (rows[4].id, rows[4].version + 1)]),  # acknowledged already
+        bulk([*errors[:2], (rows[2].id, rows[2].version + 2)]),  # another version
+        bulk([errors[0], *errors]),  # named twice
+    ]
+    return list(h.history), bulk(errors), wrong
 
 
 # --------------------------------------------------------------------------- whole stores
