@@ -452,5 +452,5 @@ def test_a_small_row_cache_drops_its_oldest_rows_and_gives_the_fold(
         store.reset()
         for batch in _batches(history, cuts):
             assert store.apply(batch, expected_position=store.position())
-            assert len(store._cache) <= limit
+            assert store.remembered_rows <= limit
         assert compare_views(fold(history), store.dump()) == []

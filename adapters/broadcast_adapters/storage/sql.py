@@ -392,6 +392,12 @@ class SqlViewStore:
         with self._lock:
             return int(self._run("SELECT position FROM bd_tracking WHERE id = 1").fetchone()[0])
 
+    @property
+    def remembered_rows(self) -> int:
+        """How many recipient rows the store holds in memory (at most its cache limit)."""
+        with self._lock:
+            return len(self._cache)
+
     def _select_in(self, columns: str, table: str, key: str, keys: Iterable[Any]) -> list[Any]:
         rows: list[Any] = []
         for condition, params in self.dialect.any_of(key, sorted(keys)):
