@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 
 from broadcast_domain.domain.events import DomainEvent, RecipientEvent, Sent
 from broadcast_domain.domain.recipient import Recipient
-from broadcast_domain.projections.rows import RecipientRow, advance, error_rank, row_of
+from broadcast_domain.domain.values import search_key
+from broadcast_domain.projections.rows import (
+    RecipientRow,
+    advance,
+    error_rank,
+    recipient_search_text,
+    row_of,
+)
 from broadcast_domain.projections.views import Needs, Views, fold, months_needed, project
 from broadcast_domain.testing.strategies import histories
 
@@ -122,3 +129,25 @@ def test_an_event_before_scheduled_is_refused() -> None:
     )
     with pytest.raises(ValueError, match="before its Scheduled event"):
         advance(None, sent, 1)
+
+
+# Any text, and parts that normalisation changes: half-width kana, full-width
+# letters, title case, final sigma, combining marks (alone too), ligatures, spaces.
+_NAME_TEXT = st.text(st.characters(codec="utf-8"), max_size=12) | st.sampled_from(
+    ["山田", "ﾔﾏﾀﾞ", "Ａｂｃ", "ǅ", "Σς", "a\u0301", "\u0301", "ß", "ﬁ", " \t\u3000"]
+)
+
+
+@given(last=_NAME_TEXT, first=_NAME_TEXT, address=_NAME_TEXT, company=_NAME_TEXT)
+def test_the_search_text_normalises_each_part_once_with_the_same_result(
+    last: str, first: str, address: str, company: str
+) -> None:
+    """The search text (each part keyed once) is the keys of the joined parts, in both orders."""
+    assert recipient_search_text(last, first, address, company) == "\x1f".join(
+        (
+            search_key(last, first),
+            search_key(first, last),
+            search_key(address),
+            search_key(company),
+        )
+    )

@@ -27,7 +27,10 @@ def test_every_registered_topic_names_a_distinct_class() -> None:
 
 @given(domain_events())
 def test_view_rows_round_trip(event: DomainEvent) -> None:
-    """Rows built by the fold survive encode_state/decode_state unchanged."""
+    """The views kept as state (broadcasts, accounts, counts) survive encode_state/decode_state.
+
+    Recipient rows are columns, not state: the view store contract tests their round trip.
+    """
     views = (
         fold([(1, event)])
         if type(event).__name__ in ("Scheduled", "BroadcastScheduled", "AccountConfigured")
@@ -36,7 +39,6 @@ def test_view_rows_round_trip(event: DomainEvent) -> None:
     if views is None:
         return
     for row in [
-        *views.recipients.values(),
         *views.broadcasts.values(),
         *views.accounts.values(),
         *views.counts.values(),
