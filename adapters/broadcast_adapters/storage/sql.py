@@ -189,7 +189,7 @@ class _Converted(dict[Any, Any]):
         return result
 
 
-_changing_values = operator.attrgetter(*_CHANGING)
+_changing_values = operator.itemgetter(*(ROW_FIELDS.index(f) for f in _CHANGING))  # rows are tuples
 
 
 _insert_order = operator.itemgetter(1, 3)  # (broadcast id, position)
@@ -249,27 +249,29 @@ class SqlViewStore:
         statuses = _STATUSES
 
         def decode(r: Sequence[Any]) -> RecipientRow:
-            return RecipientRow(
-                uuid_from_hex(r[0]),
-                uuid_from_hex(r[1]),
-                r[2],
-                r[3],
-                r[4],
-                r[5],
-                r[6],
-                r[7],
-                r[8],
-                r[9],
-                statuses[r[10]],
-                out(r[11]),
-                r[12],
-                out(r[13]),
-                r[14],
-                out(r[15]),
-                r[16],
-                out(r[17]),
-                r[18],
-                r[19],
+            return RecipientRow._make(
+                (
+                    uuid_from_hex(r[0]),
+                    uuid_from_hex(r[1]),
+                    r[2],
+                    r[3],
+                    r[4],
+                    r[5],
+                    r[6],
+                    r[7],
+                    r[8],
+                    r[9],
+                    statuses[r[10]],
+                    out(r[11]),
+                    r[12],
+                    out(r[13]),
+                    r[14],
+                    out(r[15]),
+                    r[16],
+                    out(r[17]),
+                    r[18],
+                    r[19],
+                )
             )
 
         self._decode_row: Callable[[Sequence[Any]], RecipientRow] = decode
@@ -645,7 +647,9 @@ class SqlViewStore:
                 "INSERT INTO bd_message_ids VALUES (?,?) "
                 "ON CONFLICT (message_id) DO UPDATE SET recipient_id = excluded.recipient_id"
             ),
-            [(mid, views.message_ids[mid].hex) for mid in views.dirty_message_ids],
+            # In key order: the batch's ids go into the index's pages in one sweep
+            # instead of at random (a rebuild writes one per attempt).
+            [(mid, views.message_ids[mid].hex) for mid in sorted(views.dirty_message_ids)],
         )
         # A resolved message is no longer in the fold's working set: its row goes.
         kept = [views.unmatched[u] for u in views.dirty_unmatched if u in views.unmatched]

@@ -146,7 +146,10 @@ class Projector:
         """
         with self._lock:
             self.views.reset()
-        with self.views.loading():
+        # The collector stays paused for the whole replay, not batch by batch: what a
+        # batch leaves alive (the store's remembered rows) would otherwise be walked
+        # again after every batch, and a replay forms no cycles to collect.
+        with self.views.loading(), _collector_paused():
             if on_progress is None:
                 return self.catch_up(chunk=REBUILD_CHUNK)
             last = self.log.max_position()
