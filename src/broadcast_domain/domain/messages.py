@@ -118,6 +118,8 @@ def _check_utf8(value: str, field: str) -> str:
 
 
 def _check_text(value: str, field: str) -> str:
+    if isinstance(value, str) and value.isascii() and value.isprintable():
+        return value  # printable ASCII: valid UTF-8, and no CR or LF
     _check_utf8(value, field)
     if "\r" in value or "\n" in value:
         raise InvalidInput(
