@@ -55,3 +55,19 @@ def test_the_webhooks_and_the_intake_read_an_address_alike(
         expected = token if (b.lower(), d.lower()) == (base.lower(), domain.lower()) else None
         assert verp_token_of(address, return_path=f"{base}@{domain}") == expected
         assert verp.token_from_address(address) == expected
+
+
+@given(key=st.binary(min_size=16, max_size=64), raw_id=st.binary(min_size=16, max_size=16))
+def test_a_token_is_the_base32_of_the_id_and_its_truncated_hmac(key: bytes, raw_id: bytes) -> None:
+    """``token`` spells the id and the first 10 bytes of its HMAC-SHA256 exactly as
+    ``base64.b32encode`` would (lower case, no padding), and ``verify`` reads it back."""
+    import base64
+    import hmac
+    import uuid
+
+    rid = uuid.UUID(bytes=raw_id)
+    verp = Verp("bounces@mail.example.com", key)
+    mac = hmac.digest(key, raw_id, "sha256")[:10]
+    expected = base64.b32encode(raw_id + mac).decode("ascii").rstrip("=").lower()
+    assert verp.token(rid) == expected
+    assert verp.verify(expected) == rid

@@ -77,6 +77,8 @@ _MANAGED = frozenset(
 )
 _FIELD_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 2.2: printable ASCII except ":"
 _ID_PART = re.compile(r"[!-;=?-~]+")  # printable ASCII except "<" and ">" ("@" checked apart)
+_MESSAGE_ID = re.compile(r"<([^<>@\s]+)@([^<>@\s]+)>")
+_NOT_IN_ADDRESS = frozenset(' \t<>(),;:"\\')
 
 
 class _RawHeader(str):
@@ -116,6 +118,8 @@ def _check_utf8(value: str, field: str) -> str:
 
 
 def _check_text(value: str, field: str) -> str:
+    if isinstance(value, str) and value.isascii() and value.isprintable():
+        return value  # printable ASCII: valid UTF-8, and no CR or LF
     _check_utf8(value, field)
     if "\r" in value or "\n" in value:
         raise InvalidInput(
@@ -146,7 +150,7 @@ def _check_address(value: str, field: str) -> str:
                 f"{field} has a domain that cannot be IDNA-encoded: {value!r}", field=field
             ) from None
     address = f"{local}@{domain}"
-    if any(c in address for c in ' \t<>(),;:"\\') or not address.isprintable():
+    if not _NOT_IN_ADDRESS.isdisjoint(address) or not address.isprintable():
         raise InvalidInput(
             f"{field} contains characters not allowed in an address: {value!r}", field=field
         )
@@ -170,8 +174,11 @@ def _encoded_words(value: str, first_line_room: int) -> list[str]:
     The first word is made small enough to fit after the header name, so no
     line grows past 78 characters.
     """
-    words: list[str] = []
     limit = _word_bytes(first_line_room)
+    whole = value.encode("utf-8")
+    if len(whole) <= limit:
+        return [_b_word(whole)]  # what the loop below gives when nothing is split
+    words: list[str] = []
     chunk = bytearray()
     for char in value:
         encoded = char.encode("utf-8")
@@ -232,14 +239,19 @@ def _unstructured(name: str, value: str) -> _RawHeader:
 
 
 def _mailbox(name: str, display: str, address: str) -> _RawHeader:
+    return _RawHeader(name, _mailbox_value(name, display, address))
+
+
+def _mailbox_value(name: str, display: str, address: str) -> str:
+    """The folded value of a mailbox header (CRLF between lines)."""
     if not display:
-        return _RawHeader(name, address)
+        return address
     if _is_plain(display):
         quoted = '"' + display.replace("\\", "\\\\").replace('"', '\\"') + '"'
         if len(name) + 2 + len(quoted) + 1 + len(address) + 2 <= _MAX_LINE:
-            return _RawHeader(name, f"{quoted} <{address}>")
+            return f"{quoted} <{address}>"
     words = _encoded_words(display, _MAX_LINE - len(name) - 2)
-    return _RawHeader(name, _fold(name, [*words, f"<{address}>"]))
+    return _fold(name, [*words, f"<{address}>"])
 
 
 def _squeeze(text: str) -> str:
@@ -271,7 +283,7 @@ def make_message_id(domain: str, unique: str) -> str:
 
 def _check_message_id(value: str) -> str:
     _check_text(value, "message_id")
-    match = re.fullmatch(r"<([^<>@\s]+)@([^<>@\s]+)>", value)
+    match = _MESSAGE_ID.fullmatch(value)
     if match is None or not value.isascii() or not value.isprintable():
         raise InvalidInput(
             f"message_id must look like <unique@domain> (printable ASCII), got {value!r}; "
@@ -416,13 +428,14 @@ class MessageTemplate:
         _check_text(recipient.first_name, "recipient.first_name")
         _check_message_id(message_id)
         require_aware(date, "date")
-        to = _mailbox("To", display_name(recipient), to_addr).fold(policy=_POLICY)
+        # The lines _RawHeader.fold writes under _POLICY (CRLF), without the objects.
+        to = f"To: {_mailbox_value('To', display_name(recipient), to_addr)}\r\n"
         if date != self._date:
             # One Date line per batch, not per message: formatting it is a third of a render.
             self._date = date
             self._date_line = _RawHeader("Date", format_datetime(date)).fold(policy=_POLICY)
         date_line = self._date_line
-        id_line = _RawHeader("Message-ID", message_id).fold(policy=_POLICY)
+        id_line = f"Message-ID: {message_id}\r\n"
         return b"".join(
             (
                 self._before,

@@ -8,7 +8,6 @@ forged or tampered token fails verification and can never flip a status.
 
 from __future__ import annotations
 
-import base64
 import hmac
 from uuid import UUID
 
@@ -22,6 +21,11 @@ _BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 _BASE32_DIGITS = str.maketrans(_BASE32, "0123456789ABCDEFGHIJKLMNOPQRSTUV")
 # A token's length: 16 + 10 bytes in base32 without padding.
 _TOKEN_CHARS = -(-(16 + _MAC_BYTES) * 8 // 5)
+# Lower-case base32 of every 10-bit value (two characters), and where the 21
+# 10-bit groups of a token's 210 bits start: the 208 bits of id and MAC, then
+# the 2 zero bits base32 pads the last character with.
+_PAIRS = tuple(a + b for a in _BASE32.lower() for b in _BASE32.lower())
+_GROUPS = tuple(range(_TOKEN_CHARS * 5 - 10, -1, -10))
 
 
 def split_verp_address(address: str) -> tuple[str, str, str] | None:
@@ -80,17 +84,24 @@ class Verp:
             )
         self.local = local
         self.domain = domain.lower()
-        self._key = bytes(signing_key)
+        # HMAC-SHA256 keyed once; each MAC continues a copy of it (half the cost
+        # of keying anew per token).
+        self._keyed = hmac.new(bytes(signing_key), digestmod="sha256")
 
     def _mac(self, payload: bytes) -> bytes:
-        # hmac.digest: the one-shot C function, the bytes of hmac.new(...).digest().
-        return hmac.digest(self._key, payload, "sha256")[:_MAC_BYTES]
+        mac = self._keyed.copy()
+        mac.update(payload)
+        return mac.digest()[:_MAC_BYTES]
 
     def token(self, recipient_id: UUID) -> str:
         """The signed token for a recipient delivery."""
         payload = recipient_id.bytes
-        raw = payload + self._mac(payload)
-        return base64.b32encode(raw).decode("ascii").rstrip("=").lower()
+        # Base32 (lower case, no padding) of id and MAC, two characters per
+        # 10 bits read from one integer: base64.b32encode is Python code and
+        # took half of a token's time.
+        value = int.from_bytes(payload + self._mac(payload), "big") << 2
+        pairs = _PAIRS
+        return "".join([pairs[(value >> shift) & 1023] for shift in _GROUPS])
 
     def address(self, recipient_id: UUID) -> str:
         """The envelope sender for a recipient delivery."""
