@@ -46,6 +46,13 @@ def _same(value: Any) -> Any:
     return value
 
 
+# SQLite's default automatic checkpoint (pages of write-ahead log), which
+# connect_sqlite keeps, and the one a replay into empty views uses.
+_WAL_PAGES = 1000
+_WAL_PAGES_REPLAY = 50_000
+_WAL_BYTES_KEPT = 16 * 1024 * 1024
+
+
 @attrs.frozen
 class Dialect:
     """The differences between two SQL databases, as data and small functions."""
@@ -76,6 +83,9 @@ class Dialect:
     blob_out: Callable[[Any], bytes]
     #: Whether ``UPDATE ... RETURNING`` is understood (SQLite from 3.35).
     returning: bool = True
+    #: Run on the store's connection before a replay into empty views, and after it.
+    replay_begin: tuple[str, ...] = ()
+    replay_end: tuple[str, ...] = ()
 
     def any_of(self, column: str, keys: Sequence[Any]) -> Iterator[tuple[str, list[Any]]]:
         """``(condition, parameters)`` pieces that together match ``column`` to ``keys``.
@@ -114,6 +124,19 @@ SQLITE = Dialect(
     time_out=_time_from_text,
     blob_out=_same,
     returning=sqlite3.sqlite_version_info >= (3, 35, 0),
+    # A replay commits a batch at a time, and each commit rewrites pages that the
+    # batches before wrote too (the id index's, all over it): with the log checkpointed
+    # every _WAL_PAGES pages as usual, those pages are copied into the file again and
+    # again, with an fsync each time. During a replay the log grows to
+    # _WAL_PAGES_REPLAY pages (200 MB) first. Afterwards it is checkpointed once
+    # (PASSIVE: readers are not waited for), the usual limit is back, and the file of
+    # the log shrinks back to _WAL_BYTES_KEPT when it next starts over.
+    replay_begin=(f"PRAGMA wal_autocheckpoint={_WAL_PAGES_REPLAY}",),
+    replay_end=(
+        f"PRAGMA journal_size_limit={_WAL_BYTES_KEPT}",
+        "PRAGMA wal_checkpoint(PASSIVE)",
+        f"PRAGMA wal_autocheckpoint={_WAL_PAGES}",
+    ),
 )
 
 POSTGRES = Dialect(

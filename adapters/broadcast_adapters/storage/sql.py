@@ -810,12 +810,19 @@ class SqlViewStore:
     def loading(self) -> Iterator[None]:
         # See ViewStore.loading: the recipient indexes are dropped for the replay and
         # made again afterwards, whatever happens (a store opened later makes any that
-        # are missing, too). Queries stay correct meanwhile, only slower.
+        # are missing, too). Queries stay correct meanwhile, only slower. The dialect may
+        # set its connection up for a bulk write meanwhile (SQLite checkpoints less often).
         self._run_schema([f"DROP INDEX IF EXISTS {name}" for name in _RECIPIENT_INDEX_NAMES])
+        with self._lock:
+            for statement in self.dialect.replay_begin:
+                self._conn.execute(statement)
         try:
             yield
         finally:
             self._run_schema(_RECIPIENT_INDEXES)
+            with self._lock:
+                for statement in self.dialect.replay_end:
+                    self._conn.execute(statement)
 
     def _run_schema(self, statements: Iterable[str]) -> None:
         with self._lock:
