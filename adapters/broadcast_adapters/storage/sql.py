@@ -34,7 +34,13 @@ from broadcast_domain.domain.events import DomainEvent
 from broadcast_domain.domain.unmatched import UnmatchedMessage
 from broadcast_domain.domain.values import BroadcastStatus, DeliveryStatus
 from broadcast_domain.errors import StoreUnavailable
-from broadcast_domain.projections.rows import RESULT_FIELDS, ROW_FIELDS, RecipientRow, ResultCells
+from broadcast_domain.projections.rows import (
+    RESULT_FIELDS,
+    ROW_FIELDS,
+    RecipientRow,
+    ResultCells,
+    row_from_values,
+)
 from broadcast_domain.projections.views import (
     AcknowledgedRows,
     Acknowledging,
@@ -249,7 +255,7 @@ class SqlViewStore:
         statuses = _STATUSES
 
         def decode(r: Sequence[Any]) -> RecipientRow:
-            return RecipientRow._make(
+            return row_from_values(
                 (
                     uuid_from_hex(r[0]),
                     uuid_from_hex(r[1]),
@@ -684,59 +690,67 @@ class SqlViewStore:
                     [at, version, *params],
                 )
 
-    def apply(self, batch: Sequence[tuple[int, DomainEvent]], *, expected_position: int) -> bool:
-        if not batch:
-            return True
+    def _write_at(self, expected_position: int, fold: Callable[[], Views | None]) -> Views | None:
+        # One writing transaction at the expected tracking position: ``fold`` writes the
+        # rows it changes and returns their views (None: roll back, nothing applied);
+        # the new position goes in with them. The views, or None when the position had
+        # moved or ``fold`` declined. On an error nothing is kept, remembered rows
+        # included.
         with self._lock:
             c = self._conn
             c.execute(self.dialect.begin_write)
             try:
                 row = self._run(self._lock_tracking).fetchone()
-                if row is None or int(row[0]) != expected_position:
+                views = None if row is None or int(row[0]) != expected_position else fold()
+                if views is None:
                     c.execute("ROLLBACK")
-                    return False
-                views = self._load(batch, expected_position)
-                loaded = dict(views.recipients)
-                project_all(views, batch)
-                self._write(views, loaded)
+                    return None
                 self._run("UPDATE bd_tracking SET position = ? WHERE id = 1", (views.position,))
                 c.execute("COMMIT")
             except BaseException:
                 self._forget()
                 c.execute("ROLLBACK")
                 raise
+            return views
+
+    def apply(self, batch: Sequence[tuple[int, DomainEvent]], *, expected_position: int) -> bool:
+        if not batch:
+            return True
+
+        def fold() -> Views:
+            views = self._load(batch, expected_position)
+            loaded = dict(views.recipients)
+            project_all(views, batch)
+            self._write(views, loaded)
+            return views
+
+        with self._lock:
+            views = self._write_at(expected_position, fold)
+            if views is None:
+                return False
             self._remember(views)
             return True
 
     def apply_acknowledgements(self, bulk: BulkAcknowledgement, *, expected_position: int) -> bool:
+        def fold() -> Views | None:
+            if not self._acknowledge_bulk(bulk):
+                return None
+            if self._cache_position != expected_position:
+                self._forget()  # another writer moved on: our rows may be stale
+            views = Views(position=expected_position)
+            bid = bulk.broadcast_id
+            for _, state in self._select_in(
+                "broadcast_id, state", "bd_counts", "broadcast_id", [bid.hex]
+            ):
+                views.counts[bid] = decode_state(self.dialect.blob_out(state), Counts)
+            project_bulk_acknowledgement(views, bulk)
+            self._write(views, {})
+            return views
+
         with self._lock:
-            c = self._conn
-            c.execute(self.dialect.begin_write)
-            try:
-                row = self._run(self._lock_tracking).fetchone()
-                if (
-                    row is None
-                    or int(row[0]) != expected_position
-                    or not self._acknowledge_bulk(bulk)
-                ):
-                    c.execute("ROLLBACK")
-                    return False
-                if self._cache_position != expected_position:
-                    self._forget()  # another writer moved on: our rows may be stale
-                views = Views(position=expected_position)
-                bid = bulk.broadcast_id
-                for _, state in self._select_in(
-                    "broadcast_id, state", "bd_counts", "broadcast_id", [bid.hex]
-                ):
-                    views.counts[bid] = decode_state(self.dialect.blob_out(state), Counts)
-                project_bulk_acknowledgement(views, bulk)
-                self._write(views, {})
-                self._run("UPDATE bd_tracking SET position = ? WHERE id = 1", (views.position,))
-                c.execute("COMMIT")
-            except BaseException:
-                self._forget()
-                c.execute("ROLLBACK")
-                raise
+            views = self._write_at(expected_position, fold)
+            if views is None:
+                return False
             cache = self._cache
             if cache:
                 pop = cache.pop

@@ -13,7 +13,7 @@ of an aggregate is, which is how the step is tested against the domain.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 from uuid import UUID
@@ -40,6 +40,7 @@ __all__ = [
     "cells_of",
     "error_rank",
     "recipient_search_text",
+    "row_from_values",
     "row_of",
 ]
 
@@ -130,18 +131,22 @@ def cells_of(row: RecipientRow) -> ResultCells:
 
 
 _INDEX = {name: i for i, name in enumerate(ROW_FIELDS)}
-# tuple.__new__ with the class bound: a row from a list of its values, built in C.
-_new_row = cast(Callable[[list[Any]], RecipientRow], functools.partial(tuple.__new__, RecipientRow))
+
+row_from_values = cast(
+    Callable[[Sequence[Any]], RecipientRow], functools.partial(tuple.__new__, RecipientRow)
+)
+"""A row from its values in ``ROW_FIELDS`` order (a store's table row, converted),
+built in C: ``tuple.__new__`` with the class bound."""
 
 
 def _evolve(row: RecipientRow, **changes: Any) -> RecipientRow:
-    # RecipientRow._replace goes through Python code for every field; a rebuild folds
-    # millions of events, so copy the values in C and build the new tuple from them.
+    # A named tuple's own replace goes through Python code for every field; a rebuild
+    # folds millions of events, so copy the values in C and build the new tuple from them.
     values = list(row)
     index = _INDEX
     for name, value in changes.items():
         values[index[name]] = value
-    return _new_row(values)
+    return row_from_values(values)
 
 
 def error_rank(permanent: bool, reported_at: datetime, report_id: str) -> str:

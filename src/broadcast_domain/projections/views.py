@@ -398,16 +398,14 @@ def _count_errors(counts: Counts, before: RecipientRow | None, after: RecipientR
 
 
 def _project_acknowledging(
-    views: Views, facts: Acknowledging, event: ErrorAcknowledged, position: int
+    facts: Acknowledging, event: ErrorAcknowledged, position: int, counts: Counts
 ) -> None:
     # What _project_recipient does for an ErrorAcknowledged, on the facts instead of
-    # the row: the status and reason stay, the error becomes acknowledged.
+    # the row (the status and reason stay, the error becomes acknowledged), with the
+    # counts of the facts' broadcast, which the caller marks dirty.
     facts.acknowledged_at = event.timestamp
     facts.version = event.originator_version
     facts.position = position
-    bid = facts.broadcast_id
-    counts = views.counts_for(bid)
-    views.dirty_counts.add(bid)
     if counts.first_position == 0:
         counts.first_position = position
     if position > counts.last_position:  # noqa: PLR1730 - per event: no call to max()
@@ -427,7 +425,9 @@ def _acknowledged(views: Views, event: RecipientEvent, position: int) -> bool:
             f"{type(event).__name__} for recipient {event.originator_id}, "
             "held for acknowledgements only"
         )
-    _project_acknowledging(views, facts, event, position)
+    bid = facts.broadcast_id
+    views.dirty_counts.add(bid)
+    _project_acknowledging(facts, event, position, views.counts_for(bid))
     return True
 
 
@@ -539,22 +539,14 @@ def project_all(views: Views, batch: Sequence[tuple[int, DomainEvent]]) -> None:
         if facts is None:
             project(views, event, position)
             continue
-        # _project_acknowledging, with the broadcast's counts kept from the last event.
-        facts.acknowledged_at = event.timestamp
-        facts.version = event.originator_version
-        facts.position = position
+        # The broadcast's counts are kept from the last event (one broadcast, mostly).
         bid = facts.broadcast_id
         if bid is not last_bid and bid != last_bid:
             counts = views.counts_for(bid)
             views.dirty_counts.add(bid)
             last_bid = bid
-        if counts.first_position == 0:
-            counts.first_position = position
-        if position > counts.last_position:  # noqa: PLR1730 - per event: no call to max()
-            counts.last_position = position
-        if facts.unacknowledged:
-            facts.unacknowledged = False
-            counts.unacknowledged -= 1
+        ack: Any = event  # an ErrorAcknowledged (its type was checked above)
+        _project_acknowledging(facts, ack, position, counts)
         if position > views.position:  # noqa: PLR1730
             views.position = position
 
