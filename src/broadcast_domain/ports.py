@@ -20,6 +20,7 @@ from broadcast_domain.domain.broadcast import Broadcast
 from broadcast_domain.domain.events import DomainEvent
 from broadcast_domain.domain.unmatched import UnmatchedMessage
 from broadcast_domain.domain.values import BroadcastStatus, Contact, DeliveryStatus
+from broadcast_domain.projections.replay import SentMessage
 from broadcast_domain.projections.rows import RecipientRow, ResultCells
 from broadcast_domain.projections.views import BulkAcknowledgement, Counts, Views
 
@@ -33,6 +34,7 @@ __all__ = [
     "OutgoingMessage",
     "ParsedReport",
     "TransportReply",
+    "ViewReplacement",
     "ViewStore",
 ]
 
@@ -214,6 +216,20 @@ class ImportedCsv:
     ignored_columns: tuple[str, ...] = ()
 
 
+class ViewReplacement(Protocol):
+    """What :meth:`ViewStore.replacing` yields: a new set of views being written."""
+
+    def add(self, rows: Sequence[RecipientRow], sent: Sequence[SentMessage]) -> None:
+        """Write recipient rows (none written before) and Message-IDs with the positions
+        of their Sent events (of several Sent events with one id, the latest wins)."""
+        ...
+
+    def commit(self, views: Views) -> None:
+        """Put the replacement in place of the live views, with ``views``' broadcasts,
+        counts, accounts, monthly totals and unmatched messages and its position."""
+        ...
+
+
 class ViewStore(Protocol):
     """Where the projections live: applied in batches with a tracking position, and queried.
 
@@ -244,16 +260,18 @@ class ViewStore(Protocol):
         ...
 
     def reset(self) -> None:
-        """Drop every view and the tracking position (for a rebuild)."""
+        """Drop every view and the tracking position: the store then takes the log anew."""
         ...
 
-    def loading(self) -> AbstractContextManager[None]:
-        """Held while a rebuild replays the whole log after :meth:`reset`.
+    def replacing(self) -> AbstractContextManager[ViewReplacement]:
+        """A whole new set of views, written beside the live ones, for a rebuild.
 
-        A store may make the replay cheaper meanwhile (drop secondary indexes and
-        make them again from the whole table at the end); every query must stay
-        correct while it is held, and everything it dropped must be back when it
-        ends, however it ends.
+        The :class:`ViewReplacement` it yields takes the recipient rows (each
+        once) and the Message-IDs in as many calls as the caller likes, then the
+        other views and their position in :meth:`ViewReplacement.commit`, which
+        puts everything in place of the live views in one transaction. Until then
+        the live views answer as before (readers and other appliers go on); if the
+        block ends without a commit, nothing of the replacement is kept.
         """
         ...
 

@@ -30,7 +30,8 @@ from broadcast_domain.application.memory_views import InMemoryViewStore
 from broadcast_domain.application.projector import compare_views
 from broadcast_domain.domain.events import DomainEvent, ErrorAcknowledged
 from broadcast_domain.domain.values import BounceReport, Contact, DeliveryStatus
-from broadcast_domain.projections.views import BulkAcknowledgement, Needs, fold
+from broadcast_domain.projections.replay import replay_all
+from broadcast_domain.projections.views import BulkAcknowledgement, Needs, Views, fold
 from broadcast_domain.testing.histories import HistoryBuilder
 from broadcast_domain.testing.postgres import PostgresDatabases
 from broadcast_domain.testing.strategies import histories
@@ -337,24 +338,24 @@ def test_the_memory_store_applies_a_bulk_acknowledgement_as_the_sql_stores_do(
 
 @_per_store
 @given(history=histories(), cuts=st.lists(st.integers(0, 10_000), max_size=4))
-def test_a_replay_while_loading_gives_the_fold_and_its_queries(
+def test_a_replacement_gives_the_fold_and_its_queries(
     stores: Opener, history: History, cuts: list[int]
 ) -> None:
-    """Batches applied while the store is loading (its secondary indexes dropped) give
-    the fold, and the same answers to queries during and after as an ordinary store."""
+    """A history replayed recipient by recipient into a replacement (in batches) gives
+    the fold, and the same answers to queries as a store that applied it in batches."""
     with ExitStack() as stack:
         plain = stores(stack)
         plain.reset()
         for batch in _batches(history, cuts):
             assert plain.apply(batch, expected_position=plain.position())
-        expected = _answers(plain)
         store = stores(stack)
         store.reset()
-        with store.loading():
-            for batch in _batches(history, cuts):
-                assert store.apply(batch, expected_position=store.position())
-            assert _answers(store) == expected
-        assert _answers(store) == expected
+        rows, sent, views = replay_all(history)
+        with store.replacing() as target:
+            for start, end in pairwise([0, *sorted(c % 20 for c in cuts), len(rows)]):
+                target.add(rows[start:end], sent if start == 0 else [])
+            target.commit(views)
+        assert _answers(store) == _answers(plain)
         assert compare_views(fold(history), store.dump()) == []
 
 
@@ -371,28 +372,34 @@ def _answers(store: SqlViewStore) -> list[Any]:
     return answers
 
 
-def test_the_indexes_are_back_after_loading_however_it_ends(tmp_path: Path) -> None:
-    """The recipient table's indexes exist again when loading ends, with an error too."""
+def _replace_then_fail(store: SqlViewStore, check: Callable[[], bool]) -> None:
+    with store.replacing():
+        assert check()  # its tables are there meanwhile
+        raise RuntimeError("the replay failed")
+
+
+def test_a_replacement_leaves_the_indexes_and_no_table_behind(tmp_path: Path) -> None:
+    """After a replacement the recipient table has its indexes; one that ends with an
+    error leaves the live table and its indexes as they were, and no table of its own."""
     path = tmp_path / "views.db"
 
-    def indexes() -> set[str]:
+    def tables_and_indexes() -> set[tuple[str, str]]:
         with sqlite3.connect(path) as conn:
             rows = conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'index' "
-                "AND tbl_name = 'bd_recipients' AND sql IS NOT NULL"
+                "SELECT type, name FROM sqlite_master WHERE name LIKE 'bd_%' AND sql IS NOT NULL"
             ).fetchall()
-        return {name for (name,) in rows}
+        return {(kind, name) for kind, name in rows}
 
     store = SqlViewStore.sqlite(str(path))
     try:
-        before = indexes()
-        assert len(before) == 3
-        with store.loading():
-            assert indexes() == set()
-        assert indexes() == before
-        with pytest.raises(RuntimeError), store.loading():
-            raise RuntimeError("the replay failed")
-        assert indexes() == before
+        before = tables_and_indexes()
+        assert sum(1 for kind, name in before if name.startswith("bd_recipients_")) == 3
+        with pytest.raises(RuntimeError, match="the replay failed"):
+            _replace_then_fail(store, lambda: len(tables_and_indexes()) == len(before) + 2)
+        assert tables_and_indexes() == before
+        with store.replacing() as target:
+            target.commit(Views())
+        assert tables_and_indexes() == before
     finally:
         store.close()
 

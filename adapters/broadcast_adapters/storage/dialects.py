@@ -83,9 +83,15 @@ class Dialect:
     blob_out: Callable[[Any], bytes]
     #: Whether ``UPDATE ... RETURNING`` is understood (SQLite from 3.35).
     returning: bool = True
-    #: Run on the store's connection before a replay into empty views, and after it.
+    #: Run on the store's connection before a rebuild writes new views, and after it.
     replay_begin: tuple[str, ...] = ()
     replay_end: tuple[str, ...] = ()
+    #: Run after table ``{old}`` is renamed ``{new}``: an index named after the old
+    #: table (PostgreSQL's primary key) takes the new name, so the old one is free again.
+    renamed_key: tuple[str, ...] = ()
+    #: Whether many rows may be inserted from one JSON array parameter (json_each and
+    #: ``->>``, SQLite from 3.38): one statement instead of one execution per row.
+    json_rows: bool = False
 
     def any_of(self, column: str, keys: Sequence[Any]) -> Iterator[tuple[str, list[Any]]]:
         """``(condition, parameters)`` pieces that together match ``column`` to ``keys``.
@@ -124,15 +130,18 @@ SQLITE = Dialect(
     time_out=_time_from_text,
     blob_out=_same,
     returning=sqlite3.sqlite_version_info >= (3, 35, 0),
-    # A replay commits a batch at a time, and each commit rewrites pages that the
-    # batches before wrote too (the id index's, all over it): with the log checkpointed
-    # every _WAL_PAGES pages as usual, those pages are copied into the file again and
-    # again, with an fsync each time. During a replay the log grows to
-    # _WAL_PAGES_REPLAY pages (200 MB) first. Afterwards it is checkpointed once
+    json_rows=sqlite3.sqlite_version_info >= (3, 38, 0),
+    # A rebuild commits a batch of rows at a time, and each commit rewrites pages that
+    # the batches before wrote too (the id index's): with the log checkpointed every
+    # _WAL_PAGES pages as usual, those pages are copied into the file again and again,
+    # with an fsync each time. During a rebuild the log grows to _WAL_PAGES_REPLAY
+    # pages (200 MB) first. Afterwards it is checkpointed once
     # (PASSIVE: readers are not waited for), the usual limit is back, and the file of
     # the log shrinks back to _WAL_BYTES_KEPT when it next starts over.
-    replay_begin=(f"PRAGMA wal_autocheckpoint={_WAL_PAGES_REPLAY}",),
+    # The indexes made at the end are sorted by SQLite with a helper thread too.
+    replay_begin=(f"PRAGMA wal_autocheckpoint={_WAL_PAGES_REPLAY}", "PRAGMA threads=2"),
     replay_end=(
+        "PRAGMA threads=0",
         f"PRAGMA journal_size_limit={_WAL_BYTES_KEPT}",
         "PRAGMA wal_checkpoint(PASSIVE)",
         f"PRAGMA wal_autocheckpoint={_WAL_PAGES}",
@@ -159,6 +168,7 @@ POSTGRES = Dialect(
     time_in=_same,
     time_out=_same,
     blob_out=bytes,
+    renamed_key=("ALTER INDEX {old}_pkey RENAME TO {new}_pkey",),
 )
 
 

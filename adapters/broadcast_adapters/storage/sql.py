@@ -20,11 +20,14 @@ import contextlib
 import operator
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from itertools import compress, islice
 from operator import is_not
 from typing import Any, TypeVar
 from uuid import UUID
+
+import orjson
 
 from broadcast_adapters.storage.dialects import POSTGRES, SQLITE, Dialect
 from broadcast_domain.codec import decode_state, encode_state, uuid_from_hex
@@ -34,6 +37,7 @@ from broadcast_domain.domain.events import DomainEvent
 from broadcast_domain.domain.unmatched import UnmatchedMessage
 from broadcast_domain.domain.values import BroadcastStatus, DeliveryStatus
 from broadcast_domain.errors import StoreUnavailable
+from broadcast_domain.projections.replay import SentMessage
 from broadcast_domain.projections.rows import (
     RESULT_FIELDS,
     ROW_FIELDS,
@@ -114,14 +118,27 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS bd_unmatched_by_received ON bd_unmatched (received_at, id)",
 )
 
-# The recipient table's secondary indexes: a rebuild drops them while it replays the
-# log and makes each again from the whole table at the end (one sort each), instead
+# The recipient table's secondary indexes: a rebuild writes the rows into a table
+# without them and makes each from the whole table at the end (one sort each), instead
 # of inserting and moving millions of entries one row at a time.
 _RECIPIENT_INDEXES = tuple(
     statement for statement in _SCHEMA if "INDEX IF NOT EXISTS bd_recipients_" in statement
 )
-_RECIPIENT_INDEX_NAMES = tuple(
-    statement.split("EXISTS ", 1)[1].split()[0] for statement in _RECIPIENT_INDEXES
+
+# A rebuild's new recipient rows and Message-IDs (ViewStore.replacing), until its commit
+# puts them in place. A Message-ID keeps the position of its Sent event there: the
+# latest Sent event that used an id names its recipient.
+_NEXT_RECIPIENTS = "bd_recipients_next"
+_NEXT_MESSAGE_IDS = "bd_message_ids_next"
+_CREATE_NEXT = (
+    next(s for s in _SCHEMA if s.startswith("CREATE TABLE IF NOT EXISTS bd_recipients (")).replace(
+        "bd_recipients (", f"{_NEXT_RECIPIENTS} (", 1
+    ),
+    f"""CREATE TABLE IF NOT EXISTS {_NEXT_MESSAGE_IDS} (
+        message_id TEXT NOT NULL, recipient_id TEXT NOT NULL, position {{int}} NOT NULL)""",
+)
+_DROP_NEXT = tuple(
+    f"DROP TABLE IF EXISTS {table}" for table in (_NEXT_RECIPIENTS, _NEXT_MESSAGE_IDS)
 )
 
 VIEW_TABLES = (
@@ -232,6 +249,76 @@ def _by_position(item: tuple[UUID, Acknowledging]) -> int:
     return item[1].position
 
 
+def _row_values(r: RecipientRow, t: Callable[[Any], Any]) -> tuple[Any, ...]:
+    # A row's column values, in ROW_FIELDS order, for the driver (``t`` converts a time).
+    return (
+        r.id.hex,
+        r.broadcast_id.hex,
+        r.account_id,
+        r.position,
+        r.address,
+        r.last_name,
+        r.first_name,
+        r.company,
+        r.contact_id,
+        r.search,
+        r.status.value,
+        t(r.status_updated_at),
+        r.detail_message,
+        t(r.acknowledged_at),
+        r.reason,
+        t(r.due_at),
+        r.error_position,
+        t(r.first_outcome_at),
+        r.error_rank,
+        r.version,
+    )
+
+
+class _SqlReplacement:
+    """What SqlViewStore.replacing yields: the store's writes into the new tables.
+
+    ``prepare`` turns a batch into the values to write, in the caller's thread, and
+    returns the write; with a ``writer`` thread, the write runs there while the caller
+    goes on (one pending at most: its error comes out of the next call), else at once.
+    """
+
+    def __init__(
+        self,
+        prepare: Callable[[Sequence[RecipientRow], Sequence[SentMessage]], Callable[[], None]],
+        commit: Callable[[Views], None],
+        writer: ThreadPoolExecutor | None,
+    ) -> None:
+        self._prepare = prepare
+        self._commit = commit
+        self._writer = writer
+        self._pending: Future[None] | None = None
+        self.committed = False
+
+    def add(self, rows: Sequence[RecipientRow], sent: Sequence[SentMessage]) -> None:
+        if self.committed:
+            raise RuntimeError("the replacement is committed already")
+        write = self._prepare(rows, sent)
+        self.wait()
+        if self._writer is None:
+            write()
+        else:
+            self._pending = self._writer.submit(write)
+
+    def wait(self) -> None:
+        """Wait for the pending write; its error, if it failed."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def commit(self, views: Views) -> None:
+        if self.committed:
+            raise RuntimeError("the replacement is committed already")
+        self.wait()
+        self._commit(views)
+        self.committed = True
+
+
 class SqlViewStore:
     """A ViewStore in SQL tables: one connection, used under a lock.
 
@@ -249,6 +336,22 @@ class SqlViewStore:
         self._cache: dict[int, RecipientRow] = {}
         self._cache_position: int | None = None
         self._upsert_row = dialect.sql(_UPSERT_ROW)
+        if dialect.json_rows:
+            self._insert_next = (
+                f"INSERT INTO {_NEXT_RECIPIENTS} ({_COLUMNS}) SELECT "  # noqa: S608 - fixed names
+                + ", ".join(f"value->>{i}" for i in range(len(ROW_FIELDS)))
+                + " FROM json_each(?)"
+            )
+            self._insert_next_id = (
+                f"INSERT INTO {_NEXT_MESSAGE_IDS} "  # noqa: S608 - fixed names
+                "SELECT value->>0, value->>1, value->>2 FROM json_each(?)"
+            )
+        else:
+            self._insert_next = dialect.sql(
+                f"INSERT INTO {_NEXT_RECIPIENTS} ({_COLUMNS}) "  # noqa: S608 - fixed names
+                f"VALUES ({', '.join('?' * len(ROW_FIELDS))})"
+            )
+            self._insert_next_id = dialect.sql(f"INSERT INTO {_NEXT_MESSAGE_IDS} VALUES (?,?,?)")  # noqa: S608
         self._updates: dict[tuple[str, ...], str] = {}
         self._lock_tracking = f"SELECT position FROM bd_tracking WHERE id = 1{dialect.lock_row}"  # noqa: S608
         out = dialect.time_out
@@ -375,7 +478,7 @@ class SqlViewStore:
                     c.execute(f"DROP TABLE IF EXISTS {table}")
                 c.execute("DROP TABLE IF EXISTS bd_tracking")
             for statement in _SCHEMA:
-                c.execute(statement.format(int=d.int_type, time=d.time_type, blob=d.blob_type))
+                c.execute(self._ddl(statement))
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
@@ -560,30 +663,7 @@ class SqlViewStore:
             r = views.recipients[rid]
             before = loaded.get(rid)
             if before is None:
-                inserts.append(
-                    (
-                        rid.hex,
-                        r.broadcast_id.hex,
-                        r.account_id,
-                        r.position,
-                        r.address,
-                        r.last_name,
-                        r.first_name,
-                        r.company,
-                        r.contact_id,
-                        r.search,
-                        r.status.value,
-                        t(r.status_updated_at),
-                        r.detail_message,
-                        t(r.acknowledged_at),
-                        r.reason,
-                        t(r.due_at),
-                        r.error_position,
-                        t(r.first_outcome_at),
-                        r.error_rank,
-                        r.version,
-                    )
-                )
+                inserts.append(_row_values(r, t))
                 continue
             # The fold copies unchanged values by reference, so `is` finds the changes
             # (compared column by column in C: map, compress).
@@ -821,22 +901,113 @@ class SqlViewStore:
                 raise
 
     @contextlib.contextmanager
-    def loading(self) -> Iterator[None]:
-        # See ViewStore.loading: the recipient indexes are dropped for the replay and
-        # made again afterwards, whatever happens (a store opened later makes any that
-        # are missing, too). Queries stay correct meanwhile, only slower. The dialect may
-        # set its connection up for a bulk write meanwhile (SQLite checkpoints less often).
-        self._run_schema([f"DROP INDEX IF EXISTS {name}" for name in _RECIPIENT_INDEX_NAMES])
+    def replacing(self) -> Iterator[_SqlReplacement]:
+        # See ViewStore.replacing: the rows and Message-IDs go into tables of their own
+        # (no secondary index: those are made once, from the whole table, at the end);
+        # the commit swaps them in. What an earlier replacement left (a crash) goes first.
+        # The dialect may set its connection up for a bulk write meanwhile (SQLite
+        # checkpoints less often).
+        self._run_schema([*_DROP_NEXT, *(self._ddl(statement) for statement in _CREATE_NEXT)])
         with self._lock:
             for statement in self.dialect.replay_begin:
                 self._conn.execute(statement)
+        # SQLite writes a batch by one statement that runs outside the interpreter's
+        # lock: in a thread of its own, while the caller reads and folds the next batch.
+        writer = ThreadPoolExecutor(1, "view-writer") if self.dialect.json_rows else None
+        target = _SqlReplacement(self._prepare_next, self._commit_next, writer)
         try:
-            yield
+            yield target
         finally:
-            self._run_schema(_RECIPIENT_INDEXES)
-            with self._lock:
-                for statement in self.dialect.replay_end:
-                    self._conn.execute(statement)
+            try:
+                try:
+                    target.wait()
+                finally:
+                    if writer is not None:
+                        writer.shutdown()
+                    if not target.committed:
+                        self._run_schema(_DROP_NEXT)
+            finally:
+                with self._lock:
+                    for statement in self.dialect.replay_end:
+                        self._conn.execute(statement)
+
+    def _prepare_next(
+        self, rows: Sequence[RecipientRow], sent: Sequence[SentMessage]
+    ) -> Callable[[], None]:
+        t = _Converted(self.dialect.time_in).__getitem__
+        values = [_row_values(row, t) for row in rows]
+        ids = [(mid, f"{rid.int:032x}", p) for mid, rid, p in sent]
+        if self.dialect.json_rows:
+            # One statement per table: SQLite reads the rows out of one JSON array
+            # without the interpreter's lock, where executemany takes it back per row.
+            values_json, ids_json = orjson.dumps(values), orjson.dumps(ids)
+
+            def write_json() -> None:
+                def work(c: Any) -> None:
+                    c.execute(self._insert_next, (values_json,))
+                    c.execute(self._insert_next_id, (ids_json,))
+
+                self._in_transaction(work)
+
+            return write_json
+
+        def write_rows() -> None:
+            def work(_: Any) -> None:
+                self._many(self._insert_next, values)
+                self._many(self._insert_next_id, ids)
+
+            self._in_transaction(work)
+
+        return write_rows
+
+    def _in_transaction(self, work: Callable[[Any], object]) -> None:
+        with self._lock:
+            c = self._conn
+            c.execute(self.dialect.begin_write)
+            try:
+                work(c)
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+
+    def _commit_next(self, views: Views) -> None:
+        d = self.dialect
+        with self._lock:
+            c = self._conn
+            c.execute(d.begin_write)
+            try:
+                self._run(self._lock_tracking)
+                for table in VIEW_TABLES:
+                    if table != "bd_recipients":
+                        c.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+                c.execute("DROP TABLE bd_recipients")
+                c.execute(f"ALTER TABLE {_NEXT_RECIPIENTS} RENAME TO bd_recipients")
+                for statement in d.renamed_key:
+                    c.execute(statement.format(old=_NEXT_RECIPIENTS, new="bd_recipients"))
+                for statement in _RECIPIENT_INDEXES:
+                    c.execute(self._ddl(statement))
+                # Appended as they came: here, of one id's Sent events the latest, in id
+                # order (the table's key grows at its end).
+                c.execute(
+                    "INSERT INTO bd_message_ids (message_id, recipient_id) "  # noqa: S608
+                    "SELECT message_id, recipient_id FROM (SELECT message_id, recipient_id, "
+                    "row_number() OVER (PARTITION BY message_id ORDER BY position DESC) AS n "
+                    f"FROM {_NEXT_MESSAGE_IDS}) AS latest WHERE n = 1 ORDER BY message_id"
+                )
+                c.execute(f"DROP TABLE {_NEXT_MESSAGE_IDS}")
+                self._write(views, {})
+                self._run("UPDATE bd_tracking SET position = ? WHERE id = 1", (views.position,))
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            finally:
+                self._forget()
+
+    def _ddl(self, statement: str) -> str:
+        d = self.dialect
+        return statement.format(int=d.int_type, time=d.time_type, blob=d.blob_type)
 
     def _run_schema(self, statements: Iterable[str]) -> None:
         with self._lock:

@@ -5,7 +5,7 @@ This module and ``codec`` are the only places that import eventsourcing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 from uuid import UUID
@@ -15,7 +15,7 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError, Mapper, RecordConflictError, StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
-from broadcast_domain.codec import AttrsMapper, uuid_from_hex
+from broadcast_domain.codec import EVENT_TYPES, AttrsMapper, uuid_from_hex
 from broadcast_domain.domain.events import DomainEvent
 from broadcast_domain.errors import InvalidInput, StoreUnavailable
 
@@ -150,6 +150,93 @@ def _parse_postgres_url(url: str) -> StoreUrl:
         dbname=dbname,
         options=tuple(sorted(options.items())),
     )
+
+
+def _topics_of(kinds: tuple[type[DomainEvent], ...]) -> list[str]:
+    return sorted(topic for topic, cls in EVENT_TYPES.items() if issubclass(cls, kinds))
+
+
+def _uuid(oid: Any) -> UUID:
+    return oid if isinstance(oid, UUID) else uuid_from_hex(oid)
+
+
+def _select_sqlite_others(
+    recorder: Any, topics: list[str], upto: int, after: int, limit: int
+) -> list[Any]:
+    marks = ",".join("?" * len(topics))
+    sql = (
+        "SELECT rowid, originator_id, originator_version, topic, state "  # noqa: S608 - fixed names
+        f"FROM {recorder.events_table_name} WHERE rowid <= ? AND topic NOT IN ({marks}) "
+        "AND rowid > ? ORDER BY rowid LIMIT ?"
+    )
+    with recorder.datastore.transaction(commit=False) as c:
+        c.execute(sql, [upto, *topics, after, limit])
+        rows: list[Any] = c.fetchall()  # sqlite3.Row: indexed and unpacked like a tuple
+        return rows
+
+
+def _sqlite_by_aggregate(
+    recorder: Any, topics: list[str], upto: int, chunk: int
+) -> Iterator[list[Any]]:
+    # One query, read in chunks: the table is scanned in position order (sequential
+    # pages) and sorted by SQLite, which spills to temporary files beyond its cache,
+    # instead of visiting the rows through the key's index (a random page per row).
+    marks = ",".join("?" * len(topics))
+    sql = (
+        "SELECT rowid, originator_id, originator_version, topic, state "  # noqa: S608 - fixed names
+        f"FROM {recorder.events_table_name} NOT INDEXED WHERE rowid <= ? AND topic IN ({marks}) "
+        "ORDER BY originator_id, originator_version"
+    )
+    with recorder.datastore.transaction(commit=False) as c:
+        c.execute(sql, [upto, *topics])
+        cursor = c.sqlite_cursor
+        while rows := cursor.fetchmany(chunk):
+            yield rows
+
+
+def _postgres_rows(
+    recorder: Any, where: str, params: tuple[Any, ...]
+) -> list[tuple[int, Any, int, str, bytes]]:
+    # (position, originator id, version, topic, state) rows of the events table
+    # matching ``where`` (which ends with the ORDER BY and LIMIT).
+    from psycopg.sql import SQL, Identifier
+
+    query = SQL(
+        "SELECT notification_id, originator_id, originator_version, topic, state FROM {}.{} "
+    ).format(Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name))
+    with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+        curs.execute(query + SQL(where), params)
+        return [
+            (
+                r["notification_id"],
+                r["originator_id"],
+                r["originator_version"],
+                r["topic"],
+                bytes(r["state"]),
+            )
+            for r in curs.fetchall()
+        ]
+
+
+def _postgres_by_aggregate(
+    recorder: Any, topics: list[str], upto: int, chunk: int
+) -> Iterator[list[Any]]:
+    # Through the primary key (originator id, version), a chunk after another.
+    rows = _postgres_rows(
+        recorder,
+        "WHERE notification_id <= %s AND topic = ANY(%s) "
+        "ORDER BY originator_id, originator_version LIMIT %s",
+        (upto, topics, chunk),
+    )
+    while rows:
+        yield rows
+        rows = _postgres_rows(
+            recorder,
+            "WHERE notification_id <= %s AND topic = ANY(%s) "
+            "AND (originator_id, originator_version) > (%s, %s) "
+            "ORDER BY originator_id, originator_version LIMIT %s",
+            (upto, topics, rows[-1][1], rows[-1][2], chunk),
+        )
 
 
 class _App(Application[UUID]):
@@ -434,6 +521,95 @@ class EventLog:
         )
         return [
             (n.id, decode(n.topic, n.originator_id, n.originator_version, n.state)) for n in notes
+        ]
+
+    def read_other_than(
+        self, kinds: tuple[type[DomainEvent], ...], upto: int, chunk: int
+    ) -> Iterator[list[tuple[int, DomainEvent]]]:
+        """Every (position, event) up to ``upto`` whose event is none of ``kinds``, by
+        position, in batches of up to ``chunk``."""
+        topics = _topics_of(kinds)
+        decode = self.mapper.decode
+        after = 0
+        while True:
+            rows = self._select_others(topics, upto, after, chunk)
+            if not rows:
+                return
+            yield [
+                (position, decode(topic, _uuid(oid), version, state))
+                for position, oid, version, topic, state in rows
+            ]
+            if len(rows) < chunk:
+                return  # the query went to the end: do not scan the rest again
+            after = rows[-1][0]
+
+    def read_by_aggregate(
+        self, kinds: tuple[type[DomainEvent], ...], upto: int, chunk: int
+    ) -> Iterator[list[list[tuple[int, DomainEvent]]]]:
+        """The events of ``kinds`` up to ``upto``, aggregate by aggregate: batches of whole
+        histories (each a list of (position, event), oldest first) of about ``chunk``
+        events. Aggregates come in the store's key order, each exactly once."""
+        decode = self.mapper.decode
+        # The last history of a chunk may go on in the next: it is carried over.
+        history: list[tuple[int, DomainEvent]] = []
+        last_oid: Any = None
+        uid: Any = None
+        for rows in self._chunks_by_aggregate(_topics_of(kinds), upto, chunk):
+            histories: list[list[tuple[int, DomainEvent]]] = []
+            for position, oid, version, topic, state in rows:
+                if oid != last_oid:
+                    if history:
+                        histories.append(history)
+                    history = []
+                    last_oid, uid = oid, _uuid(oid)
+                history.append((position, decode(topic, uid, version, state)))
+            if histories:
+                yield histories
+        if history:
+            yield [history]
+
+    def _chunks_by_aggregate(self, topics: list[str], upto: int, chunk: int) -> Iterator[list[Any]]:
+        # (position, originator id, version, topic, state) rows of ``topics`` up to
+        # ``upto``, by (originator id, version), in chunks of up to ``chunk``.
+        recorder: Any = self.recorder
+        if self.store.kind == "sqlite":
+            yield from _sqlite_by_aggregate(recorder, topics, upto, chunk)
+            return
+        if self.store.kind == "postgresql":
+            yield from _postgres_by_aggregate(recorder, topics, upto, chunk)
+            return
+        wanted = set(topics)
+        notes = recorder.select_notifications(start=1, limit=upto, stop=upto)
+        rows = [
+            (n.id, n.originator_id, n.originator_version, n.topic, n.state)
+            for n in notes
+            if n.topic in wanted
+        ]
+        rows.sort(key=lambda row: (row[1].int, row[2]))
+        for start in range(0, len(rows), chunk):
+            yield rows[start : start + chunk]
+
+    def _select_others(
+        self, topics: list[str], upto: int, after: int, limit: int
+    ) -> list[tuple[int, Any, int, str, bytes]]:
+        # (position, originator id, version, topic, state) rows up to ``upto`` of any
+        # topic but ``topics``, after position ``after``, by position.
+        recorder: Any = self.recorder
+        if self.store.kind == "sqlite":
+            return _select_sqlite_others(recorder, topics, upto, after, limit)
+        if self.store.kind == "postgresql":
+            return _postgres_rows(
+                recorder,
+                "WHERE notification_id <= %s AND topic <> ALL(%s) AND notification_id > %s "
+                "ORDER BY notification_id LIMIT %s",
+                (upto, topics, after, limit),
+            )
+        notes = recorder.select_notifications(start=after + 1, limit=limit, stop=upto)
+        wanted = set(topics)
+        return [
+            (n.id, n.originator_id, n.originator_version, n.topic, n.state)
+            for n in notes
+            if n.topic not in wanted
         ]
 
     def max_position(self) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -15,6 +15,7 @@ from broadcast_domain.domain.broadcast import Broadcast
 from broadcast_domain.domain.events import DomainEvent
 from broadcast_domain.domain.unmatched import UnmatchedMessage
 from broadcast_domain.domain.values import BroadcastStatus, DeliveryStatus
+from broadcast_domain.projections.replay import SentMessage
 from broadcast_domain.projections.rows import ResultCells, cells_of
 from broadcast_domain.projections.views import (
     BulkAcknowledgement,
@@ -70,14 +71,23 @@ class InMemoryViewStore:
                 return False
             return self.apply(bulk.events(), expected_position=expected_position)
 
-    def loading(self) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
+    def replacing(self) -> contextlib.AbstractContextManager[_Replacement]:
+        return contextlib.nullcontext(_Replacement(self._install))
+
+    def _install(self, views: Views) -> None:
+        by_broadcast: dict[UUID, list[RecipientRow]] = {}
+        for row in views.recipients.values():
+            by_broadcast.setdefault(row.broadcast_id, []).append(row)
+        with self._lock:
+            self._views = views
+            self._by_broadcast = {
+                bid: [row.id for row in sorted(rows, key=lambda row: row.position)]
+                for bid, rows in by_broadcast.items()
+            }
+            self._known = set(views.recipients)
 
     def reset(self) -> None:
-        with self._lock:
-            self._views = Views()
-            self._by_broadcast = {}
-            self._known = set()
+        self._install(Views())
 
     def dump(self) -> Views:
         with self._lock:
@@ -208,3 +218,34 @@ class InMemoryViewStore:
 
     def close(self) -> None:
         return None
+
+
+class _Replacement:
+    """A new set of views collected in dicts, installed whole by commit()."""
+
+    def __init__(self, install: Callable[[Views], None]) -> None:
+        self._install = install
+        self._rows: dict[UUID, RecipientRow] = {}
+        self._sent: dict[str, tuple[int, UUID]] = {}
+
+    def add(self, rows: Sequence[RecipientRow], sent: Sequence[SentMessage]) -> None:
+        self._rows.update((row.id, row) for row in rows)
+        latest = self._sent
+        for message_id, rid, position in sent:
+            seen = latest.get(message_id)
+            if seen is None or position > seen[0]:
+                latest[message_id] = (position, rid)
+
+    def commit(self, views: Views) -> None:
+        self._install(
+            Views(
+                recipients=self._rows,
+                broadcasts=dict(views.broadcasts),
+                counts={k: attrs.evolve(c) for k, c in views.counts.items()},
+                accounts=dict(views.accounts),
+                monthly=dict(views.monthly),
+                message_ids={mid: rid for mid, (_, rid) in self._sent.items()},
+                unmatched=dict(views.unmatched),
+                position=views.position,
+            )
+        )

@@ -2,10 +2,11 @@
 
 Reads (``BroadcastService`` catches up before it answers), the projection
 follower, ``rebuild_projections`` and ``verify_projections`` all go through
-:class:`Projector`. The view store's tracking position makes each event apply
-exactly once even when several processes (and several threads of one process)
-catch up at the same time: a batch another process applied first is dropped
-and the loop reads on from the new position.
+:class:`Projector` (a rebuild replays the log recipient by recipient into a
+new set of views, then catches up too). The view store's tracking position
+makes each event apply exactly once even when several processes (and several
+threads of one process) catch up at the same time: a batch another process
+applied first is dropped and the loop reads on from the new position.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import contextlib
 import gc
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 from broadcast_domain.application.eventlog import EventLog
-from broadcast_domain.domain.events import DomainEvent
+from broadcast_domain.domain.events import DomainEvent, RecipientEvent
 from broadcast_domain.ports import ViewStore
+from broadcast_domain.projections.replay import Replay, SentMessage
+from broadcast_domain.projections.rows import RecipientRow
 from broadcast_domain.projections.views import BulkAcknowledgement, Views, fold
 
 __all__ = ["READ_CHUNK", "REBUILD_CHUNK", "Projector", "compare_views"]
@@ -27,8 +30,9 @@ READ_CHUNK = 5_000
 """Events read from the log and applied per batch."""
 
 REBUILD_CHUNK = 25_000
-"""A rebuild applies bigger batches: each applied batch writes a recipient's row once,
-so fewer batches mean fewer rewrites of rows whose events are close together."""
+"""Events a rebuild reads per query (whole recipient histories, written in one go)."""
+
+_RECIPIENT_EVENTS = (RecipientEvent,)
 
 
 @contextlib.contextmanager
@@ -139,23 +143,43 @@ class Projector:
                     on_batch(batch[-1][0], applied)
 
     def rebuild(self, on_progress: Callable[[int, int], None] | None = None) -> int:
-        """Drop every projection and replay the whole log; return the position reached.
+        """Replay the whole log into a new set of views, put it in place of the live one,
+        then catch up with what was recorded meanwhile; return the position reached.
 
-        ``on_progress(position, last)`` is called after each batch, with ``last``
-        the position of the last event recorded when the rebuild began.
+        The log is read twice, neither time in position order only: every event that
+        is not a recipient's, by position, then the recipients' events aggregate by
+        aggregate, so each recipient's whole history is folded at once and its row
+        written once (:class:`~broadcast_domain.projections.replay.Replay`). The live
+        views answer until the new ones replace them in one transaction.
+
+        ``on_progress(done, last)`` is called after each batch of histories, with
+        ``last`` the position of the last event recorded when the rebuild began and
+        ``done`` how many events are replayed (``last`` at the end).
         """
-        with self._lock:
-            self.views.reset()
-        # The collector stays paused for the whole replay, not batch by batch: what a
-        # batch leaves alive (the store's remembered rows) would otherwise be walked
-        # again after every batch, and a replay forms no cycles to collect.
-        with self.views.loading(), _collector_paused():
-            if on_progress is None:
-                return self.catch_up(chunk=REBUILD_CHUNK)
+        with self._lock, _collector_paused():
             last = self.log.max_position()
-            return self.catch_up(
-                lambda reached, _: on_progress(reached, max(last, reached)), chunk=REBUILD_CHUNK
-            )
+            replay = Replay()
+            done = 0
+            for batch in self.log.read_other_than(_RECIPIENT_EVENTS, last, REBUILD_CHUNK):
+                for position, event in batch:
+                    replay.other(event, position)
+                done += len(batch)
+            with self.views.replacing() as target:
+                for histories in self.log.read_by_aggregate(_RECIPIENT_EVENTS, last, REBUILD_CHUNK):
+                    rows: list[RecipientRow] = []
+                    sent: list[SentMessage] = []
+                    for history in histories:
+                        row, messages = replay.recipient(cast(Sequence[Any], history))
+                        rows.append(row)
+                        sent.extend(messages)
+                        done += len(history)
+                    target.add(rows, sent)
+                    if on_progress is not None:
+                        on_progress(min(done, last), last)
+                target.commit(replay.views(last))
+        if on_progress is not None:
+            on_progress(last, last)
+        return self.catch_up()
 
     def history(self) -> Iterable[tuple[int, DomainEvent]]:
         """Every recorded (position, event), oldest first, read in batches."""

@@ -13,7 +13,7 @@ import enum
 import functools
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -38,6 +38,8 @@ from broadcast_domain.domain.values import DeliveryStatus, search_key
 from broadcast_domain.projections.rows import RecipientRow, advance, recipient_search_text
 
 __all__ = [
+    "DELIVERED_AGAIN",
+    "FIRST_OUTCOME",
     "AcknowledgedRows",
     "Acknowledging",
     "BulkAcknowledgement",
@@ -50,8 +52,10 @@ __all__ = [
     "estimated_completion",
     "fold",
     "keyword_key",
+    "month_key",
     "month_of",
     "months_needed",
+    "outcome_of",
     "project",
     "project_all",
     "project_bulk_acknowledgement",
@@ -103,6 +107,15 @@ class Counts:
             self.succeeded += delta
         else:
             self.errors += delta
+
+    def add_row(self, row: RecipientRow) -> None:
+        """Count a recipient at its row: what the fold of its events adds up to (each
+        step takes back what the row before it counted and counts the row after)."""
+        self.bump(row.status, +1)
+        if row.reason is not None:
+            self.bump_reason(row.reason, +1)
+        if row.unacknowledged_error:
+            self.unacknowledged += 1
 
     def bump_reason(self, reason: str | None, delta: int) -> None:
         """Add ``delta`` to the errors of ``reason`` (a reason at zero leaves the map)."""
@@ -470,14 +483,36 @@ def _project_recipient(views: Views, event: RecipientEvent, position: int) -> No
         views.dirty_message_ids.add(event.message_id)
         if counts.first_attempt_at is None:
             counts.first_attempt_at = event.timestamp
+    outcome = outcome_of(before, after)
+    if outcome:
+        counts.last_outcome_at = event.timestamp
+        if outcome is FIRST_OUTCOME:
+            key = month_key(after, views.timezone_of(after.account_id))
+            views.monthly[key] = views.monthly.get(key, 0) + 1
+            views.dirty_monthly.add(key)
+
+
+FIRST_OUTCOME = 1
+"""A step that gives the recipient its first outcome: it counts in the monthly usage."""
+DELIVERED_AGAIN = 2
+"""A step into a delivered status after an earlier outcome (an error after a success)."""
+
+
+def outcome_of(before: RecipientRow | None, after: RecipientRow) -> int:
+    """Whether a step from row ``before`` to ``after`` records an outcome: 0 when it does
+    not, else :data:`FIRST_OUTCOME` or :data:`DELIVERED_AGAIN`. Either one moves the
+    broadcast's ``last_outcome_at`` (the send rate) to the event's time."""
     if after.first_outcome_at is not None and (before is None or before.first_outcome_at is None):
-        counts.last_outcome_at = event.timestamp
-        year, month = month_of(after.first_outcome_at, views.timezone_of(after.account_id))
-        key = (after.account_id, year, month)
-        views.monthly[key] = views.monthly.get(key, 0) + 1
-        views.dirty_monthly.add(key)
-    elif before is not None and before.status is not status and status.is_delivered:
-        counts.last_outcome_at = event.timestamp
+        return FIRST_OUTCOME
+    if before is not None and before.status is not after.status and after.status.is_delivered:
+        return DELIVERED_AGAIN
+    return 0
+
+
+def month_key(row: RecipientRow, timezone: str) -> MonthKey:
+    """The month a row's first outcome counts in, in the account's time zone."""
+    year, month = month_of(cast(datetime, row.first_outcome_at), timezone)
+    return (row.account_id, year, month)
 
 
 def _project_unmatched(views: Views, event: BounceUnmatched | UnmatchedResolved) -> None:

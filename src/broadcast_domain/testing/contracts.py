@@ -58,6 +58,7 @@ from broadcast_domain.ports import (
     OutgoingMessage,
     ViewStore,
 )
+from broadcast_domain.projections.replay import SentMessage, replay_all
 from broadcast_domain.projections.rows import RecipientRow, cells_of
 from broadcast_domain.projections.views import BulkAcknowledgement, Counts, Views, fold, month_of
 from broadcast_domain.testing.clock import FakeClock
@@ -560,23 +561,45 @@ class ViewStoreContract:
             assert store.position() == bulk.positions[-1]
             assert compare_views(fold(history + bulk.events()), store.dump()) == []
 
-    def test_a_replay_while_loading_gives_the_fold(self) -> None:
-        """Batches applied while ``loading()`` is held give the fold, and the store
-        answers the same after it ends, also when it ends with an error."""
+    def test_a_replacement_takes_the_place_of_the_views_at_its_commit(self) -> None:
+        """What ``replacing()`` is given (a history replayed recipient by recipient, in
+        several ``add`` calls) is what the store holds after the commit, the fold of that
+        history, and later batches apply on top; until the commit, and when the block
+        ends without one (an error), the live views answer as before."""
         history = _scripted_history()
+        cut = len(history) - 2
+        rows, sent, views = replay_all(history[:cut])
         with ExitStack() as stack:
             store = self._store(stack)
-            with store.loading():
-                assert store.apply(history[:4], expected_position=0)
-                assert store.apply(history[4:], expected_position=history[3][0])
-                assert compare_views(fold(history), store.dump()) == []
-            assert compare_views(fold(history), store.dump()) == []
-            store.reset()
+            assert store.apply(history[:3], expected_position=0)
+            live = store.dump()
             with pytest.raises(RuntimeError, match="the replay failed"):
-                _replay_then_fail(store, history)
-            assert compare_views(fold(history), store.dump()) == []
-            for row in store.dump().recipients.values():
+                _replace_then_fail(store, rows, sent)
+            assert compare_views(live, store.dump()) == []
+            with store.replacing() as target:
+                target.add(rows[:1], sent[:1])
+                target.add(rows[1:], sent[1:])
+                assert compare_views(live, store.dump()) == []
+                target.commit(views)
+            assert store.position() == history[cut - 1][0]
+            assert compare_views(fold(history[:cut]), store.dump()) == []
+            for row in rows:
                 assert store.recipient(row.id) == row
+            assert store.apply(history[cut:], expected_position=history[cut - 1][0])
+            assert compare_views(fold(history), store.dump()) == []
+
+    def test_a_replacement_keeps_the_latest_sent_event_of_a_message_id(self) -> None:
+        """Of two Message-IDs given to a replacement with the same text, the one of the
+        later Sent event names the recipient, whichever came first."""
+        first, second = UUID(int=1), UUID(int=2)
+        with ExitStack() as stack:
+            store = self._store(stack)
+            with store.replacing() as target:
+                target.add([], [("<a@example.com>", first, 9), ("<b@example.com>", first, 3)])
+                target.add([], [("<a@example.com>", second, 5), ("<b@example.com>", second, 4)])
+                target.commit(Views(position=9))
+            assert store.recipient_by_message_id("<a@example.com>") == first
+            assert store.recipient_by_message_id("<b@example.com>") == second
 
     @_shared_by_subclasses
     @given(history=histories(), cuts=st.lists(st.integers(0, 10_000), max_size=4))
@@ -711,9 +734,11 @@ def _scripted_history() -> list[tuple[int, DomainEvent]]:
     return h.history
 
 
-def _replay_then_fail(store: ViewStore, history: list[tuple[int, DomainEvent]]) -> None:
-    with store.loading():
-        assert store.apply(history, expected_position=0)
+def _replace_then_fail(
+    store: ViewStore, rows: Sequence[RecipientRow], sent: Sequence[SentMessage]
+) -> None:
+    with store.replacing() as target:
+        target.add(rows, sent)
         raise RuntimeError("the replay failed")
 
 
