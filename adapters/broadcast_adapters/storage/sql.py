@@ -1010,16 +1010,11 @@ class SqlViewStore:
         return statement.format(int=d.int_type, time=d.time_type, blob=d.blob_type)
 
     def _run_schema(self, statements: Iterable[str]) -> None:
-        with self._lock:
-            c = self._conn
-            c.execute(self.dialect.begin_write)
-            try:
-                for statement in statements:
-                    c.execute(statement)
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
+        def work(c: Any) -> None:
+            for statement in statements:
+                c.execute(statement)
+
+        self._in_transaction(work)
 
     def dump(self) -> Views:
         with self._lock:

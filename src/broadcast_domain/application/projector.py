@@ -29,7 +29,7 @@ __all__ = ["READ_CHUNK", "REBUILD_CHUNK", "Projector", "compare_views"]
 READ_CHUNK = 5_000
 """Events read from the log and applied per batch."""
 
-REBUILD_CHUNK = 25_000
+REBUILD_CHUNK = 10_000
 """Events a rebuild reads per query (whole recipient histories, written in one go)."""
 
 _RECIPIENT_EVENTS = (RecipientEvent,)

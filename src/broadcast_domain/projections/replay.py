@@ -123,7 +123,7 @@ class Replay:
             outcome = outcome_of(before, row)
             if outcome:
                 last_outcome, last_outcome_at = position, event.timestamp
-                if outcome is FIRST_OUTCOME:
+                if outcome == FIRST_OUTCOME:
                     first_outcome = position
         assert row is not None  # noqa: S101 - a history holds one event at least
         counts, order = self._counts(row.broadcast_id, history[0][0], history[-1][0])

@@ -486,7 +486,7 @@ def _project_recipient(views: Views, event: RecipientEvent, position: int) -> No
     outcome = outcome_of(before, after)
     if outcome:
         counts.last_outcome_at = event.timestamp
-        if outcome is FIRST_OUTCOME:
+        if outcome == FIRST_OUTCOME:
             key = month_key(after, views.timezone_of(after.account_id))
             views.monthly[key] = views.monthly.get(key, 0) + 1
             views.dirty_monthly.add(key)
