@@ -252,8 +252,8 @@ def _by_position(item: tuple[UUID, Acknowledging]) -> int:
 def _row_values(r: RecipientRow, t: Callable[[Any], Any]) -> tuple[Any, ...]:
     # A row's column values, in ROW_FIELDS order, for the driver (``t`` converts a time).
     return (
-        r.id.hex,
-        r.broadcast_id.hex,
+        f"{r.id.int:032x}",  # UUID.hex, without its Python-level property
+        f"{r.broadcast_id.int:032x}",
         r.account_id,
         r.position,
         r.address,
