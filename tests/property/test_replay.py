@@ -22,6 +22,18 @@ from broadcast_domain.testing.strategies import histories
 History = list[tuple[int, DomainEvent]]
 
 
+def _split(history: History) -> tuple[History, dict[UUID, list[tuple[int, RecipientEvent]]]]:
+    # The events that are not a recipient's, and each recipient's, in log order.
+    others: History = []
+    by_recipient: dict[UUID, list[tuple[int, RecipientEvent]]] = {}
+    for position, event in history:
+        if isinstance(event, RecipientEvent):
+            by_recipient.setdefault(event.originator_id, []).append((position, event))
+        else:
+            others.append((position, event))
+    return others, by_recipient
+
+
 def _assembled(rows: list[RecipientRow], sent: list[SentMessage], views: Views) -> Views:
     # The views a store holds after a replacement: the rows, the latest Sent event's
     # recipient for each Message-ID (the ViewReplacement contract), the rest as given.
@@ -43,13 +55,10 @@ def test_a_replay_recipient_by_recipient_is_the_fold(
     """The other events by position, then each recipient's whole history, recipients
     in any order, give what the fold of the log in position order gives: rows, counts
     (send-rate times included), monthly usage in the zone of the time, Message-IDs."""
+    others, by_recipient = _split(history)
     replay = Replay()
-    by_recipient: dict[UUID, list[tuple[int, RecipientEvent]]] = {}
-    for position, event in history:
-        if isinstance(event, RecipientEvent):
-            by_recipient.setdefault(event.originator_id, []).append((position, event))
-        else:
-            replay.other(event, position)
+    for position, event in others:
+        replay.other(event, position)
     ids = list(by_recipient)
     order.shuffle(ids)
     rows: list[RecipientRow] = []
@@ -102,13 +111,7 @@ def test_a_replay_refuses_what_the_fold_refuses_and_mixed_input() -> None:
     bid = h.create_broadcast([Contact("a@example.com"), Contact("b@example.com")])
     h.start_sending(bid)
     h.attempt(bid, "a@example.com")
-    by_recipient: dict[UUID, list[tuple[int, RecipientEvent]]] = {}
-    others = []
-    for position, event in h.history:
-        if isinstance(event, RecipientEvent):
-            by_recipient.setdefault(event.originator_id, []).append((position, event))
-        else:
-            others.append((position, event))
+    others, by_recipient = _split(h.history)
     first, second = by_recipient.values()
     replay = Replay()
     for position, event in others:

@@ -886,19 +886,15 @@ class SqlViewStore:
         self._cache_position = None
 
     def reset(self) -> None:
+        def work(c: Any) -> None:
+            self._run(self._lock_tracking)
+            for table in VIEW_TABLES:
+                c.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+            c.execute("UPDATE bd_tracking SET position = 0 WHERE id = 1")
+
         with self._lock:
             self._forget()
-            c = self._conn
-            c.execute(self.dialect.begin_write)
-            try:
-                self._run(self._lock_tracking)
-                for table in VIEW_TABLES:
-                    c.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
-                c.execute("UPDATE bd_tracking SET position = 0 WHERE id = 1")
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
+            self._in_transaction(work)
 
     @contextlib.contextmanager
     def replacing(self) -> Iterator[_SqlReplacement]:
@@ -973,35 +969,33 @@ class SqlViewStore:
 
     def _commit_next(self, views: Views) -> None:
         d = self.dialect
+
+        def work(c: Any) -> None:
+            self._run(self._lock_tracking)
+            for table in VIEW_TABLES:
+                if table != "bd_recipients":
+                    c.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+            c.execute("DROP TABLE bd_recipients")
+            c.execute(f"ALTER TABLE {_NEXT_RECIPIENTS} RENAME TO bd_recipients")
+            for statement in d.renamed_key:
+                c.execute(statement.format(old=_NEXT_RECIPIENTS, new="bd_recipients"))
+            for statement in _RECIPIENT_INDEXES:
+                c.execute(self._ddl(statement))
+            # Appended as they came: here, of one id's Sent events the latest, in id
+            # order (the table's key grows at its end).
+            c.execute(
+                "INSERT INTO bd_message_ids (message_id, recipient_id) "  # noqa: S608
+                "SELECT message_id, recipient_id FROM (SELECT message_id, recipient_id, "
+                "row_number() OVER (PARTITION BY message_id ORDER BY position DESC) AS n "
+                f"FROM {_NEXT_MESSAGE_IDS}) AS latest WHERE n = 1 ORDER BY message_id"
+            )
+            c.execute(f"DROP TABLE {_NEXT_MESSAGE_IDS}")
+            self._write(views, {})
+            self._run("UPDATE bd_tracking SET position = ? WHERE id = 1", (views.position,))
+
         with self._lock:
-            c = self._conn
-            c.execute(d.begin_write)
             try:
-                self._run(self._lock_tracking)
-                for table in VIEW_TABLES:
-                    if table != "bd_recipients":
-                        c.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
-                c.execute("DROP TABLE bd_recipients")
-                c.execute(f"ALTER TABLE {_NEXT_RECIPIENTS} RENAME TO bd_recipients")
-                for statement in d.renamed_key:
-                    c.execute(statement.format(old=_NEXT_RECIPIENTS, new="bd_recipients"))
-                for statement in _RECIPIENT_INDEXES:
-                    c.execute(self._ddl(statement))
-                # Appended as they came: here, of one id's Sent events the latest, in id
-                # order (the table's key grows at its end).
-                c.execute(
-                    "INSERT INTO bd_message_ids (message_id, recipient_id) "  # noqa: S608
-                    "SELECT message_id, recipient_id FROM (SELECT message_id, recipient_id, "
-                    "row_number() OVER (PARTITION BY message_id ORDER BY position DESC) AS n "
-                    f"FROM {_NEXT_MESSAGE_IDS}) AS latest WHERE n = 1 ORDER BY message_id"
-                )
-                c.execute(f"DROP TABLE {_NEXT_MESSAGE_IDS}")
-                self._write(views, {})
-                self._run("UPDATE bd_tracking SET position = ? WHERE id = 1", (views.position,))
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
+                self._in_transaction(work)
             finally:
                 self._forget()
 

@@ -160,41 +160,6 @@ def _uuid(oid: Any) -> UUID:
     return oid if isinstance(oid, UUID) else uuid_from_hex(oid)
 
 
-def _select_sqlite_others(
-    recorder: Any, topics: list[str], upto: int, after: int, limit: int
-) -> list[Any]:
-    marks = ",".join("?" * len(topics))
-    sql = (
-        "SELECT rowid, originator_id, originator_version, topic, state "  # noqa: S608 - fixed names
-        f"FROM {recorder.events_table_name} WHERE rowid <= ? AND topic NOT IN ({marks}) "
-        "AND rowid > ? ORDER BY rowid LIMIT ?"
-    )
-    with recorder.datastore.transaction(commit=False) as c:
-        c.execute(sql, [upto, *topics, after, limit])
-        rows: list[Any] = c.fetchall()  # sqlite3.Row: indexed and unpacked like a tuple
-        return rows
-
-
-def _sqlite_by_aggregate(
-    recorder: Any, topics: list[str], upto: int, chunk: int
-) -> Iterator[list[Any]]:
-    # One query, read in chunks: the table is scanned in position order (sequential
-    # pages) and sorted by SQLite, which spills to temporary files beyond its cache,
-    # instead of visiting the rows through the key's index (a random page per row).
-    marks = ",".join("?" * len(topics))
-    sql = (
-        "SELECT rowid, originator_id, originator_version, topic, state "  # noqa: S608 - fixed names
-        f"FROM {recorder.events_table_name} NOT INDEXED WHERE rowid <= ? AND topic IN ({marks}) "
-        "ORDER BY originator_id, originator_version"
-    )
-    with recorder.datastore.transaction(commit=False) as c:
-        cursor = c.sqlite_cursor
-        cursor.row_factory = None  # plain tuples: cheaper to make than sqlite3.Row
-        c.execute(sql, [upto, *topics])
-        while rows := cursor.fetchmany(chunk):
-            yield rows
-
-
 def _postgres_rows(
     recorder: Any, where: str, params: tuple[Any, ...]
 ) -> list[tuple[int, Any, int, str, bytes]]:
@@ -270,20 +235,56 @@ class BatchSQLiteRecorder(SQLiteApplicationRecorder):
             last = int(c.fetchone()[0] or 0)
         return range(last - len(rows) + 1, last + 1)
 
-    def select_rows(self, after: int, limit: int) -> list[Any]:
-        """Up to ``limit`` (position, originator id, version, topic, state) rows after ``after``.
+    def select_rows(
+        self, after: int, limit: int, *, upto: int | None = None, excluding: Sequence[str] = ()
+    ) -> list[Any]:
+        """Up to ``limit`` (position, originator id, version, topic, state) rows after ``after``
+        (and up to ``upto``, of any topic but ``excluding``, when given), by position.
 
         What ``select_notifications`` reads, without a ``Notification`` and a
         ``UUID`` built per row (the caller decodes the row once, as it needs it).
         """
+        where = "rowid > ?"
+        params: list[Any] = [after]
+        if upto is not None:
+            where += " AND rowid <= ?"
+            params.append(upto)
+        if excluding:
+            where += f" AND topic NOT IN ({','.join('?' * len(excluding))})"
+            params.extend(excluding)
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"{self._select} WHERE {where} ORDER BY rowid LIMIT ?", [*params, limit])
+            rows: list[Any] = c.fetchall()  # sqlite3.Row: indexed and unpacked like a tuple
+            return rows
+
+    def rows_by_aggregate(
+        self, topics: Sequence[str], upto: int, chunk: int
+    ) -> Iterator[list[Any]]:
+        """The rows of ``topics`` up to position ``upto`` by (originator id, version), in
+        chunks of up to ``chunk``.
+
+        One query: the table is scanned in position order (sequential pages) and
+        sorted by SQLite, which spills to temporary files beyond its cache, instead
+        of visiting the rows through the key's index (a random page per row).
+        """
         statement = (
-            "SELECT rowid, originator_id, originator_version, topic, state "  # noqa: S608
-            f"FROM {self.events_table_name} WHERE rowid > ? ORDER BY rowid LIMIT ?"
+            f"{self._select} NOT INDEXED WHERE rowid <= ? "
+            f"AND topic IN ({','.join('?' * len(topics))}) "
+            "ORDER BY originator_id, originator_version"
         )
         with self.datastore.transaction(commit=False) as c:
-            c.execute(statement, (after, limit))
-            rows: list[Any] = c.fetchall()
-            return rows
+            cursor = c.sqlite_cursor
+            cursor.row_factory = None  # plain tuples: cheaper to make than sqlite3.Row
+            c.execute(statement, [upto, *topics])
+            while rows := cursor.fetchmany(chunk):
+                yield rows
+
+    @property
+    def _select(self) -> str:
+        return (
+            "SELECT rowid, originator_id, originator_version, topic, state "  # noqa: S608 - fixed names
+            f"FROM {self.events_table_name}"
+        )
 
 
 _BATCH_RECORDER_TOPIC = f"{__name__}:{BatchSQLiteRecorder.__qualname__}"
@@ -366,6 +367,7 @@ class EventLog:
         batch = recorder if isinstance(recorder, BatchSQLiteRecorder) else None
         self._insert_rows = batch.insert_rows if batch is not None else None
         self._select_rows = batch.select_rows if batch is not None else None
+        self._rows_by_aggregate = batch.rows_by_aggregate if batch is not None else None
 
     def put(self, events: Sequence[DomainEvent]) -> Sequence[int] | None:
         """Append events atomically; VersionConflict when any aggregate version is taken.
@@ -573,8 +575,8 @@ class EventLog:
         # (position, originator id, version, topic, state) rows of ``topics`` up to
         # ``upto``, by (originator id, version), in chunks of up to ``chunk``.
         recorder: Any = self.recorder
-        if self.store.kind == "sqlite":
-            yield from _sqlite_by_aggregate(recorder, topics, upto, chunk)
+        if self._rows_by_aggregate is not None:
+            yield from self._rows_by_aggregate(topics, upto, chunk)
             return
         if self.store.kind == "postgresql":
             yield from _postgres_by_aggregate(recorder, topics, upto, chunk)
@@ -596,8 +598,8 @@ class EventLog:
         # (position, originator id, version, topic, state) rows up to ``upto`` of any
         # topic but ``topics``, after position ``after``, by position.
         recorder: Any = self.recorder
-        if self.store.kind == "sqlite":
-            return _select_sqlite_others(recorder, topics, upto, after, limit)
+        if self._select_rows is not None:
+            return self._select_rows(after, limit, upto=upto, excluding=topics)
         if self.store.kind == "postgresql":
             return _postgres_rows(
                 recorder,

@@ -77,8 +77,8 @@ class Replay:
         self._views = Views()
         # Each account's configurations with the positions they were recorded at.
         self._configured: dict[str, tuple[list[int], list[Account]]] = {}
-        self._order: dict[UUID, _Order] = {}
-        self._last: tuple[UUID | None, Counts, _Order] = (None, Counts(), _Order())
+        # Each broadcast's counts (in the views) and where their order-dependent fields came from.
+        self._broadcasts: dict[UUID, tuple[Counts, _Order]] = {}
         self._recipients_seen = False
 
     def other(self, event: DomainEvent, position: int) -> None:
@@ -152,16 +152,12 @@ class Replay:
 
     def _counts(self, bid: UUID, first: int, last: int) -> tuple[Counts, _Order]:
         # The broadcast's counts, with the span of positions widened to [first, last],
-        # and where its order-dependent fields came from. Recipients come broadcast by
-        # broadcast, mostly: the last one's are kept at hand (no UUID hash and compare).
-        last_bid, counts, order = self._last
-        if bid is not last_bid and bid != last_bid:
-            known = self._views.counts.get(bid)
-            if known is None:
-                known = self._views.counts[bid] = Counts()
-                self._order[bid] = _Order()
-            counts, order = known, self._order[bid]
-            self._last = (bid, counts, order)
+        # and where its order-dependent fields came from.
+        known = self._broadcasts.get(bid)
+        if known is None:
+            known = self._broadcasts[bid] = (Counts(), _Order())
+            self._views.counts[bid] = known[0]
+        counts, order = known
         if not counts.first_position or first < counts.first_position:
             counts.first_position = first
         if last > counts.last_position:  # noqa: PLR1730
