@@ -35,7 +35,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from functools import partial
 from os import urandom
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 
@@ -43,14 +43,15 @@ from broadcast_domain.application.eventlog import VersionConflict
 from broadcast_domain.application.gateway import Gateway
 from broadcast_domain.application.projector import Projector
 from broadcast_domain.application.results import DispatchReport
+from broadcast_domain.codec import AttrsMapper, Row, attempt_rows_encoder, success_rows_encoder
 from broadcast_domain.domain.account import Account
 from broadcast_domain.domain.allowance import allowance_id, allowance_left, pause_reason
 from broadcast_domain.domain.broadcast import Broadcast
-from broadcast_domain.domain.events import BroadcastEvent, DomainEvent, SendsReserved
-from broadcast_domain.domain.messages import MessageTemplate, make_message_id
+from broadcast_domain.domain.events import BroadcastEvent, SendsReserved
+from broadcast_domain.domain.messages import MessageTemplate, check_address, make_message_id
 from broadcast_domain.domain.policies import DeliveryPolicy
-from broadcast_domain.domain.recipient import Bounced, Recipient, Succeeded
-from broadcast_domain.domain.values import BroadcastStatus, Contact, DeliveryStatus, require_aware
+from broadcast_domain.domain.recipient import Bounced, Recipient, Sent, Succeeded
+from broadcast_domain.domain.values import BroadcastStatus, DeliveryStatus, require_aware
 from broadcast_domain.domain.verp import Verp
 from broadcast_domain.errors import InvalidInput
 from broadcast_domain.ports import MailTransport, OutgoingMessage, TransportReply
@@ -250,6 +251,18 @@ def _retries_in(rows: Sequence[RecipientRow]) -> int:
     return sum(1 for r in rows if r.status is DeliveryStatus.SENDING)
 
 
+_MAPPER = AttrsMapper()
+
+
+def _is_fresh(row: RecipientRow) -> bool:
+    """Whether the row shows a recipient whose only event is its Scheduled one."""
+    return (
+        row.status is DeliveryStatus.SCHEDULED
+        and row.version == 1
+        and row.status_updated_at is not None
+    )
+
+
 def scheduled_state(row: RecipientRow) -> Recipient | None:
     """The state of a recipient whose only event is its Scheduled one, from its row.
 
@@ -257,11 +270,7 @@ def scheduled_state(row: RecipientRow) -> Recipient | None:
     the whole state), so the claim needs no read of the log; None for any other
     row. Property-tested against the aggregate.
     """
-    if (
-        row.status is not DeliveryStatus.SCHEDULED
-        or row.version != 1
-        or row.status_updated_at is None
-    ):
+    if not _is_fresh(row) or row.status_updated_at is None:
         return None
     return Recipient(
         id=row.id,
@@ -276,6 +285,41 @@ def scheduled_state(row: RecipientRow) -> Recipient | None:
         position=row.position,
         scheduled_at=row.status_updated_at,
         status_updated_at=row.status_updated_at,
+    )
+
+
+class _Claim(NamedTuple):
+    """A recipient this call claimed: what handing it over and recording its reply need."""
+
+    id: uuid.UUID
+    # The version of the claim's Sent event, and that event's attempt and Message-ID.
+    version: int
+    attempts: int
+    message_id: str
+    address: str
+    last_name: str
+    first_name: str
+    company: str
+    # The aggregate after the claim when the claim was decided on it; None when it was
+    # decided on a fresh row (``row``, claimed at ``at``): built only if a reply needs it.
+    state: Recipient | None
+    row: RecipientRow | None
+    at: datetime
+
+
+def _claim_of(state: Recipient, at: datetime) -> _Claim:
+    return _Claim(
+        state.id,
+        state.version,
+        state.attempts,
+        state.message_id or "",
+        state.address,
+        state.last_name,
+        state.first_name,
+        state.company,
+        state,
+        None,
+        at,
     )
 
 
@@ -303,6 +347,7 @@ class _Run:
         self.completed: list[uuid.UUID] = []
         self.accounts: dict[str, Account | None] = {}
         self.templates: dict[uuid.UUID, MessageTemplate] = {}
+        self.checked_return_path = False
         # Recipients of the current pass left SENDING or untouched: the broadcast is
         # complete only when a whole pass leaves none.
         self.unsettled = 0
@@ -470,7 +515,7 @@ class _Run:
 
     # --- claims ---------------------------------------------------------------------------
 
-    def _claim_batch(self, p: _Pass, rows: Sequence[RecipientRow]) -> list[Recipient] | None:
+    def _claim_batch(self, p: _Pass, rows: Sequence[RecipientRow]) -> list[_Claim] | None:
         """Claim the due recipients among ``rows``; None when another writer won a race.
 
         A recipient the views show untouched since it was scheduled is claimed on
@@ -480,8 +525,8 @@ class _Run:
         meanwhile) conflicts and nothing of the batch is written: the batch is
         then decided again on the log's states, where that recipient is not due.
         """
-        states, from_rows = self._states(rows)
-        claimed = self._try_claim(p, rows, states)
+        candidates, from_rows = self._candidates(rows)
+        claimed = self._try_claim(p, rows, candidates)
         if claimed is None and from_rows and p.limited is None:
             # Without a reservation nothing but the recipients' versions can have
             # conflicted; with one, the allowance itself may be stale: read again.
@@ -489,17 +534,30 @@ class _Run:
             claimed = self._try_claim(p, rows, [loaded[r.id] for r in rows if r.id in loaded])
         return claimed
 
-    def _states(self, rows: Sequence[RecipientRow]) -> tuple[list[Recipient], bool]:
-        """The recipients' states to decide on, and whether any was taken from its row."""
-        fresh = {r.id: s for r in rows if (s := scheduled_state(r)) is not None}
-        rest = [r.id for r in rows if r.id not in fresh]
+    def _candidates(
+        self, rows: Sequence[RecipientRow]
+    ) -> tuple[list[RecipientRow | Recipient], bool]:
+        """What to decide each claim on, and whether any was a fresh row.
+
+        A fresh row (the recipient's only event is its Scheduled one) is decided
+        on as it is; any other recipient's state is read from the log.
+        """
+        rest = [r.id for r in rows if not _is_fresh(r)]
         loaded = self.d.gateway.recipients(rest) if rest else {}
-        states = [s for r in rows if (s := fresh.get(r.id) or loaded.get(r.id)) is not None]
-        return states, bool(fresh)
+        candidates: list[RecipientRow | Recipient] = []
+        for r in rows:
+            if _is_fresh(r):
+                candidates.append(r)
+            elif (state := loaded.get(r.id)) is not None:
+                candidates.append(state)
+        return candidates, len(rest) < len(rows)
 
     def _try_claim(
-        self, p: _Pass, rows: Sequence[RecipientRow], states: Sequence[Recipient]
-    ) -> list[Recipient] | None:
+        self,
+        p: _Pass,
+        rows: Sequence[RecipientRow],
+        states: Sequence[RecipientRow | Recipient],
+    ) -> list[_Claim] | None:
         """Claim what of ``states`` is due and the allowance admits; None on a conflict."""
         due = [s for s in states if s.is_due(p.now)]
         retries = [s for s in due if s.status is DeliveryStatus.SENDING]
@@ -512,7 +570,7 @@ class _Run:
             if fresh:
                 reservation = _reservation(p, len(fresh))
         claim = sorted(retries + fresh, key=lambda r: r.position)
-        claimed: list[Recipient] = []
+        claimed: list[_Claim] = []
         if claim:
             after = self._claim(claim, p.now, reservation)
             if after is None:
@@ -531,29 +589,76 @@ class _Run:
     # --- claim, hand over, record --------------------------------------------------------
 
     def _claim(
-        self, due: Sequence[Recipient], now: datetime, reservation: SendsReserved | None
-    ) -> list[Recipient] | None:
-        """Record the attempts (and the reservation) in one write; None when another writer won."""
+        self,
+        due: Sequence[RecipientRow | Recipient],
+        now: datetime,
+        reservation: SendsReserved | None,
+    ) -> list[_Claim] | None:
+        """Record the attempts (and the reservation) in one write; None when another writer won.
+
+        A fresh row's claim is its first attempt, the one Sent event
+        ``Recipient.start_attempt`` records for a recipient with only its
+        Scheduled event (property-tested): its stored row is encoded without
+        building the event or the aggregate. A state read from the log is
+        decided on by the aggregate.
+        """
         policy = self.d.policy
-        events: list[DomainEvent] = []
-        after: list[Recipient] = []
+        encode = attempt_rows_encoder(now, now + policy.lease)
+        rows: list[Row] = []
+        claims: list[_Claim] = []
         for r, message_id in zip(due, _message_ids(self.d.verp.domain, len(due)), strict=True):
+            if isinstance(r, RecipientRow):
+                version = r.version + 1
+                rows.append(encode(r.id, version, 1, message_id))
+                claims.append(
+                    _Claim(
+                        r.id,
+                        version,
+                        1,
+                        message_id,
+                        r.address,
+                        r.last_name,
+                        r.first_name,
+                        r.company,
+                        None,
+                        r,
+                        now,
+                    )
+                )
+                continue
             new = r.start_attempt(now=now, message_id=message_id, policy=policy)
-            events.extend(new)
+            rows.extend(_MAPPER.to_rows(new))
             state = r
             for e in new:
                 state = e.apply(state)
-            after.append(state)
+            claims.append(_claim_of(state, now))
         if reservation is not None:
-            events.append(reservation)
+            rows.append(_MAPPER.to_row(reservation))
         try:
-            self.d.gateway.put(events)
+            self.d.gateway.put_rows(rows)
         except VersionConflict:
             return None
-        self.sent += len(after)
-        return after
+        self.sent += len(claims)
+        return claims
 
-    def _messages(self, b: Broadcast, claimed: Sequence[Recipient]) -> list[OutgoingMessage]:
+    def _state_of(self, c: _Claim) -> Recipient:
+        """The aggregate after the claim ``c`` (built from its row for a fresh row's claim)."""
+        if c.state is not None:
+            return c.state
+        scheduled = scheduled_state(c.row) if c.row is not None else None
+        if scheduled is None:  # pragma: no cover - a claim has a state or a fresh row
+            raise AssertionError("a claim holds its aggregate or the fresh row it was made on")
+        sent = Sent(
+            originator_id=c.id,
+            originator_version=c.version,
+            timestamp=c.at,
+            attempt=c.attempts,
+            message_id=c.message_id,
+            lease_until=c.at + self.d.policy.lease,
+        )
+        return sent.apply(scheduled)
+
+    def _messages(self, b: Broadcast, claimed: Sequence[_Claim]) -> list[OutgoingMessage]:
         verp = self.d.verp
         template = self.templates.get(b.id)
         if template is None:
@@ -565,13 +670,22 @@ class _Run:
                 text_body=b.text_body,
                 html_body=b.html_body,
             )
+        if not self.checked_return_path:
+            # Every VERP address differs from this one only in its token (base32
+            # digits), so this check stands for all: render_to takes them unchecked,
+            # as it takes the Message-IDs, all made by _message_ids.
+            check_address(verp.address(uuid.UUID(int=0)), "return_path")
+            self.checked_return_path = True
         date = self.now()
         messages = []
+        render = template.render_to
         for r in claimed:
-            message_id = r.message_id or ""  # set by the claim
+            message_id = r.message_id
             envelope_from = verp.address(r.id)
-            data = template.render(
-                recipient=Contact(r.address, r.last_name, r.first_name, r.company),
+            data = render(
+                r.address,
+                r.last_name,
+                r.first_name,
                 message_id=message_id,
                 envelope_from=envelope_from,
                 date=date,
@@ -587,7 +701,14 @@ class _Run:
             )
         return messages
 
-    def _record(self, claimed: Sequence[Recipient], replies: Sequence[TransportReply]) -> None:
+    def _record(self, claimed: Sequence[_Claim], replies: Sequence[TransportReply]) -> None:
+        """Record each claimed recipient's reply, in one write.
+
+        A 2xx reply to a claim is recorded as the Succeeded event
+        ``Recipient.record_reply`` decides for a claimed (SENDING) recipient
+        (property-tested), encoded without building it; any other reply is
+        decided on by the aggregate.
+        """
         if len(replies) != len(claimed):
             raise InvalidInput(
                 f"transport returned {len(replies)} replies for {len(claimed)} messages; "
@@ -597,19 +718,23 @@ class _Run:
         now = self.now()
         policy = self.d.policy
         by_key = {reply.key: reply for reply in replies}
-        events: list[DomainEvent] = []
-        outcomes: list[tuple[Recipient, int, str]] = []
+        success = success_rows_encoder(now)
+        rows: list[Row] = []
+        outcomes: list[tuple[_Claim, int, str]] = []
         for r in claimed:
             reply = by_key.get(r.id.hex)
             code, text = (reply.code, reply.text) if reply else (0, "no reply from the transport")
             outcomes.append((r, code, text))
-            new = r.record_reply(code=code, text=text, now=now, policy=policy)
-            events.extend(new)
             self._tally(code, r)
+            if 200 <= code < 300:
+                rows.append(success(r.id, r.version + 1, r.attempts, code, text))
+                continue
+            new = self._state_of(r).record_reply(code=code, text=text, now=now, policy=policy)
+            rows.extend(_MAPPER.to_rows(new))
             if not new or not isinstance(new[-1], Succeeded | Bounced):
                 self.unsettled += 1  # deferred (still SENDING), or nothing recorded
         try:
-            self.d.gateway.put(events)
+            self.d.gateway.put_rows(rows)
         except VersionConflict:
             # Someone wrote to one of these recipients meanwhile (a bounce report):
             # record each outcome on its fresh state. Whether they are all settled is
@@ -620,7 +745,7 @@ class _Run:
         if self.on_progress is not None:
             self.on_progress(self.report())
 
-    def _tally(self, code: int, r: Recipient) -> None:
+    def _tally(self, code: int, r: _Claim) -> None:
         if 200 <= code < 300:
             self.succeeded += 1
         elif 500 <= code < 600 or r.attempts >= self.d.policy.max_attempts:
@@ -628,7 +753,7 @@ class _Run:
         else:
             self.retried += 1
 
-    def _record_one(self, r: Recipient, code: int, text: str, now: datetime) -> None:
+    def _record_one(self, r: _Claim, code: int, text: str, now: datetime) -> None:
         policy = self.d.policy
 
         def decide() -> tuple[None, list[Any]]:
@@ -652,14 +777,14 @@ class _HandOver:
     def __init__(
         self,
         transport: MailTransport,
-        record: Callable[[Sequence[Recipient], Sequence[TransportReply]], None],
+        record: Callable[[Sequence[_Claim], Sequence[TransportReply]], None],
         *,
         depth: int,
     ) -> None:
         self.transport = transport
         self.record = record
         self.depth = depth
-        self.pending: deque[tuple[Sequence[Recipient], Future[list[TransportReply]]]] = deque()
+        self.pending: deque[tuple[Sequence[_Claim], Future[list[TransportReply]]]] = deque()
         self.worker: ThreadPoolExecutor | None = None
 
     def __enter__(self) -> _HandOver:
@@ -675,7 +800,7 @@ class _HandOver:
             if self.worker is not None:
                 self.worker.shutdown(wait=True)
 
-    def submit(self, claimed: Sequence[Recipient], messages: list[OutgoingMessage]) -> None:
+    def submit(self, claimed: Sequence[_Claim], messages: list[OutgoingMessage]) -> None:
         """Hand a claimed batch to the worker; record the oldest while too many are out."""
         if self.depth <= 1:
             self.record(claimed, self.transport.send(messages))

@@ -25,7 +25,13 @@ from email.utils import format_datetime
 from broadcast_domain.domain.values import Contact, require_aware
 from broadcast_domain.errors import InvalidInput
 
-__all__ = ["MessageTemplate", "build_message", "display_name", "make_message_id"]
+__all__ = [
+    "MessageTemplate",
+    "build_message",
+    "check_address",
+    "display_name",
+    "make_message_id",
+]
 
 
 class _CachedHeaderRegistry(HeaderRegistry):
@@ -130,8 +136,9 @@ def _check_text(value: str, field: str) -> str:
     return value
 
 
-def _check_address(value: str, field: str) -> str:
-    """An ASCII addr-spec; an internationalised domain is IDNA-encoded."""
+def check_address(value: str, field: str) -> str:
+    """An ASCII addr-spec; an internationalised domain is IDNA-encoded (InvalidInput naming
+    ``field`` otherwise)."""
     _check_text(value, field)
     local, at, domain = value.strip().rpartition("@")
     if not at or not local or not domain:
@@ -265,7 +272,11 @@ def display_name(contact: Contact) -> str:
 
     Runs of whitespace become one space and the ends are trimmed.
     """
-    return _squeeze(f"{contact.last_name} {contact.first_name}")
+    return _display(contact.last_name, contact.first_name)
+
+
+def _display(last_name: str, first_name: str) -> str:
+    return _squeeze(f"{last_name} {first_name}")
 
 
 def make_message_id(domain: str, unique: str) -> str:
@@ -314,9 +325,9 @@ def build_message(
     the receiving server records it as Return-Path. Raises InvalidInput naming
     the field for CR/LF in any header value, a bad address or a naive date.
     """
-    sender_addr = _check_address(sender, "sender")
-    _check_address(envelope_from, "envelope_from")
-    to_addr = _check_address(recipient.address, "recipient.address")
+    sender_addr = check_address(sender, "sender")
+    check_address(envelope_from, "envelope_from")
+    to_addr = check_address(recipient.address, "recipient.address")
     from_name = _squeeze(_check_text(sender_name or "", "sender_name"))
     _check_text(recipient.last_name, "recipient.last_name")
     _check_text(recipient.first_name, "recipient.first_name")
@@ -422,27 +433,52 @@ class MessageTemplate:
         self, *, recipient: Contact, message_id: str, envelope_from: str, date: datetime
     ) -> bytes:
         """The whole message for one recipient (checks as :func:`build_message` does)."""
-        _check_address(envelope_from, "envelope_from")
-        to_addr = _check_address(recipient.address, "recipient.address")
-        _check_text(recipient.last_name, "recipient.last_name")
-        _check_text(recipient.first_name, "recipient.first_name")
+        check_address(envelope_from, "envelope_from")
         _check_message_id(message_id)
-        require_aware(date, "date")
+        return self.render_to(
+            recipient.address,
+            recipient.last_name,
+            recipient.first_name,
+            message_id=message_id,
+            envelope_from=envelope_from,
+            date=date,
+        )
+
+    def render_to(
+        self,
+        address: str,
+        last_name: str,
+        first_name: str,
+        *,
+        message_id: str,
+        envelope_from: str,
+        date: datetime,
+    ) -> bytes:
+        """:meth:`render` for a Message-ID and an envelope sender the caller vouches for.
+
+        The recipient's address and names, and the date, are checked as
+        :meth:`render` checks them; ``message_id`` and ``envelope_from`` are
+        not: they are for a caller that makes them by rules that keep them
+        valid (a dispatcher: :func:`make_message_id`'s shape, and VERP
+        addresses of a return path it checked with :func:`check_address`).
+        """
+        to_addr = check_address(address, "recipient.address")
+        _check_text(last_name, "recipient.last_name")
+        _check_text(first_name, "recipient.first_name")
         # The lines _RawHeader.fold writes under _POLICY (CRLF), without the objects.
-        to = f"To: {_mailbox_value('To', display_name(recipient), to_addr)}\r\n"
+        to = f"To: {_mailbox_value('To', _display(last_name, first_name), to_addr)}\r\n"
         if date != self._date:
             # One Date line per batch, not per message: formatting it is a third of a render.
+            require_aware(date, "date")
             self._date = date
             self._date_line = _RawHeader("Date", format_datetime(date)).fold(policy=_POLICY)
-        date_line = self._date_line
-        id_line = f"Message-ID: {message_id}\r\n"
         return b"".join(
             (
                 self._before,
                 to.encode("ascii"),
                 self._subject,
-                date_line.encode("ascii"),
-                id_line.encode("ascii"),
+                self._date_line.encode("ascii"),
+                f"Message-ID: {message_id}\r\n".encode("ascii"),
                 self._after,
             )
         )

@@ -8,6 +8,7 @@ forged or tampered token fails verification and can never flip a status.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from uuid import UUID
 
@@ -16,6 +17,7 @@ from broadcast_domain.errors import InvalidInput
 __all__ = ["Verp", "split_verp_address", "verp_token_of"]
 
 _MAC_BYTES = 10
+_SHA256_BLOCK = 64
 _BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 # The base32 alphabet as the digits int(..., 32) reads: "A" is 0 ... "7" is 31.
 _BASE32_DIGITS = str.maketrans(_BASE32, "0123456789ABCDEFGHIJKLMNOPQRSTUV")
@@ -84,14 +86,23 @@ class Verp:
             )
         self.local = local
         self.domain = domain.lower()
-        # HMAC-SHA256 keyed once; each MAC continues a copy of it (half the cost
-        # of keying anew per token).
-        self._keyed = hmac.new(bytes(signing_key), digestmod="sha256")
+        # HMAC-SHA256 (RFC 2104) keyed once: the inner and outer hashes with the
+        # padded key already absorbed, and each MAC continues copies of them. The
+        # same digest as hmac.new(key, payload, "sha256") (tested), at half the cost
+        # of copying an hmac.HMAC, whose copy() is Python code.
+        key = bytes(signing_key)
+        if len(key) > _SHA256_BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_SHA256_BLOCK, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
 
     def _mac(self, payload: bytes) -> bytes:
-        mac = self._keyed.copy()
-        mac.update(payload)
-        return mac.digest()[:_MAC_BYTES]
+        inner = self._inner.copy()
+        inner.update(payload)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()[:_MAC_BYTES]
 
     def token(self, recipient_id: UUID) -> str:
         """The signed token for a recipient delivery."""
