@@ -23,17 +23,19 @@ from broadcast_domain import (
     BroadcastService,
     BroadcastStatus,
     Contact,
+    DeliveryStatus,
     InboxRole,
 )
 from broadcast_domain.application.dispatching import scheduled_state
 from broadcast_domain.domain.allowance import SendsReserved, allowance_id
-from broadcast_domain.domain.events import DomainEvent, RecipientEvent, Sent
+from broadcast_domain.domain.events import DomainEvent, RecipientEvent, Sent, Succeeded
 from broadcast_domain.domain.messages import make_message_id
+from broadcast_domain.domain.policies import DeliveryPolicy
 from broadcast_domain.domain.recipient import Recipient, recipient_id
 from broadcast_domain.ports import OutgoingMessage, TransportReply
 from broadcast_domain.projections.rows import RecipientRow, advance
 from broadcast_domain.testing.clock import FakeClock
-from broadcast_domain.testing.strategies import histories
+from broadcast_domain.testing.strategies import aware_datetimes, histories
 
 OPERATOR = Actor("op", inbox_roles={"support": InboxRole.OPERATOR})
 KEY = b"claims-signing-key-0123456789abcd"
@@ -57,6 +59,49 @@ def test_a_row_gives_a_state_only_when_it_is_the_aggregate_state(
         from_row = scheduled_state(row)
         assert from_row is None or from_row == state
         assert (from_row is not None) == (state.version == 1)
+
+
+@given(
+    history=histories(),
+    now=aware_datetimes(),
+    code=st.integers(200, 299),
+    text=st.text(max_size=30),
+)
+def test_the_rules_the_dispatcher_encodes_without_the_aggregate(
+    history: list[tuple[int, DomainEvent]], now: Any, code: int, text: str
+) -> None:
+    """What the dispatcher writes without building the aggregate is what it decides:
+    a recipient with only its Scheduled event is claimed with its first attempt, and a
+    2xx reply to a claimed (SENDING) recipient is one Succeeded event."""
+    policy = DeliveryPolicy()
+    states: dict[UUID, Recipient] = {}
+    for _, event in history:
+        if isinstance(event, RecipientEvent):
+            states[event.originator_id] = event.apply(states.get(event.originator_id))
+    for state in states.values():
+        if state.version == 1:
+            mid = make_message_id("mail.example.com", "fresh")
+            assert state.start_attempt(now=now, message_id=mid, policy=policy) == [
+                Sent(
+                    originator_id=state.id,
+                    originator_version=2,
+                    timestamp=now,
+                    attempt=1,
+                    message_id=mid,
+                    lease_until=now + policy.lease,
+                )
+            ]
+        if state.status is DeliveryStatus.SENDING:
+            assert state.record_reply(code=code, text=text, now=now, policy=policy) == [
+                Succeeded(
+                    originator_id=state.id,
+                    originator_version=state.version + 1,
+                    timestamp=now,
+                    attempt=state.attempts,
+                    reply_code=code,
+                    reply_text=text,
+                )
+            ]
 
 
 def open_service(clock: FakeClock) -> BroadcastService:

@@ -21,8 +21,20 @@ from broadcast_domain.application.eventlog import (
     parse_store_url,
 )
 from broadcast_domain.application.validation import check_address, check_header_field, fold_contacts
-from broadcast_domain.codec import AttrsMapper, make_converter, scheduled_rows_encoder
-from broadcast_domain.domain.events import DomainEvent, ErrorAcknowledged, Scheduled
+from broadcast_domain.codec import (
+    AttrsMapper,
+    attempt_rows_encoder,
+    make_converter,
+    scheduled_rows_encoder,
+    success_rows_encoder,
+)
+from broadcast_domain.domain.events import (
+    DomainEvent,
+    ErrorAcknowledged,
+    Scheduled,
+    Sent,
+    Succeeded,
+)
 from broadcast_domain.domain.recipient import recipient_id, recipient_id_hasher, recipient_id_maker
 from broadcast_domain.domain.values import Contact, normalise_address
 from broadcast_domain.errors import InvalidInput
@@ -152,6 +164,46 @@ def test_scheduled_rows_are_the_rows_of_the_scheduled_events(
             zip(ids, people, strict=True), first
         )
     ]
+
+
+_times = st.datetimes(timezones=st.timezones())
+_versions = st.integers(1, 2**31)
+
+
+@given(st.uuids(), _versions, _versions, _any_text, _times, _times)
+def test_attempt_rows_are_the_rows_of_the_sent_events(
+    rid: UUID, version: int, attempt: int, message_id: str, when: datetime, lease: datetime
+) -> None:
+    """The claim's event-free row encoder gives to_row of the Sent event, byte for byte."""
+    row = attempt_rows_encoder(when, lease)(rid, version, attempt, message_id)
+    assert row == MAPPER.to_row(
+        Sent(
+            originator_id=rid,
+            originator_version=version,
+            timestamp=when,
+            attempt=attempt,
+            message_id=message_id,
+            lease_until=lease,
+        )
+    )
+
+
+@given(st.uuids(), _versions, _versions, st.integers(-1, 999), st.text(max_size=60), _times)
+def test_success_rows_are_the_rows_of_the_succeeded_events(
+    rid: UUID, version: int, attempt: int, code: int, text: str, when: datetime
+) -> None:
+    """The 2xx reply's event-free row encoder gives to_row of the Succeeded event."""
+    row = success_rows_encoder(when)(rid, version, attempt, code, text)
+    assert row == MAPPER.to_row(
+        Succeeded(
+            originator_id=rid,
+            originator_version=version,
+            timestamp=when,
+            attempt=attempt,
+            reply_code=code,
+            reply_text=text,
+        )
+    )
 
 
 def _slow_fold(items: list[Contact]) -> tuple[list[Contact], int]:

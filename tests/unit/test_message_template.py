@@ -88,3 +88,38 @@ def test_render_checks_the_recipient_fields() -> None:
         t.render(recipient=Contact("a@example.com", last_name="x\ny"), **ok)  # type: ignore[arg-type]
     with pytest.raises(InvalidInput, match=r"recipient\.address"):
         t.render(recipient=Contact("not an address"), **ok)  # type: ignore[arg-type]
+
+
+def test_render_to_checks_the_recipient_and_the_date_but_takes_ids_as_given() -> None:
+    """render_to is render for a dispatcher's own Message-ID and VERP address: the same
+    bytes for the same values; the recipient's fields and the date are still checked
+    (a naive date after an aware one too), while the id and envelope are not looked at."""
+    t = MessageTemplate(
+        sender="n@example.com", sender_name=None, subject="s", text_body="b", html_body=None
+    )
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    ids = {"message_id": "<a@b>", "envelope_from": "b+tok@example.com", "date": when}
+    contact = Contact("a@example.com", last_name="山田", first_name="太郎")
+    assert t.render_to("a@example.com", "山田", "太郎", **ids) == t.render(  # type: ignore[arg-type]
+        recipient=contact,
+        **ids,  # type: ignore[arg-type]
+    )
+    with pytest.raises(InvalidInput, match="last_name"):
+        t.render_to("a@example.com", "x\ny", "", **ids)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match=r"recipient\.address"):
+        t.render_to("not an address", "", "", **ids)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="date"):
+        t.render_to(
+            "a@example.com",
+            "",
+            "",
+            message_id="<a@b>",
+            envelope_from="b@e.com",
+            date=datetime(2026, 1, 1),
+        )
+    with pytest.raises(InvalidInput, match="message_id"):
+        t.render(recipient=contact, message_id="no brackets", envelope_from="b@e.com", date=when)
+    unchecked = t.render_to(
+        "a@example.com", "", "", message_id="<x@y>", envelope_from="not one", date=when
+    )
+    assert b"Message-ID: <x@y>\r\n" in unchecked
