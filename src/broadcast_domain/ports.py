@@ -309,8 +309,11 @@ class ViewStore(Protocol):
         """Broadcasts scheduled, sending or paused whose time has come, oldest first."""
         ...
 
-    def due_recipients(self, broadcast_id: UUID, now: datetime, limit: int) -> list[RecipientRow]:
-        """Rows of recipients a dispatcher may claim now, in position order.
+    def due_recipients(
+        self, broadcast_id: UUID, now: datetime, limit: int, *, after: int = -1
+    ) -> list[RecipientRow]:
+        """Rows of recipients a dispatcher may claim now, in position order, from the
+        first position greater than ``after``.
 
         The rows say who; the dispatcher decides from the aggregates in the event log.
         """

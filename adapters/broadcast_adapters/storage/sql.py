@@ -1119,19 +1119,21 @@ class SqlViewStore:
         out = self.dialect.blob_out
         return [decode_state(out(r[0]), Broadcast) for r in rows]
 
-    def due_recipients(self, broadcast_id: UUID, now: datetime, limit: int) -> list[RecipientRow]:
+    def due_recipients(
+        self, broadcast_id: UUID, now: datetime, limit: int, *, after: int = -1
+    ) -> list[RecipientRow]:
         bid = broadcast_id.hex
         rows = self._all(
             f"SELECT {_COLUMNS} FROM bd_recipients WHERE broadcast_id = ? "  # noqa: S608
-            "AND status = 'scheduled' ORDER BY position LIMIT ?",
-            (bid, limit),
+            "AND status = 'scheduled' AND position > ? ORDER BY position LIMIT ?",
+            (bid, after, limit),
         )
         # The first `limit` by position of the union is within the first `limit` of each part;
         # two index-ordered queries avoid scanning the rows already sent.
         rows += self._all(
             f"SELECT {_COLUMNS} FROM bd_recipients WHERE broadcast_id = ? "  # noqa: S608
-            "AND status = 'sending' AND due_at <= ? ORDER BY position LIMIT ?",
-            (bid, self.dialect.time_in(now), limit),
+            "AND status = 'sending' AND due_at <= ? AND position > ? ORDER BY position LIMIT ?",
+            (bid, self.dialect.time_in(now), after, limit),
         )
         found = [self._decode_row(r) for r in rows]
         found.sort(key=lambda r: r.position)

@@ -10,13 +10,15 @@ recording the outcome leaves the recipient SENDING; after the lease another
 dispatcher sends it again with the same Message-ID.
 
 Decisions come from the write side. A pass over a broadcast asks the views
-which recipients are due (the first batch alone, so hand-over starts at once,
-then the rest of the pass while that batch is on its way) and how many wait
-for a retry; from then on the dispatcher keeps what it claimed and handed over
-in memory and neither projects nor reads the views again until the pass is
-done. A recipient whose row shows it untouched since it was scheduled is
-claimed on the state the row describes; others are read from the event log
-together. Every claim names the recipient's next version, so a row behind the
+which recipients are due, a batch at a time (each next batch from the last
+position it holds, read while the batch before is on its way), and how many
+wait for a retry; the dispatcher keeps what it claimed and handed over in
+memory and does not project until the pass is done. A recipient whose row
+shows it untouched since it was scheduled is claimed on the row: its claim is
+its first attempt, written as the stored row of that Sent event without
+building the event or the aggregate (a 2xx reply to a claim is written the
+same way); others are read from the event log together and decided on by the
+aggregate. Every claim names the recipient's next version, so a row behind the
 log loses on the event store and the batch is decided again on the log's
 states. Hand-over is a
 bounded pipeline: one worker thread sends a batch while the caller's thread
@@ -64,7 +66,7 @@ DEFAULT_BATCH = 500
 """Recipients claimed, handed over and recorded together."""
 
 PASS_SIZE = 10_000
-"""Due recipients read from the views at once; the views are read again only after them."""
+"""Due recipients one pass takes, at most; a pass reads them a batch at a time."""
 
 _DEPTH = 2
 """Batches handed over but not yet recorded, at most (the pipeline's bound)."""
@@ -197,7 +199,7 @@ class _Pass:
     due: list[RecipientRow]
     # Recipients this pass may take (the pass size, or the budget left).
     want: int
-    # Whether the rest of the pass is still to be read (only the first batch is in ``due``).
+    # Whether more of the pass is still to be read (``due`` holds the batches read so far).
     rest: bool
     # Whether ``due`` is everything due (the views held no more than one pass).
     whole: bool
@@ -425,8 +427,8 @@ class _Run:
         if rate:
             # About one second of sending per batch, so the rate limit is smooth.
             size = max(1, min(size, int(rate)))
-        # The first batch is read alone so that hand-over starts at once; the rest of
-        # the pass is read while that batch is on its way (_read_rest).
+        # The first batch is read alone so that hand-over starts at once; each next
+        # batch is read while the one before is on its way (_read_next).
         first = want if want <= size else size
         views = d.projector.views
         due = views.due_recipients(bid, now, first + 1)
@@ -449,20 +451,24 @@ class _Run:
             rate=rate,
         )
 
-    def _read_rest(self, p: _Pass) -> None:
-        """Add the rest of the pass to ``p.due``: the due rows after those it holds.
+    def _read_next(self, p: _Pass) -> None:
+        """Add the next batch of due rows to ``p.due``: those after the last it holds.
 
-        Nothing was projected since the first read, so the rows this pass holds
-        are read again and skipped by position (due rows come in position order).
+        Nothing was projected since the pass began, so the rows it claimed still
+        look due in the views; reading from the last position it holds skips
+        them (due rows come in position order). One batch at a time keeps each
+        read short while the batch before is on its way.
         """
-        p.rest = False
-        rows = self.d.projector.views.due_recipients(p.bid, p.now, p.want + 1)
-        last = p.due[-1].position
-        tail = [r for r in rows if r.position > last]
-        p.whole = len(p.due) + len(tail) <= p.want
-        tail = tail[: p.want - len(p.due)]
-        self.unsettled -= _retries_in(tail)
-        p.due.extend(tail)
+        take = min(p.size, p.want - len(p.due))
+        rows = self.d.projector.views.due_recipients(
+            p.bid, p.now, take + 1, after=p.due[-1].position
+        )
+        more = len(rows) > take
+        rows = rows[:take]
+        self.unsettled -= _retries_in(rows)
+        p.due.extend(rows)
+        p.whole = not more
+        p.rest = more and len(p.due) < p.want
 
     def _hand_over(self, p: _Pass, pipe: _HandOver) -> bool | None:
         """Claim the pass's due rows batch by batch and hand each claimed batch over.
@@ -485,8 +491,8 @@ class _Run:
                 if self.budget is not None:
                     self.budget -= len(claimed)
                 pipe.submit(claimed, self._messages(p.state, claimed))
-            if p.rest:
-                self._read_rest(p)
+            if p.rest and start >= len(p.due):
+                self._read_next(p)
             if claimed and p.rate:
                 wait = len(claimed) / p.rate - (time.monotonic() - began)
                 if wait > 0:

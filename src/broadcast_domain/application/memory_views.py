@@ -147,10 +147,12 @@ class InMemoryViewStore:
             recipients = self._views.recipients
             return [recipients[rid] for rid in self._by_broadcast.get(broadcast_id, ())]
 
-    def due_recipients(self, broadcast_id: UUID, now: datetime, limit: int) -> list[RecipientRow]:
+    def due_recipients(
+        self, broadcast_id: UUID, now: datetime, limit: int, *, after: int = -1
+    ) -> list[RecipientRow]:
         out: list[RecipientRow] = []
         for r in self._rows(broadcast_id):
-            if r.is_due(now):
+            if r.position > after and r.is_due(now):
                 out.append(r)
                 if len(out) >= limit:
                     break

@@ -671,6 +671,11 @@ class ViewStoreContract:
         )
         due = [r for r in rows if r.is_due(now)]
         assert store.due_recipients(bid, now, limit) == due[:limit]
+        after = data.draw(st.sampled_from([-1, *(r.position for r in rows)]))
+        assert (
+            store.due_recipients(bid, now, limit, after=after)
+            == [r for r in due if r.position > after][:limit]
+        )
         as_of = data.draw(st.integers(0, views.position))
         errors = _unacknowledged(views, bid, as_of)
         assert store.error_page(bid, as_of=as_of, offset=offset, limit=limit) == (
