@@ -22,6 +22,7 @@ from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
 
 from broadcast_domain.domain import events as ev
 from broadcast_domain.domain import unmatched as um
+from broadcast_domain.domain.values import without_nul
 from broadcast_domain.errors import BroadcastError
 
 __all__ = [
@@ -440,7 +441,13 @@ def success_rows_encoder(timestamp: datetime) -> Callable[[UUID, int, int, int, 
             version,
             topic,
             head
-            + dumps({"attempt": attempt, "reply_code": reply_code, "reply_text": reply_text})[1:],
+            + dumps(
+                {
+                    "attempt": attempt,
+                    "reply_code": reply_code,
+                    "reply_text": without_nul(reply_text),
+                }
+            )[1:],
         )
 
     return encode

@@ -333,3 +333,40 @@ def test_messages_are_the_same_bytes_with_the_remembering_header_registry(
     if isinstance(fast, bytes) and isinstance(plain, bytes):
         fast, plain = boundary.sub(b"B", fast), boundary.sub(b"B", plain)
     assert fast == plain
+
+
+def test_texts_from_other_servers_hold_no_nul_however_the_event_is_made() -> None:
+    """A NUL in a reply, a diagnostic or a report id becomes U+FFFD: when the event is
+    built, when a stored event that holds one is decoded, and in the dispatcher's
+    event-free rows (PostgreSQL's text columns refuse NUL; the views show these)."""
+    from broadcast_domain.domain.recipient import Bounced
+
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    rid = UUID(int=7)
+    bounced = Bounced(
+        originator_id=rid,
+        originator_version=3,
+        timestamp=when,
+        source="dsn",
+        status="5.1.1",
+        diagnostic="550 no\x00such user",
+        permanent=True,
+        report_id="<r\x00@x>",
+        reported_at=when,
+        received_at=when,
+    )
+    assert (bounced.diagnostic, bounced.report_id) == ("550 no\ufffdsuch user", "<r\ufffd@x>")
+    oid, version, topic, state = MAPPER.to_row(
+        Succeeded(
+            originator_id=rid,
+            originator_version=3,
+            timestamp=when,
+            attempt=1,
+            reply_code=250,
+            reply_text="ok",
+        )
+    )
+    raw = state.replace(b'"ok"', b'"o\\u0000k"')  # stored before the converter existed
+    decoded = MAPPER.decode(topic, oid, version, raw)
+    assert isinstance(decoded, Succeeded) and decoded.reply_text == "o\ufffdk"
+    assert success_rows_encoder(when)(rid, 3, 1, 250, "o\x00k") == MAPPER.to_row(decoded)

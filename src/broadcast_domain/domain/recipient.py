@@ -27,6 +27,7 @@ from broadcast_domain.domain.values import (
     Contact,
     DeliveryStatus,
     normalise_address,
+    without_nul,
 )
 from broadcast_domain.errors import InvalidTransition
 
@@ -99,7 +100,7 @@ class Succeeded(RecipientEvent):
 
     attempt: int
     reply_code: int
-    reply_text: str
+    reply_text: str = attrs.field(converter=without_nul)
 
 
 @attrs.frozen(kw_only=True)
@@ -108,7 +109,7 @@ class Deferred(RecipientEvent):
 
     attempt: int
     reply_code: int
-    reply_text: str
+    reply_text: str = attrs.field(converter=without_nul)
     retry_at: datetime
 
 
@@ -118,9 +119,9 @@ class Bounced(RecipientEvent):
 
     source: str
     status: str
-    diagnostic: str
+    diagnostic: str = attrs.field(converter=without_nul)
     permanent: bool
-    report_id: str
+    report_id: str = attrs.field(converter=without_nul)
     reported_at: datetime
     received_at: datetime
     # One of REASONS; events recorded before reasons existed decode as "undefined".

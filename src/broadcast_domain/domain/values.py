@@ -28,6 +28,7 @@ __all__ = [
     "normalise_address",
     "require_aware",
     "search_key",
+    "without_nul",
 ]
 
 
@@ -122,6 +123,18 @@ def search_key(*parts: str | None) -> str:
     joined = " ".join(p for p in parts if p)
     folded = unicodedata.normalize("NFKC", joined).casefold()
     return "".join(folded.split())
+
+
+def without_nul(text: str) -> str:
+    """``text`` with every NUL character replaced by U+FFFD (the replacement character).
+
+    Reply texts, diagnostics and report ids come from other servers; a NUL
+    among them would be shown as nothing and is refused by PostgreSQL's text
+    columns, so the events that carry them hold U+FFFD instead (their
+    converters call this, and so does any encoder that writes such an event
+    without building it).
+    """
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
 def require_aware(value: datetime, field: str) -> datetime:
