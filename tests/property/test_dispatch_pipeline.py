@@ -161,14 +161,15 @@ def test_one_pass_reads_each_due_row_once_a_batch_at_a_time_and_projects_nothing
         calls: list[str] = []
         counting(svc.views, "due_recipients", calls)
         rows: list[int] = []
-        read = svc.views.due_recipients
+        views: Any = svc.views
+        read = views.due_recipients
 
         def due_recipients(*args: Any, **kwargs: Any) -> Any:
             found = read(*args, **kwargs)
             rows.append(len(found))
             return found
 
-        svc.views.due_recipients = due_recipients
+        views.due_recipients = due_recipients
         counting(svc.views, "apply", calls)
         transport = CheckingTransport(svc, {})
         report = svc.dispatch_due(transport)
