@@ -52,7 +52,7 @@ from broadcast_domain.domain.broadcast import Broadcast
 from broadcast_domain.domain.events import BroadcastEvent, SendsReserved
 from broadcast_domain.domain.messages import MessageTemplate, check_address, make_message_id
 from broadcast_domain.domain.policies import DeliveryPolicy
-from broadcast_domain.domain.recipient import Bounced, Recipient, Sent, Succeeded
+from broadcast_domain.domain.recipient import Bounced, Recipient, RecipientEvent, Succeeded
 from broadcast_domain.domain.values import BroadcastStatus, DeliveryStatus, require_aware
 from broadcast_domain.domain.verp import Verp
 from broadcast_domain.errors import InvalidInput
@@ -309,6 +309,16 @@ class _Claim(NamedTuple):
     at: datetime
 
 
+def _attempted(
+    state: Recipient, now: datetime, message_id: str, policy: DeliveryPolicy
+) -> tuple[list[RecipientEvent], Recipient]:
+    """What ``Recipient.start_attempt`` records, and the state after it."""
+    new = state.start_attempt(now=now, message_id=message_id, policy=policy)
+    for e in new:
+        state = e.apply(state)
+    return new, state
+
+
 def _claim_of(state: Recipient, at: datetime) -> _Claim:
     return _Claim(
         state.id,
@@ -548,15 +558,16 @@ class _Run:
         A fresh row (the recipient's only event is its Scheduled one) is decided
         on as it is; any other recipient's state is read from the log.
         """
-        rest = [r.id for r in rows if not _is_fresh(r)]
+        fresh = [_is_fresh(r) for r in rows]
+        rest = [r.id for r, is_fresh in zip(rows, fresh, strict=True) if not is_fresh]
         loaded = self.d.gateway.recipients(rest) if rest else {}
         candidates: list[RecipientRow | Recipient] = []
-        for r in rows:
-            if _is_fresh(r):
+        for r, is_fresh in zip(rows, fresh, strict=True):
+            if is_fresh:
                 candidates.append(r)
             elif (state := loaded.get(r.id)) is not None:
                 candidates.append(state)
-        return candidates, len(rest) < len(rows)
+        return candidates, any(fresh)
 
     def _try_claim(
         self,
@@ -632,11 +643,8 @@ class _Run:
                     )
                 )
                 continue
-            new = r.start_attempt(now=now, message_id=message_id, policy=policy)
+            new, state = _attempted(r, now, message_id, policy)
             rows.extend(_MAPPER.to_rows(new))
-            state = r
-            for e in new:
-                state = e.apply(state)
             claims.append(_claim_of(state, now))
         if reservation is not None:
             rows.append(_MAPPER.to_row(reservation))
@@ -654,15 +662,7 @@ class _Run:
         scheduled = scheduled_state(c.row) if c.row is not None else None
         if scheduled is None:  # pragma: no cover - a claim has a state or a fresh row
             raise AssertionError("a claim holds its aggregate or the fresh row it was made on")
-        sent = Sent(
-            originator_id=c.id,
-            originator_version=c.version,
-            timestamp=c.at,
-            attempt=c.attempts,
-            message_id=c.message_id,
-            lease_until=c.at + self.d.policy.lease,
-        )
-        return sent.apply(scheduled)
+        return _attempted(scheduled, c.at, c.message_id, self.d.policy)[1]
 
     def _messages(self, b: Broadcast, claimed: Sequence[_Claim]) -> list[OutgoingMessage]:
         verp = self.d.verp
